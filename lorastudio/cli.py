@@ -1,0 +1,93 @@
+"""The ``lorastudio`` command line: one entry point, subcommands loaded lazily.
+
+Each subcommand imports only what it needs when it runs, so ``lorastudio check`` stays
+torch-free and quick, and the GUI never pulls in the training stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lorastudio import __version__
+
+DEMO_FAMILIES = ("kontext", "qwen-edit-plus")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lorastudio",
+        description="LoRA Studio: train image-editing and text-to-image LoRAs on your own GPU, offline. "
+                    "With no command, the app opens.",
+    )
+    parser.add_argument("--version", action="version", version=f"LoRA Studio {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("gui", help="open the app (the default)")
+    p.add_argument("target", nargs="?", help="a dataset folder or a project .toml to open")
+
+    p = sub.add_parser("check", help="validate a dataset folder (pairs, captions, image sizes)")
+    p.add_argument("dir", help="the dataset folder")
+    p.add_argument("--json", action="store_true", help="print one JSON object (the check report)")
+
+    p = sub.add_parser("train", help="train a LoRA from a config .toml in the foreground")
+    p.add_argument("config", help="the project/config .toml")
+    p.add_argument("--jsonl", action="store_true", help="print only events, one JSON object per line")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--dry-run", action="store_true", help="validate the config and dataset, estimate, do not train")
+
+    p = sub.add_parser("sample", help="generate with a base model plus a LoRA (\"test your LoRA\")")
+    p.add_argument("--model", required=True, help="the base model folder")
+    p.add_argument("--lora", help="the LoRA .safetensors (omit for the base model alone)")
+    p.add_argument("--input", nargs="*", default=[], metavar="IMG", help="input image(s) for edit models, in order")
+    p.add_argument("--prompt", default="", help="the caption / instruction")
+    p.add_argument("--out", required=True, help="output PNG path")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale", type=float, default=1.0, help="LoRA strength")
+    p.add_argument("--size", type=int, default=0, help="output long side in pixels (default: from the first input, or 512)")
+
+    p = sub.add_parser("worker", help="the training process the app starts (events on stdout, 'stop' on stdin)")
+    p.add_argument("config", help="the project/config .toml")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+
+    p = sub.add_parser("demo", help="write a tiny random-weight model and a demo dataset (no download, no GPU)")
+    p.add_argument("out_dir", help="folder to create")
+    p.add_argument("--family", default="kontext", choices=DEMO_FAMILIES)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command or "gui"
+
+    if command == "gui":
+        from lorastudio.ui.app import run_gui
+
+        return run_gui(getattr(args, "target", None))
+    if command == "check":
+        from lorastudio.dataset.check import check_command
+
+        return check_command(Path(args.dir), as_json=args.json)
+    if command == "train":
+        from lorastudio.training.worker import train_command
+
+        return train_command(Path(args.config), jsonl=args.jsonl, resume=args.resume, dry_run=args.dry_run)
+    if command == "worker":
+        from lorastudio.training.worker import worker_command
+
+        return worker_command(Path(args.config), resume=args.resume)
+    if command == "sample":
+        from lorastudio.training.sample import sample_command
+
+        return sample_command(args)
+    if command == "demo":
+        from lorastudio.training.demo import demo_command
+
+        return demo_command(Path(args.out_dir), family=args.family)
+    raise AssertionError(command)  # pragma: no cover
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""The training configuration: one TOML file shared by the CLI, the worker and the GUI.
+
+The GUI saves a project as exactly this file and the CLI trains from it, so there is one
+schema and one validator. Validation happens before any model is loaded: a typo in a key
+must cost the artist a second, not the minutes it takes to load a 12B transformer. Unknown
+keys are errors (a misspelt ``learning_rte`` silently ignored would train with the default).
+
+Pure Python: no Qt, no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lorastudio.fileio import atomic_write_text
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+#: The guide's starting points ("Set steps: Start with 1,000"; "Start with 1e-4").
+DEFAULT_STEPS = 1000
+DEFAULT_LEARNING_RATE = 1e-4
+DEFAULT_RANK = 16
+#: The guide's typical learning-rate range; outside it we warn, we do not refuse.
+TYPICAL_LEARNING_RATE = (1e-4, 5e-4)
+
+#: Names of the model families the trainer knows (``[model] family`` override).
+KNOWN_FAMILIES = ("kontext", "qwen-edit-plus", "flux", "qwen-image", "flux2", "flux2-klein")
+OUTPUT_FORMATS = ("diffusers", "comfyui")
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+
+
+class ConfigError(ValueError):
+    """A config problem, phrased for the person who wrote the file (names the key)."""
+
+
+@dataclass
+class ModelConfig:
+    #: A local diffusers folder; the family is read from its ``model_index.json``.
+    path: Path
+    #: Optional override of the detected family (one of ``KNOWN_FAMILIES``).
+    family: str = ""
+
+
+@dataclass
+class DatasetConfig:
+    path: Path
+    #: Optional word added in front of every caption.
+    trigger: str = ""
+    #: Used where a set has no ``.txt``.
+    default_caption: str = ""
+
+
+@dataclass
+class TrainConfig:
+    steps: int = DEFAULT_STEPS
+    learning_rate: float = DEFAULT_LEARNING_RATE
+    rank: int = DEFAULT_RANK
+    #: LoRA alpha; 0 means "same as rank" (scale 1.0), the usual default.
+    alpha: float = 0.0
+    seed: int = 42
+    #: Training area in pixels: images are bucketed to about resolution² pixels.
+    resolution: int = 512
+    #: Preview images every N steps (0 = only at the end).
+    sample_every: int = 250
+    #: Checkpoint every N steps (0 = only when stopping and at the end).
+    checkpoint_every: int = 250
+    batch_size: int = 1
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    gradient_checkpointing: bool = False
+    #: "auto" = bf16 on a GPU that supports it, fp32 on the CPU.
+    mixed_precision: str = "auto"
+    #: Denoising steps used for sample previews.
+    sample_steps: int = 8
+    #: How many sets get a preview at each sampling point.
+    sample_sets: int = 2
+
+
+@dataclass
+class OutputConfig:
+    dir: Path
+    name: str = "my_lora"
+    #: ``diffusers`` (default) or ``comfyui`` key names.
+    format: str = "diffusers"
+
+    @property
+    def lora_path(self) -> Path:
+        return self.dir / f"{self.name}.safetensors"
+
+    @property
+    def run_dir(self) -> Path:
+        """Everything else a run writes (log, samples, checkpoints, caches) lives here."""
+        return self.dir / f"{self.name}.run"
+
+
+@dataclass
+class Config:
+    model: ModelConfig
+    dataset: DatasetConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=lambda: OutputConfig(dir=Path("output")))
+    #: Where the config was read from (relative paths were resolved against its folder).
+    source: Path | None = None
+
+    def to_toml_dict(self, relative_to: Path | None = None) -> dict[str, Any]:
+        """The TOML structure of this config; paths relative to ``relative_to`` where possible."""
+
+        def portable(p: Path) -> str:
+            if relative_to is not None:
+                try:
+                    return Path(os.path.relpath(p, relative_to)).as_posix()
+                except ValueError:  # another drive on Windows
+                    pass
+            return str(p)
+
+        def section(obj: Any) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for f in dataclasses.fields(obj):
+                value = getattr(obj, f.name)
+                out[f.name] = portable(value) if isinstance(value, Path) else value
+            return out
+
+        return {
+            "model": section(self.model),
+            "dataset": section(self.dataset),
+            "train": section(self.train),
+            "output": section(self.output),
+        }
+
+
+_SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "dataset": DatasetConfig,
+    "train": TrainConfig,
+    "output": OutputConfig,
+}
+_REQUIRED = {("model", "path"), ("dataset", "path")}
+
+
+def _check_type(key: str, value: Any, annotation: str) -> Any:
+    """Coerce ``value`` to the annotated type or raise a ConfigError naming ``key``."""
+    kind = annotation.replace(" ", "")
+    if kind == "Path":
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{key}: expected a path (a non-empty string), got {value!r}")
+        return Path(value)
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected text in quotes, got {value!r}")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected a whole number, got {value!r}")
+        return value
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        return value
+    raise AssertionError(f"unhandled annotation {annotation!r}")  # pragma: no cover
+
+
+def _validate(config: Config) -> None:
+    t = config.train
+    positive = {"steps": t.steps, "rank": t.rank, "resolution": t.resolution, "batch_size": t.batch_size,
+                "sample_steps": t.sample_steps}
+    for name, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"train.{name}: must be greater than 0, got {value}")
+    for name in ("sample_every", "checkpoint_every", "warmup_steps", "sample_sets"):
+        if getattr(t, name) < 0:
+            raise ConfigError(f"train.{name}: must be 0 or more, got {getattr(t, name)}")
+    if not (0 < t.learning_rate < 1):
+        raise ConfigError(f"train.learning_rate: must be between 0 and 1 (typical 1e-4 … 5e-4), got {t.learning_rate}")
+    if t.alpha < 0:
+        raise ConfigError(f"train.alpha: must be 0 (= rank) or positive, got {t.alpha}")
+    if t.max_grad_norm < 0:
+        raise ConfigError(f"train.max_grad_norm: must be 0 (off) or positive, got {t.max_grad_norm}")
+    if t.resolution % 16:
+        raise ConfigError(f"train.resolution: must be a multiple of 16, got {t.resolution}")
+    if t.mixed_precision not in MIXED_PRECISION:
+        raise ConfigError(f"train.mixed_precision: must be one of {', '.join(MIXED_PRECISION)}, got {t.mixed_precision!r}")
+    if config.model.family and config.model.family not in KNOWN_FAMILIES:
+        raise ConfigError(f"model.family: unknown family {config.model.family!r}; "
+                          f"known: {', '.join(KNOWN_FAMILIES)} (or leave it empty to detect)")
+    if config.output.format not in OUTPUT_FORMATS:
+        raise ConfigError(f"output.format: must be one of {', '.join(OUTPUT_FORMATS)}, got {config.output.format!r}")
+    name = config.output.name
+    # The name becomes a file name inside output.dir: it may not point anywhere else.
+    if (not name.strip() or name in (".", "..") or any(c in name for c in '/\\:*?"<>|\0')
+            or name != name.strip() or name.startswith(".")):
+        raise ConfigError(f"output.name: {name!r} is not a plain file name "
+                          "(no slashes, no leading dot, none of : * ? \" < > |)")
+
+
+def config_from_dict(data: dict[str, Any], base_dir: Path, source: Path | None = None) -> Config:
+    """Build and validate a Config from parsed TOML; relative paths resolve against ``base_dir``."""
+    if not isinstance(data, dict):
+        raise ConfigError("the config must be a TOML table")
+    unknown_sections = sorted(set(data) - set(_SECTIONS))
+    if unknown_sections:
+        raise ConfigError(f"unknown section [{unknown_sections[0]}]; expected "
+                          f"{', '.join('[' + s + ']' for s in _SECTIONS)}")
+    for section, key in sorted(_REQUIRED):
+        if key not in data.get(section, {}):
+            raise ConfigError(f"{section}.{key}: required but missing")
+
+    sections: dict[str, Any] = {}
+    for section, cls in _SECTIONS.items():
+        raw = data.get(section, {})
+        if not isinstance(raw, dict):
+            raise ConfigError(f"[{section}] must be a table")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key not in fields:
+                raise ConfigError(f"{section}.{key}: unknown key; known keys in [{section}]: "
+                                  f"{', '.join(fields)}")
+            coerced = _check_type(f"{section}.{key}", value, str(fields[key].type))
+            if isinstance(coerced, Path) and not coerced.is_absolute():
+                coerced = (base_dir / coerced)
+            kwargs[key] = coerced
+        if section == "output" and "dir" not in kwargs:
+            kwargs["dir"] = base_dir / "output"
+        sections[section] = cls(**kwargs)
+
+    config = Config(**sections, source=source)
+    _validate(config)
+    return config
+
+
+def load_config(path: str | os.PathLike[str], check_paths: bool = True) -> Config:
+    """Read and validate a config file. With ``check_paths`` the dataset and model must exist."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config ({exc})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    config = config_from_dict(data, base_dir=path.resolve().parent, source=path)
+    if check_paths:
+        if not config.dataset.path.is_dir():
+            raise ConfigError(f"dataset.path: folder not found: {config.dataset.path}")
+        if not config.model.path.is_dir():
+            raise ConfigError(f"model.path: folder not found: {config.model.path} "
+                              "(a local diffusers model folder with model_index.json)")
+    return config
+
+
+def save_config(config: Config, path: str | os.PathLike[str]) -> None:
+    """Write ``config`` as TOML atomically, with paths relative to the file where possible."""
+    import tomli_w
+
+    path = Path(path)
+    text = tomli_w.dumps(config.to_toml_dict(relative_to=path.resolve().parent))
+    atomic_write_text(path, text)

@@ -1,0 +1,86 @@
+"""The worker's event protocol: one JSON object per line on stdout, commands on stdin.
+
+Both sides import this module (the worker to write events, the GUI's runner to read them),
+so the names below are the contract. Pure Python: no Qt, no torch.
+
+Events (field ``event``):
+
+- ``started``     ``total``, ``family``, ``sets``, ``run_dir``, ``resumed_from`` (step or 0)
+- ``status``      ``phase`` (``loading``, ``caching``, ``training``, ``sampling``, ``saving``,
+                  ``stopping``), ``message``, optional ``current``/``total`` progress
+- ``progress``    ``step`` (1…total), ``total``, ``loss``, ``lr``, ``rate`` (steps/s), ``eta`` (s)
+- ``sample``      ``step``, ``path`` (a PNG), ``set`` (the set's name), ``target`` (its target image)
+- ``checkpoint``  ``step``, ``path``, sent only once the checkpoint is complete on disk
+- ``done``        ``lora`` (path), ``step`` (the last step trained), ``stopped`` (bool)
+- ``error``       ``message``, ``kind`` (one of ``ERROR_KINDS``), optional ``log`` path
+
+Commands (GUI → worker, one per line on stdin): ``stop``. End of stdin also means stop.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Iterable
+
+STARTED = "started"
+STATUS = "status"
+PROGRESS = "progress"
+SAMPLE = "sample"
+CHECKPOINT = "checkpoint"
+DONE = "done"
+ERROR = "error"
+EVENTS = (STARTED, STATUS, PROGRESS, SAMPLE, CHECKPOINT, DONE, ERROR)
+
+#: ``error.kind`` values: out of memory, a non-finite loss, bad input data, a bad config or
+#: model folder, anything else.
+ERROR_KINDS = ("oom", "nan", "data", "config", "crash")
+
+#: The stop command the GUI writes on the worker's stdin.
+STOP_COMMAND = "stop"
+
+
+class ProtocolError(ValueError):
+    """A line from the worker that is not a well-formed event."""
+
+
+def make_event(event: str, **fields: Any) -> dict[str, Any]:
+    if event not in EVENTS:
+        raise ValueError(f"unknown event {event!r}")
+    if event == ERROR and fields.get("kind") not in ERROR_KINDS:
+        raise ValueError(f"error kind must be one of {ERROR_KINDS}, got {fields.get('kind')!r}")
+    return {"event": event, **fields}
+
+
+def encode(event: dict[str, Any]) -> str:
+    """One line of JSON (no trailing newline). Non-finite floats become null: JSON has no NaN."""
+    return json.dumps(_finite(event), ensure_ascii=False, separators=(",", ":"))
+
+
+def decode(line: str | bytes) -> dict[str, Any]:
+    """Parse one line into an event dict, or raise ProtocolError."""
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", errors="replace")
+    line = line.strip()
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"not JSON: {line[:200]!r} ({exc})") from None
+    if not isinstance(obj, dict) or obj.get("event") not in EVENTS:
+        raise ProtocolError(f"not an event: {line[:200]!r}")
+    return obj
+
+
+def decode_stream(lines: Iterable[str | bytes]) -> list[dict[str, Any]]:
+    """Parse a whole stream of lines (blank lines skipped); raises on the first bad one."""
+    return [decode(line) for line in lines if (line.strip() if isinstance(line, str) else line.strip())]
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

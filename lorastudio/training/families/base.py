@@ -1,0 +1,127 @@
+"""The model-family interface: everything the training loop needs to know about a base model.
+
+The loop (``lorastudio/training/trainer.py``) is family-agnostic: it caches what a family
+encodes, samples noise and timesteps for flow matching, asks the family for the
+transformer's prediction, and computes the loss on the target latents. Everything that
+differs between FLUX.1 Kontext, Qwen-Image-Edit-Plus, FLUX.2 … (how latents are packed
+into a token sequence, position ids, how input images join the sequence, what the text
+encoder sees) lives in one file per family behind this class. Adding a model is one new
+file plus its tiny-model recipe.
+
+A family instance is created for one local model folder and one device/dtype. Its life
+has three phases, in this order, and the loop frees memory between them:
+
+1. caching: ``load_encoders`` → ``encode_image`` / ``encode_prompt`` per set → ``free_encoders``
+2. training: ``load_transformer`` once, then ``predict`` every step
+3. sampling: ``sample`` (may reload the encoders for the duration of the call)
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from PIL import Image
+
+from lorastudio.dataset.model import Mode
+
+
+class ModelFolderError(ValueError):
+    """A model folder that is missing, incomplete or not a supported family (message says which)."""
+
+
+@dataclass
+class EncodedPrompt:
+    """Text conditioning for one set, as cached: named tensors on the CPU.
+
+    Families decide the names (``prompt_embeds``, ``pooled_prompt_embeds``, ``text_ids``,
+    ``prompt_embeds_mask`` …); the loop only stores, batches and moves them.
+    """
+
+    tensors: dict[str, torch.Tensor]
+
+
+class ModelFamily(abc.ABC):
+    #: Short id used in configs, the CLI (``--family``) and LoRA metadata.
+    name: ClassVar[str]
+    #: Human name shown in the GUI ("FLUX.1 Kontext").
+    display_name: ClassVar[str]
+    #: ``model_index.json`` ``_class_name`` values this family loads.
+    pipeline_class_names: ClassVar[tuple[str, ...]]
+    #: PAIRED for edit models (sets have inputs), SINGLE for text-to-image models.
+    mode: ClassVar[Mode]
+    #: Most input images a set may have (None: no fixed limit); 0 for text-to-image.
+    max_inputs: ClassVar[int | None]
+    #: True when the prompt encoding depends on the input images (Qwen-Image-Edit's VLM
+    #: encoder sees them), so the cache key of a prompt includes the input images.
+    prompt_depends_on_inputs: ClassVar[bool] = False
+    #: Module-name suffixes peft targets: attention and feed-forward projections.
+    lora_target_modules: ClassVar[tuple[str, ...]]
+    #: Images are resized so both sides are multiples of this (VAE factor × patch size).
+    size_multiple: ClassVar[int] = 16
+    #: One paragraph for README/GUI: how input images are sized relative to the target.
+    input_size_policy: ClassVar[str]
+
+    def __init__(self, model_dir: Path, device: torch.device, dtype: torch.dtype) -> None:
+        self.model_dir = Path(model_dir)
+        self.device = device
+        self.dtype = dtype
+
+    # -- sizes -----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def input_size(self, input_size: tuple[int, int], target_size: tuple[int, int],
+                   resolution: int) -> tuple[int, int]:
+        """(width, height) an input image is resized to, given the bucketed target size.
+
+        This is the family's deliberate input-image size policy (``input_size_policy``);
+        it must match what the family's pipeline does at inference.
+        """
+
+    # -- phase 1: caching ------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def load_encoders(self) -> None:
+        """Load the VAE, text encoder(s), tokenizer(s)/processor onto ``device``."""
+
+    @abc.abstractmethod
+    def encode_image(self, image: Image.Image) -> torch.Tensor:
+        """VAE latents of an RGB image already at its final size: (C, H/8, W/8), normalized
+        (shift/scale applied) so that they are what the transformer denoises."""
+
+    @abc.abstractmethod
+    def encode_prompt(self, caption: str, input_images: list[Image.Image]) -> EncodedPrompt:
+        """Text conditioning for one set. ``input_images`` are the set's inputs at their
+        final sizes (ignored unless ``prompt_depends_on_inputs``)."""
+
+    @abc.abstractmethod
+    def free_encoders(self) -> None:
+        """Drop the VAE and text encoders so the transformer has the memory."""
+
+    # -- phase 2: training -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def load_transformer(self) -> torch.nn.Module:
+        """The denoising transformer, weights frozen, on ``device`` in ``dtype``."""
+
+    @abc.abstractmethod
+    def predict(self, transformer: torch.nn.Module, noisy_target: torch.Tensor, sigmas: torch.Tensor,
+                input_latents: list[torch.Tensor], prompt: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The transformer's flow-matching prediction (velocity ``noise - x0``) for the target.
+
+        ``noisy_target``: (B, C, h, w) latents; ``sigmas``: (B,) in [0, 1];
+        ``input_latents``: one (B, C, h_i, w_i) tensor per input image (empty for
+        text-to-image); ``prompt``: the batched cached prompt tensors. Returns (B, C, h, w):
+        only the target tokens, input tokens dropped, so the loss sees the target alone.
+        """
+
+    # -- phase 3: sampling -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def sample(self, transformer: torch.nn.Module, input_images: list[Image.Image], caption: str,
+               size: tuple[int, int], steps: int, seed: int) -> Image.Image:
+        """Generate one image with the family's own diffusers pipeline around ``transformer``
+        (which may carry LoRA layers), at ``size`` (width, height)."""
