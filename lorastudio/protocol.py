@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+from pathlib import Path
 from typing import Any, Iterable
 
 STARTED = "started"
@@ -84,3 +86,22 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
+
+
+def lorastudio_command_line(*args: str) -> list[str]:
+    """argv that runs ``lorastudio ARGS…`` as a child process of this one.
+
+    In a frozen bundle ``sys.executable`` is the app itself (``main.py`` routes
+    ``--worker`` and the other subcommands); otherwise it is Python, and ``-m lorastudio``
+    works without the console script being on PATH.
+    """
+    if getattr(sys, "frozen", False):
+        if args and args[0] == "worker":
+            return [sys.executable, "--worker", *args[1:]]
+        return [sys.executable, *args]
+    return [sys.executable, "-m", "lorastudio", *args]
+
+
+def worker_command_line(config_path: str | Path, resume: bool = False) -> list[str]:
+    """argv of the training worker for ``config_path`` (what the GUI's runner starts)."""
+    return lorastudio_command_line("worker", str(config_path), *(["--resume"] if resume else []))
