@@ -52,11 +52,12 @@ def test_help_lists_every_command(entry):
 
 
 def test_console_script_help():
-    import shutil
+    from pathlib import Path
 
-    exe = shutil.which("lorastudio")
-    if exe is None:
-        pytest.skip("console script not on PATH (package not installed)")
+    # The console script pip installed beside this interpreter (bin/ or Scripts\\).
+    scripts = Path(sys.executable).parent
+    exe = next((p for p in (scripts / "lorastudio", scripts / "lorastudio.exe") if p.exists()), None)
+    assert exe is not None, f"no lorastudio console script in {scripts}: is the package installed?"
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60, check=True).stdout
     for command in COMMANDS:
         assert command in out
