@@ -60,6 +60,10 @@ class ImageSet:
     #: The caption text, or None when there is no ``.txt`` file.
     caption: str | None = None
     problems: list[Problem] = field(default_factory=list)
+    #: (width, height) as displayed (EXIF rotation applied) of each image whose header was
+    #: read by the scan; empty when scanned without image checks. Lets the GUI show sizes
+    #: and the trainer plan buckets without opening every file again.
+    image_sizes: dict[Path, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def has_error(self) -> bool:
