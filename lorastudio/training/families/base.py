@@ -38,7 +38,10 @@ class EncodedPrompt:
     """Text conditioning for one set, as cached: named tensors on the CPU.
 
     Families decide the names (``prompt_embeds``, ``pooled_prompt_embeds``, ``text_ids``,
-    ``prompt_embeds_mask`` …); the loop only stores, batches and moves them.
+    ``prompt_embeds_mask`` …); the loop only stores, batches and moves them. Each tensor
+    is one set's, without a batch dimension (like ``encode_image``'s latents); the loop
+    batches them with :meth:`ModelFamily.collate_prompts`, since some families' prompts
+    differ in length from set to set and must be padded, not stacked.
     """
 
     tensors: dict[str, torch.Tensor]
@@ -97,6 +100,14 @@ class ModelFamily(abc.ABC):
         """Text conditioning for one set. ``input_images`` are the set's inputs at their
         final sizes (ignored unless ``prompt_depends_on_inputs``)."""
 
+    def collate_prompts(self, prompts: list[EncodedPrompt]) -> dict[str, torch.Tensor]:
+        """Batch cached prompts for ``predict``: by default ``torch.stack`` per name.
+
+        Families whose prompt length varies (Qwen: the VL encoder's output is trimmed to
+        the real tokens) override this to pad and mask.
+        """
+        return {name: torch.stack([p.tensors[name] for p in prompts]) for name in prompts[0].tensors}
+
     @abc.abstractmethod
     def free_encoders(self) -> None:
         """Drop the VAE and text encoders so the transformer has the memory."""
@@ -119,6 +130,11 @@ class ModelFamily(abc.ABC):
         """
 
     # -- phase 3: sampling -----------------------------------------------------------------
+
+    def prepare_sample(self, caption: str, input_images: list[Image.Image]) -> None:
+        """Optional: called in phase 1, while the encoders are loaded, for each set that will
+        get previews, so ``sample`` can reuse its prompt encoding instead of loading the
+        text encoder(s) again next to the training transformer. Default: nothing."""
 
     @abc.abstractmethod
     def sample(self, transformer: torch.nn.Module, input_images: list[Image.Image], caption: str,

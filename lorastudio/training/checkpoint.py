@@ -1,0 +1,246 @@
+"""Checkpoints: everything needed to continue a run exactly, written all-or-nothing.
+
+``run_dir/checkpoints/step_000020/``::
+
+    lora.safetensors        the LoRA parameters (peft names, float32)
+    optimizer.safetensors   AdamW state tensors (``state.<param index>.<name>``)
+    optimizer.json          AdamW param groups (learning rate, betas, …)
+    scheduler.json          the LR scheduler's state (step counters, base LRs)
+    rng.safetensors         torch CPU (and CUDA) RNG states, Python's and numpy's as bytes
+    manifest.json           step, total, family, version, files — written last
+
+A checkpoint is assembled in a hidden temporary folder next to the others and renamed into
+place only when complete, so a crash leaves either the whole checkpoint or none (a stale
+temporary folder is removed on the next save). Only checkpoints with a ``manifest.json``
+count. The last :data:`KEEP` are kept. A fresh (not resumed) run first moves an earlier
+run's checkpoints to ``run_dir/checkpoints.previous/`` (:func:`retire_checkpoints`). No
+pickle anywhere: tensors go to safetensors, everything else to JSON.
+
+Data order and noise are pure functions of ``(seed, step)`` in the trainer, so the RNG
+states are saved for completeness (dropout-like randomness in a model), not because the
+loop depends on them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lorastudio.fileio import atomic_write_text
+
+KEEP = 3
+MANIFEST = "manifest.json"
+#: Where a fresh run moves the checkpoints of the run before it (see retire_checkpoints).
+PREVIOUS = "checkpoints.previous"
+
+
+@dataclass
+class Checkpoint:
+    step: int
+    path: Path
+    manifest: dict[str, Any]
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def step_name(step: int) -> str:
+    return f"step_{step:06d}"
+
+
+# -- optimizer / scheduler / rng as safetensors + json ------------------------------------
+
+def _optimizer_parts(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, state in sd["state"].items():
+        for name, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"state.{idx}.{name}"] = value.detach().to("cpu").contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[name] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        _, idx, name = key.split(".", 2)
+        state.setdefault(int(idx), {})[name] = value
+    for idx, values in meta.get("scalars", {}).items():
+        state.setdefault(int(idx), {}).update(values)
+    groups = meta["param_groups"]
+    for g in groups:
+        if "betas" in g and isinstance(g["betas"], list):
+            g["betas"] = tuple(g["betas"])
+    return {"state": state, "param_groups": groups}
+
+
+def _scheduler_state(scheduler: Any) -> dict[str, Any]:
+    sd = scheduler.state_dict()
+    out = {}
+    for k, v in sd.items():
+        try:
+            json.dumps(v)
+        except TypeError:
+            continue  # lr_lambdas and other callables: rebuilt from the config
+        out[k] = v
+    return out
+
+
+def _rng_tensors() -> dict[str, torch.Tensor]:
+    out = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            out[f"cuda.{i}"] = s
+    py = json.dumps(random.getstate(), default=list).encode()
+    out["python"] = torch.frombuffer(bytearray(py), dtype=torch.uint8).clone()
+    np_state = np.random.get_state()
+    out["numpy.keys"] = torch.from_numpy(np.asarray(np_state[1], dtype=np.int64).copy())
+    out["numpy.pos"] = torch.tensor([int(np_state[2]), int(np_state[3])], dtype=torch.int64)
+    out["numpy.gauss"] = torch.tensor([float(np_state[4])], dtype=torch.float64)
+    return out
+
+
+def _restore_rng(t: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(t["torch"])
+    cuda = [t[k] for k in sorted(k for k in t if k.startswith("cuda."))]
+    if cuda and torch.cuda.is_available():
+        try:
+            torch.cuda.set_rng_state_all(cuda)
+        except Exception:  # different GPU count: data order and noise do not depend on it
+            pass
+    py = json.loads(bytes(t["python"].tolist()).decode())
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    pos = t["numpy.pos"].tolist()
+    np.random.set_state(("MT19937", t["numpy.keys"].numpy().astype(np.uint32), pos[0], pos[1],
+                         float(t["numpy.gauss"][0])))
+
+
+# -- save / find / load -------------------------------------------------------------------
+
+def save_checkpoint(run_dir: Path, step: int, lora_state: dict[str, torch.Tensor],
+                    optimizer: torch.optim.Optimizer, scheduler: Any, info: dict[str, Any],
+                    keep: int = KEEP) -> Path:
+    """Write checkpoint ``step`` completely, then rename it into place; prune to ``keep``."""
+    from safetensors.torch import save_file
+
+    root = checkpoint_dir(run_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(".tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    final = root / step_name(step)
+    tmp = root / f".tmp-{step_name(step)}-{os.getpid()}-{time.monotonic_ns()}"
+    tmp.mkdir()
+    try:
+        save_file({k: v.detach().to("cpu").contiguous() for k, v in lora_state.items()}, str(tmp / "lora.safetensors"))
+        opt_tensors, opt_meta = _optimizer_parts(optimizer)
+        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+        (tmp / "optimizer.json").write_text(json.dumps(opt_meta), encoding="utf-8")
+        (tmp / "scheduler.json").write_text(json.dumps(_scheduler_state(scheduler)), encoding="utf-8")
+        save_file(_rng_tensors(), str(tmp / "rng.safetensors"))
+        files = sorted(p.name for p in tmp.iterdir())
+        manifest = {"step": step, **info, "files": files}
+        atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2))
+        _fsync_dir(tmp)
+        if final.exists():  # re-saving the same step (stop right after a periodic checkpoint)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    prune(run_dir, keep)
+    return final
+
+
+def _fsync_dir(path: Path) -> None:
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def list_checkpoints(run_dir: Path) -> list[Checkpoint]:
+    """Complete checkpoints (those with a readable manifest), oldest first."""
+    out = []
+    root = checkpoint_dir(run_dir)
+    if not root.is_dir():
+        return out
+    for d in root.iterdir():
+        if not d.is_dir() or not d.name.startswith("step_"):
+            continue
+        try:
+            manifest = json.loads((d / MANIFEST).read_text(encoding="utf-8"))
+            step = int(manifest["step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if all((d / f).is_file() for f in manifest.get("files", [])):
+            out.append(Checkpoint(step=step, path=d, manifest=manifest))
+    return sorted(out, key=lambda c: c.step)
+
+
+def latest_checkpoint(run_dir: Path) -> Checkpoint | None:
+    cps = list_checkpoints(run_dir)
+    return cps[-1] if cps else None
+
+
+def retire_checkpoints(run_dir: Path) -> Path | None:
+    """Move a previous run's checkpoints to ``checkpoints.previous/`` before a fresh run.
+
+    Checkpoints are found, pruned and resumed by step number alone, so a fresh (not resumed)
+    run sharing the folder with an older run's higher steps would have its own first
+    checkpoints pruned the moment they are written, and a later ``--resume`` would continue
+    the *old* run. Moved, not deleted: clicking Train instead of Resume by mistake must not
+    throw hours of training away (one generation is kept; an older one is replaced).
+    Returns the new location, or None when there was nothing to move.
+    """
+    root = checkpoint_dir(run_dir)
+    if not root.is_dir() or not any(root.iterdir()):
+        return None
+    previous = Path(run_dir) / PREVIOUS
+    if previous.exists():
+        shutil.rmtree(previous)
+    os.replace(root, previous)
+    return previous
+
+
+def prune(run_dir: Path, keep: int = KEEP) -> None:
+    cps = list_checkpoints(run_dir)
+    for cp in cps[:-keep] if keep > 0 else []:
+        shutil.rmtree(cp.path, ignore_errors=True)
+
+
+def load_checkpoint(cp: Checkpoint, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, torch.Tensor]:
+    """Restore optimizer, scheduler and RNG state; return the LoRA state dict to load."""
+    from safetensors.torch import load_file
+
+    lora = load_file(str(cp.path / "lora.safetensors"))
+    opt_tensors = load_file(str(cp.path / "optimizer.safetensors"))
+    opt_meta = json.loads((cp.path / "optimizer.json").read_text(encoding="utf-8"))
+    optimizer.load_state_dict(_optimizer_state(opt_tensors, opt_meta))
+    sched = json.loads((cp.path / "scheduler.json").read_text(encoding="utf-8"))
+    current = scheduler.state_dict()
+    current.update(sched)
+    scheduler.load_state_dict(current)
+    _restore_rng(load_file(str(cp.path / "rng.safetensors")))
+    return lora

@@ -1,0 +1,205 @@
+"""Where training events go: a JSON-lines stream (``--jsonl`` / ``worker``) or the terminal.
+
+In JSON-lines mode stdout must carry *only* events, one per line, or the GUI's reader
+chokes. Python-level redirection (``sys.stdout = …``) is not enough: a C extension, a
+tokenizer's Rust code or a CUDA library can write to file descriptor 1 directly. So
+:func:`redirect_stdio` duplicates the original stdout descriptor for the event stream and
+then points descriptors 1 and 2 (and ``sys.stdout``/``sys.stderr``, ``logging``,
+``warnings``, tqdm's default stream) at ``run_dir/log.txt``. Whatever anything else
+prints lands in the log; only :class:`JsonlSink` writes to the real stdout.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any, TextIO
+
+from lorastudio import protocol
+
+
+class EventSink:
+    """Receives events; subclasses decide how to show them. Thread-safe."""
+
+    #: Keep every event in ``history`` (in-process callers and tests read it; the stream
+    #: sinks do not, so a 100,000-step run does not hold 100,000 dicts).
+    keep_history = False
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.history: list[dict[str, Any]] = []
+
+    def emit(self, event: str, **fields: Any) -> dict[str, Any]:
+        ev = protocol.make_event(event, **fields)
+        with self._lock:
+            if self.keep_history:
+                self.history.append(ev)
+            self._write(ev)
+        return ev
+
+    def _write(self, ev: dict[str, Any]) -> None:  # pragma: no cover - overridden
+        pass
+
+
+class NullSink(EventSink):
+    """Collects events in ``history`` without showing them (in-process callers, tests)."""
+
+    keep_history = True
+
+
+class JsonlSink(EventSink):
+    """One JSON object per line on ``stream``, flushed immediately."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def _write(self, ev: dict[str, Any]) -> None:
+        self.stream.write(protocol.encode(ev) + "\n")
+        self.stream.flush()
+
+
+class TerminalSink(EventSink):
+    """Readable progress for a person at a terminal: one updating line while training."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__()
+        self.stream = stream or sys.stdout
+        self._last_progress = 0.0
+        self._in_line = False
+
+    def _line(self, text: str) -> None:
+        if self._in_line:
+            self.stream.write("\n")
+            self._in_line = False
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def _write(self, ev: dict[str, Any]) -> None:
+        kind = ev["event"]
+        if kind == protocol.PROGRESS:
+            now = time.monotonic()
+            if ev["step"] != ev["total"] and now - self._last_progress < 0.2:
+                return
+            self._last_progress = now
+            width = 30
+            filled = int(width * ev["step"] / max(1, ev["total"]))
+            bar = "#" * filled + "-" * (width - filled)
+            loss = ev.get("loss")
+            loss_s = f"{loss:.4f}" if isinstance(loss, float) else "nan"
+            eta = ev.get("eta") or 0.0
+            self.stream.write(f"\r[{bar}] step {ev['step']}/{ev['total']}  loss {loss_s}  "
+                              f"lr {ev.get('lr', 0):.2e}  {ev.get('rate', 0):.2f} steps/s  "
+                              f"eta {_hms(eta)}   ")
+            self.stream.flush()
+            self._in_line = True
+        elif kind == protocol.STARTED:
+            resumed = f", resuming after step {ev['resumed_from']}" if ev.get("resumed_from") else ""
+            self._line(f"Training {ev['family']} LoRA: {ev['sets']} sets, {ev['total']} steps{resumed}")
+            self._line(f"Run folder: {ev['run_dir']}")
+        elif kind == protocol.STATUS:
+            cur = f" ({ev['current']}/{ev['total']})" if "current" in ev and "total" in ev else ""
+            if ev.get("phase") == "caching" and "current" in ev and ev["current"] not in (0, ev.get("total")):
+                return
+            self._line(f"{ev['phase']}: {ev.get('message', '')}{cur}")
+        elif kind == protocol.SAMPLE:
+            self._line(f"sample at step {ev['step']}: {ev['path']}")
+        elif kind == protocol.CHECKPOINT:
+            self._line(f"checkpoint at step {ev['step']}: {ev['path']}")
+        elif kind == protocol.DONE:
+            how = "stopped" if ev.get("stopped") else "finished"
+            self._line(f"{how} after step {ev['step']}: {ev.get('lora')}")
+        elif kind == protocol.ERROR:
+            log = f" (log: {ev['log']})" if ev.get("log") else ""
+            self._line(f"error [{ev['kind']}]: {ev['message']}{log}")
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class RedirectedStdio:
+    """The state :func:`redirect_stdio` changed, so it can be undone (tests run in-process)."""
+
+    def __init__(self, events: TextIO, restore: list[Any]) -> None:
+        self.events = events
+        self._restore = restore
+
+    def close(self) -> None:
+        for fn in reversed(self._restore):
+            try:
+                fn()
+            except Exception:  # pragma: no cover - best effort
+                pass
+
+
+def redirect_stdio(log_path: Path) -> RedirectedStdio:
+    """Keep the real stdout for events; send everything else (fd 1 and 2 too) to ``log_path``.
+
+    Returns the event stream (a text stream on a duplicate of the original fd 1).
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    restore: list[Any] = []
+    sys.stdout.flush()
+    sys.stderr.flush()
+    event_fd = os.dup(1)
+    events = io.TextIOWrapper(os.fdopen(event_fd, "wb", buffering=0), encoding="utf-8",
+                              line_buffering=False, write_through=True)
+    log = open(log_path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives for the run
+    saved_fd1, saved_fd2 = os.dup(1), os.dup(2)
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+
+    def restore_fds() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved_fd1, 1)
+        os.dup2(saved_fd2, 2)
+        os.close(saved_fd1)
+        os.close(saved_fd2)
+
+    restore.append(restore_fds)
+    old_out, old_err = sys.stdout, sys.stderr
+    sys.stdout = log
+    sys.stderr = log
+    restore.append(lambda: (setattr(sys, "stdout", old_out), setattr(sys, "stderr", old_err)))
+
+    handler = logging.StreamHandler(log)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    old_handlers = list(root.handlers)
+    for h in old_handlers:
+        root.removeHandler(h)
+    root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+
+    def restore_logging() -> None:
+        root.removeHandler(handler)
+        for h in old_handlers:
+            root.addHandler(h)
+
+    restore.append(restore_logging)
+    old_showwarning = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        log.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    warnings.showwarning = showwarning
+    restore.append(lambda: setattr(warnings, "showwarning", old_showwarning))
+    # Progress bars (diffusers pipelines, transformers) default to sys.stderr, already the log;
+    # disable them outright so the log is not filled with carriage returns.
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    restore.append(log.close)
+    restore.append(events.close)
+    return RedirectedStdio(events, restore)

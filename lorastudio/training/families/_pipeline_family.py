@@ -1,0 +1,237 @@
+"""What every diffusers-pipeline family does the same way, so a family file holds only what
+differs: its tensor layout (``predict``), how it calls the pipeline's encoders, and its
+sampling arguments.
+
+The families lean on the pipeline's own code wherever it exists — the encoders are
+loaded with ``Pipeline.from_pretrained(folder, transformer=None)``, prompts are encoded by
+the pipeline's own ``encode_prompt``, latents are packed by its ``_pack_latents``, and
+previews are the pipeline's ``__call__`` — so the cached tensors are what the pipeline
+computes at inference, and a diffusers upgrade that changes them changes training with
+it. (Image latents follow the edit pipelines' ``_encode_vae_image``, written out in the
+family because the text-to-image pipelines lack it; the tests compare the two.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from PIL import Image
+
+from lorastudio.dataset.model import Mode
+from lorastudio.training.families._common import (
+    PromptMemo,
+    check_latent_size,
+    dtype_kwargs,
+    free_memory,
+    image_key,
+    load_pipeline,
+    offline_kwargs,
+    quiet_progress,
+    resize_to,
+    snap_size,
+    unwrap_peft,
+)
+from lorastudio.training.families.base import EncodedPrompt, ModelFamily
+
+
+class InputCountError(ValueError):
+    """A set has more (or fewer) input images than the family's model takes."""
+
+
+#: Sides of encoded images must be multiples of this: VAE factor 8 × 2×2 packing.
+LATENT_MULTIPLE = 16
+
+
+class PipelineFamily(ModelFamily):
+    """A family whose base model is a diffusers pipeline folder (all of ours so far)."""
+
+    #: diffusers class names, imported lazily (diffusers takes seconds to import).
+    pipeline_class_name: ClassVar[str]
+    transformer_class_name: ClassVar[str]
+    #: How the guide names input images, for messages ("… this set has 2 (_start, _start1)").
+    input_names: ClassVar[tuple[str, ...]] = ("_start", "_start1", "_start2")
+    #: Fewest denoising steps a preview runs (see the Qwen families for why it can be > 1).
+    min_sample_steps: ClassVar[int] = 1
+
+    def __init__(self, model_dir: Path, device: torch.device, dtype: torch.dtype) -> None:
+        super().__init__(model_dir, device, dtype)
+        #: The pipeline without its transformer, while the encoders are loaded (phase 1).
+        self._encoders = None
+        #: The VAE used for previews, kept once loaded (small next to the transformer).
+        self._sample_vae = None
+        self._memo = PromptMemo()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    @classmethod
+    def pipeline_class(cls) -> type:
+        import diffusers
+
+        return getattr(diffusers, cls.pipeline_class_name)
+
+    @classmethod
+    def transformer_class(cls) -> type:
+        import diffusers
+
+        return getattr(diffusers, cls.transformer_class_name)
+
+    def check_input_count(self, count: int) -> None:
+        """Refuse, in words, a set this model cannot take (before any tensor work)."""
+        if self.mode is Mode.SINGLE and count:
+            raise InputCountError(
+                f"{self.display_name} is a text-to-image model and takes no input images, but this set has "
+                f"{count}. For before/after pairs choose an image-editing model folder.")
+        if self.mode is Mode.PAIRED and count == 0:
+            raise InputCountError(
+                f"{self.display_name} edits images: every set needs an input image (NAME_start) besides its "
+                "NAME_end target. For text-to-image sets choose a text-to-image model folder "
+                "(FLUX.1-dev or Qwen-Image).")
+        if self.max_inputs is not None and count > self.max_inputs:
+            names = ", ".join(self.input_names[:count]) if count <= len(self.input_names) else f"{count} inputs"
+            takes = "one input image" if self.max_inputs == 1 else f"at most {self.max_inputs} input images"
+            raise InputCountError(
+                f"{self.display_name} takes {takes}, but this set has {count} ({names}). Remove the extra "
+                "_startN images, or train a model that takes several inputs (Qwen-Image-Edit-Plus takes up to 3).")
+
+    def _components(self) -> dict[str, str]:
+        """Component name → class name, from the folder's ``model_index.json`` (non-empty entries)."""
+        index = json.loads((self.model_dir / "model_index.json").read_text(encoding="utf-8-sig"))
+        return {k: v[1] for k, v in index.items()
+                if not k.startswith("_") and isinstance(v, list) and len(v) == 2 and v[0] and v[1]}
+
+    # -- phase 1 -------------------------------------------------------------------------------
+
+    def load_encoders(self) -> None:
+        if self._encoders is None:
+            pipe = load_pipeline(self.pipeline_class(), self.model_dir, self.dtype, transformer=None)
+            pipe.to(self.device)
+            quiet_progress(pipe)
+            self._encoders = pipe
+            self._sample_vae = pipe.vae
+
+    def _require_encoders(self):
+        if self._encoders is None:
+            raise RuntimeError("load_encoders() must be called before encoding")
+        return self._encoders
+
+    def encode_image(self, image: Image.Image) -> torch.Tensor:
+        pipe = self._require_encoders()
+        check_latent_size(image, LATENT_MULTIPLE)
+        width, height = image.size
+        pixels = pipe.image_processor.preprocess(resize_to(image, image.size), height=height, width=width)
+        with torch.no_grad():
+            latents = self._vae_encode(pipe, pixels.to(self.device, self.dtype))
+        return latents[0].cpu()
+
+    def encode_prompt(self, caption: str, input_images: list[Image.Image]) -> EncodedPrompt:
+        self.check_input_count(len(input_images))
+        pipe = self._require_encoders()
+        with torch.no_grad():
+            tensors = self._encode_text(pipe, caption, [resize_to(i, i.size) for i in input_images])
+        return EncodedPrompt({name: t[0].cpu() for name, t in tensors.items()})
+
+    def free_encoders(self) -> None:
+        self._encoders = None
+        self._sample_vae = None
+        free_memory(self.device)
+
+    # -- phase 2 -------------------------------------------------------------------------------
+
+    def load_transformer(self) -> torch.nn.Module:
+        transformer = self.transformer_class().from_pretrained(
+            str(self.model_dir), subfolder="transformer", **offline_kwargs(), **dtype_kwargs(self.dtype))
+        transformer.requires_grad_(False)
+        return transformer.to(self.device)
+
+    # -- phase 3 -------------------------------------------------------------------------------
+
+    def prepare_sample(self, caption: str, input_images: list[Image.Image]) -> None:
+        self._sample_prompt(caption, input_images)
+
+    def sample(self, transformer: torch.nn.Module, input_images: list[Image.Image], caption: str,
+               size: tuple[int, int], steps: int, seed: int) -> Image.Image:
+        self.check_input_count(len(input_images))
+        requested = (int(size[0]), int(size[1]))
+        width, height = snap_size(requested, self.size_multiple)
+        resolution = round((width * height) ** 0.5)
+        prompt = self._sample_prompt(caption, input_images)
+        inputs = [resize_to(img, self.input_size(img.size, (width, height), resolution)) for img in input_images]
+        pipe = self._sampling_pipeline(transformer)
+        kwargs = self._sample_call_kwargs(inputs, prompt, width, height)
+        generator = torch.Generator("cpu").manual_seed(int(seed))  # same noise on every device
+        was_training = transformer.training
+        transformer.eval()  # no LoRA dropout in previews; training resumes in its own mode
+        try:
+            with self._sampling_context(width, height), torch.no_grad():
+                image = pipe(**kwargs, height=height, width=width,
+                             num_inference_steps=max(int(steps), self.min_sample_steps),
+                             generator=generator, output_type="pil").images[0]
+        finally:
+            transformer.train(was_training)
+        return image if image.size == requested else image.resize(requested, Image.Resampling.LANCZOS)
+
+    def _sample_prompt(self, caption: str, input_images: list[Image.Image]) -> dict[str, torch.Tensor]:
+        """The prompt tensors for a preview (batch dim 1, on the device), memoized; loads the
+        encoders for the call when they are not loaded (see ``PromptMemo``)."""
+        key = (caption, tuple(image_key(i) for i in input_images) if self.prompt_depends_on_inputs else ())
+        cached = self._memo.get(key)
+        if cached is None:
+            loaded_here = self._encoders is None
+            if loaded_here:
+                self.load_encoders()
+            try:
+                with torch.no_grad():
+                    cached = self._encode_for_sampling(self._encoders, caption,
+                                                       [resize_to(i, i.size) for i in input_images])
+                cached = {name: t.detach().cpu() for name, t in cached.items()}
+                if loaded_here:
+                    self._sample_vae = self._encoders.vae
+            finally:
+                if loaded_here:
+                    self._encoders = None
+                    free_memory(self.device)
+            self._memo.put(key, cached)
+        return {name: t.to(self.device) for name, t in cached.items()}
+
+    def _sampling_pipeline(self, transformer: torch.nn.Module):
+        """The family's pipeline around ``transformer`` (LoRA layers and all), with the VAE and
+        scheduler from the folder and no text encoders: prompts come pre-encoded."""
+        import diffusers
+
+        components = self._components()
+        if self._sample_vae is None:
+            vae_class = getattr(diffusers, components["vae"])
+            self._sample_vae = vae_class.from_pretrained(
+                str(self.model_dir), subfolder="vae", **offline_kwargs(), **dtype_kwargs(self.dtype)).to(self.device)
+        skip = {name: None for name in components if name not in ("transformer", "vae", "scheduler")}
+        pipe = load_pipeline(self.pipeline_class(), self.model_dir, self.dtype,
+                             transformer=unwrap_peft(transformer), vae=self._sample_vae, **skip)
+        quiet_progress(pipe)
+        return pipe
+
+    # -- what each family fills in -------------------------------------------------------------
+
+    def _vae_encode(self, pipe, pixels: torch.Tensor) -> torch.Tensor:
+        """(1, C, h, w) normalized latents of (1, 3, H, W) pixels in [-1, 1]."""
+        raise NotImplementedError
+
+    def _encode_text(self, pipe, caption: str, input_images: list[Image.Image]) -> dict[str, torch.Tensor]:
+        """Prompt tensors with a batch dimension of 1, as the pipeline's ``encode_prompt`` makes them."""
+        raise NotImplementedError
+
+    def _encode_for_sampling(self, pipe, caption: str, input_images: list[Image.Image]) -> dict[str, torch.Tensor]:
+        """What ``_sample_call_kwargs`` needs (by default the training encoding)."""
+        return self._encode_text(pipe, caption, input_images)
+
+    def _sample_call_kwargs(self, inputs: list[Image.Image], prompt: dict[str, torch.Tensor],
+                            width: int, height: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def _sampling_context(self, width: int, height: int) -> Iterator[None]:
+        yield

@@ -1,0 +1,143 @@
+"""LoRA layers on the transformer, and the exported ``.safetensors`` file.
+
+File format (what ``lorastudio train`` writes to ``output.lora_path``):
+
+- Weights in diffusers key format, exactly what ``FluxKontextPipeline.save_lora_weights``
+  writes from peft's ``get_peft_model_state_dict``:
+  ``transformer.<module>.lora_A.weight`` (rank × in) and ``transformer.<module>.lora_B.weight``
+  (out × rank).
+- One float32 scalar ``transformer.<module>.alpha`` per module. ComfyUI reads a LoRA's
+  scale only from these tensors (``alpha / rank``; header metadata is ignored, and without
+  them it uses scale 1.0), so a LoRA trained with alpha ≠ rank would otherwise be applied at
+  the wrong strength there. diffusers' FLUX loader (``FluxLoraLoaderMixin.lora_state_dict``)
+  pops floating ``…alpha`` keys into ``network_alphas`` and gives peft ``lora_alpha`` from
+  them, so both apply ``alpha / rank``.
+- No ``lora_adapter_metadata`` header entry (diffusers refuses a file that has both it and
+  ``.alpha`` tensors). Our facts live under ``lorastudio.*`` header keys.
+
+Qwen-Image: diffusers' ``QwenImageLoraLoaderMixin.lora_state_dict`` treats any file with
+``.alpha`` keys as a "non-diffusers" LoRA, folds ``alpha / rank`` into the weights and then
+*prepends* ``transformer.`` to every key; a ``transformer.``-prefixed file would come out as
+``transformer.transformer.…`` and load nothing. For Qwen families the keys are therefore
+written without the prefix (``<module>.lora_A.weight``, ``<module>.alpha``): diffusers then
+produces the right names, and ComfyUI's Qwen key map accepts bare diffusers module names
+as well as ``transformer.``-prefixed ones. See :data:`KEY_PREFIX`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from lorastudio.fileio import atomic_writer
+
+#: Key prefix of the exported weights per family (see the module docstring for Qwen).
+KEY_PREFIX: dict[str, str] = {
+    "kontext": "transformer.",
+    "flux": "transformer.",
+    "flux2": "transformer.",
+    "flux2-klein": "transformer.",
+    "qwen-edit-plus": "",
+    "qwen-image": "",
+}
+ADAPTER = "default"
+
+
+def add_lora(transformer: torch.nn.Module, rank: int, alpha: float, target_modules: Iterable[str]) -> list[torch.nn.Parameter]:
+    """Inject peft LoRA layers (in place) and return the trainable LoRA parameters (float32)."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    config = LoraConfig(r=rank, lora_alpha=alpha or rank, lora_dropout=0.0, init_lora_weights=True,
+                        target_modules=list(target_modules))
+    for p in transformer.parameters():
+        p.requires_grad_(False)
+    if hasattr(transformer, "add_adapter"):  # diffusers ModelMixin: registers peft_config too
+        transformer.add_adapter(config, adapter_name=ADAPTER)
+    else:  # plain torch modules (unit tests)
+        inject_adapter_in_model(config, transformer, adapter_name=ADAPTER)
+        transformer.peft_config = {ADAPTER: config}
+    params = [p for n, p in transformer.named_parameters() if "lora_" in n]
+    for p in params:
+        p.requires_grad_(True)
+        if p.dtype != torch.float32:
+            p.data = p.data.float()
+    if not params:
+        raise RuntimeError(f"no LoRA layers: none of {list(target_modules)} matched a module of the transformer")
+    return params
+
+
+def peft_state_dict(transformer: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """peft's state dict of the LoRA layers: ``<module>.lora_A.weight`` … (adapter name removed)."""
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach() for k, v in get_peft_model_state_dict(transformer, adapter_name=ADAPTER).items()}
+
+
+def load_peft_state_dict(transformer: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    from peft import set_peft_model_state_dict
+
+    result = set_peft_model_state_dict(transformer, state, adapter_name=ADAPTER)
+    unexpected = getattr(result, "unexpected_keys", None) or []
+    if unexpected:
+        raise RuntimeError(f"checkpoint LoRA keys do not match the model: {unexpected[:3]}…")
+
+
+def export_state_dict(peft_state: dict[str, torch.Tensor], rank: int, alpha: float, family: str,
+                      dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """The exported tensors: prefixed lora_A/lora_B weights plus one ``.alpha`` per module."""
+    prefix = KEY_PREFIX.get(family, "transformer.")
+    alpha = float(alpha or rank)
+    out: dict[str, torch.Tensor] = {}
+    for key, value in sorted(peft_state.items()):
+        tensor = value.detach().to("cpu")
+        if dtype is not None:
+            tensor = tensor.to(dtype)
+        out[prefix + key] = tensor.contiguous()
+        if key.endswith(".lora_A.weight"):
+            module = key[: -len(".lora_A.weight")]
+            out[f"{prefix}{module}.alpha"] = torch.tensor(alpha, dtype=torch.float32)
+    return out
+
+
+def export_metadata(*, family: str, base_model: str, rank: int, alpha: float, steps: int, learning_rate: float,
+                    resolution: int, sets: int, trigger: str) -> dict[str, str]:
+    from lorastudio import __version__
+
+    meta = {
+        "lorastudio.family": family,
+        "lorastudio.base_model": base_model,
+        "lorastudio.rank": str(rank),
+        "lorastudio.alpha": repr(float(alpha or rank)),
+        "lorastudio.steps": str(steps),
+        "lorastudio.learning_rate": repr(float(learning_rate)),
+        "lorastudio.resolution": str(resolution),
+        "lorastudio.sets": str(sets),
+        "lorastudio.version": __version__,
+        "format": "pt",
+    }
+    if trigger:
+        meta["lorastudio.trigger"] = trigger
+    return meta
+
+
+def save_lora_file(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
+    """Write the LoRA atomically (temp file + rename): a crash never leaves half a file."""
+    from safetensors.torch import save_file
+
+    assert "lora_adapter_metadata" not in metadata, "diffusers refuses .alpha tensors with lora_adapter_metadata"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_writer(path) as (_fh, tmp):
+        save_file(tensors, str(tmp), metadata=metadata)  # by name; atomic_writer fsyncs and renames
+    return path
+
+
+def read_lora_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata() or {})
+    return load_file(str(path)), meta

@@ -1,0 +1,115 @@
+"""``lorastudio train`` and ``lorastudio worker``: run :func:`trainer.train` as a process.
+
+``train CONFIG [--jsonl] [--resume] [--dry-run]`` trains in the foreground: a progress line on
+the terminal, or with ``--jsonl`` only events on stdout. ``worker CONFIG [--resume]`` is what
+the GUI starts: the same events, and it also stops when its stdin ends (the GUI is gone).
+
+In JSON-lines mode stdout carries only events: the original stdout descriptor is duplicated
+for them and everything else (fd 1 and 2, logging, warnings, progress bars) goes to
+``run_dir/log.txt``. A bad config is reported before anything else happens (and before any
+model loads); every failure ends with one ``error`` event and a non-zero exit status.
+
+Exit status: 0 finished or stopped gracefully, 1 error, 2 bad config, 130 interrupted twice.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from lorastudio.config import ConfigError, load_config
+from lorastudio.training.events import EventSink, JsonlSink, NullSink, TerminalSink, redirect_stdio
+from lorastudio.training.stop import StopSignal
+
+
+def _rank() -> int:
+    """This process's rank under ``accelerate launch``/torchrun (0 when run alone)."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def run(config_path: Path, *, jsonl: bool, resume: bool, stop_on_eof: bool) -> int:
+    rank = _rank()
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        sink: EventSink = JsonlSink(sys.stdout) if jsonl else TerminalSink()
+        if rank == 0:
+            sink.emit("error", kind="config", message=str(exc))
+        return 2
+
+    run_dir = config.output.run_dir
+    log_path = run_dir / ("log.txt" if rank == 0 else f"log.rank{rank}.txt")
+    redirected = None
+    if jsonl or rank != 0:
+        redirected = redirect_stdio(log_path)
+        sink = JsonlSink(redirected.events) if rank == 0 else NullSink()
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        sink = TerminalSink()
+    stop = StopSignal()
+    stop.install_sigint()
+    if rank == 0:
+        stop.watch_stdin(stop_on_eof=stop_on_eof)
+    try:
+        from lorastudio.training.trainer import train
+
+        train(config, sink, resume=resume, stop=stop)
+        return 0
+    except KeyboardInterrupt:
+        _log_traceback(log_path)
+        sink.emit("error", kind="crash", message="interrupted (a second Ctrl+C)", log=str(log_path))
+        return 130
+    except BaseException as exc:  # every failure becomes one error event
+        from lorastudio.training.trainer import classify
+
+        _log_traceback(log_path)
+        kind, message = classify(exc)
+        fields = {"log": str(log_path)}
+        sink.emit("error", kind=kind, message=message, **fields)
+        return 1
+    finally:
+        stop.restore_sigint()
+        if redirected is not None:
+            redirected.close()
+
+
+def _log_traceback(log_path: Path) -> None:
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a", encoding="utf-8") as fh:
+            fh.write(traceback.format_exc())
+    except OSError:  # pragma: no cover
+        pass
+
+
+def dry_run_command(config_path: Path) -> int:
+    from lorastudio.training.trainer import TrainingError, describe_plan, make_plan
+
+    try:
+        config = load_config(config_path)
+        plan = make_plan(config)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 1
+    except TrainingError as exc:
+        print(f"{exc.kind} error: {exc.message}", file=sys.stderr)
+        return 1
+    for line in describe_plan(plan):
+        print(line)
+    print("dry run: nothing trained")
+    return 0
+
+
+def train_command(config_path: Path, jsonl: bool = False, resume: bool = False, dry_run: bool = False) -> int:
+    if dry_run:
+        return dry_run_command(config_path)
+    return run(config_path, jsonl=jsonl, resume=resume, stop_on_eof=False)
+
+
+def worker_command(config_path: Path, resume: bool = False) -> int:
+    return run(config_path, jsonl=True, resume=resume, stop_on_eof=True)

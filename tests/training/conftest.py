@@ -1,0 +1,58 @@
+"""Session fixtures for the training tests: each tiny model is built once per session.
+
+Tests must not modify these folders (copy one first if a test needs to break it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def _tiny(tmp_path_factory: pytest.TempPathFactory, family: str) -> Path:
+    from lorastudio.training.tiny_models import build_tiny_model
+
+    return build_tiny_model(family, tmp_path_factory.mktemp(f"tiny-{family}") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_kontext_dir(tmp_path_factory) -> Path:
+    """A tiny FluxKontextPipeline folder (FLUX.1 Kontext layout)."""
+    return _tiny(tmp_path_factory, "kontext")
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_dir(tmp_path_factory) -> Path:
+    """A tiny FluxPipeline folder (FLUX.1-dev text-to-image layout)."""
+    return _tiny(tmp_path_factory, "flux")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_edit_plus_dir(tmp_path_factory) -> Path:
+    """A tiny QwenImageEditPlusPipeline folder (2511 layout: ``zero_cond_t`` on)."""
+    return _tiny(tmp_path_factory, "qwen-edit-plus")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_edit_plus_2509_dir(tmp_path_factory) -> Path:
+    """A tiny QwenImageEditPlusPipeline folder (2509 layout: ``zero_cond_t`` off)."""
+    return _tiny(tmp_path_factory, "qwen-edit-plus-2509")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_image_dir(tmp_path_factory) -> Path:
+    """A tiny QwenImagePipeline folder (Qwen-Image text-to-image layout)."""
+    return _tiny(tmp_path_factory, "qwen-image")
+
+
+@pytest.fixture(scope="session")
+def demo_project(tmp_path_factory) -> Path:
+    """``create_demo()`` for kontext: the project.toml path (model/, dataset/ beside it)."""
+    from lorastudio.training.demo import create_demo
+
+    return create_demo(tmp_path_factory.mktemp("demo") / "kontext", "kontext")

@@ -1,0 +1,486 @@
+"""Model families: folder detection and its errors, and each family's tensor work on its
+tiny model (encode, predict with gradients through a peft LoRA, sample)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from lorastudio.dataset.model import Mode
+from lorastudio.training.families import (
+    FAMILIES,
+    PIPELINE_CLASSES,
+    InputCountError,
+    ModelFamily,
+    ModelFolderError,
+    detect_family,
+)
+from lorastudio.training.families._common import unwrap_peft
+from lorastudio.training.families.flux import FluxFamily
+from lorastudio.training.families.kontext import KontextFamily
+from lorastudio.training.families.qwen_edit_plus import QwenEditPlusFamily
+from lorastudio.training.families.qwen_image import QwenImageFamily
+
+CPU = torch.device("cpu")
+
+# -- detection ------------------------------------------------------------------------------------
+
+
+def _fake_folder(root: Path, class_name: str, weights: str = "diffusion_pytorch_model.safetensors") -> Path:
+    """A folder that looks like a diffusers model to detection (no real weights)."""
+    root.mkdir(parents=True)
+    index = {"_class_name": class_name, "_diffusers_version": "0.42.1",
+             "transformer": ["diffusers", "FluxTransformer2DModel"],
+             "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"]}
+    (root / "model_index.json").write_text(json.dumps(index))
+    (root / "transformer").mkdir()
+    (root / "transformer" / weights).write_bytes(b"x")
+    (root / "scheduler").mkdir()
+    (root / "scheduler" / "scheduler_config.json").write_text("{}")
+    return root
+
+
+def test_registry_names_and_interface():
+    assert set(FAMILIES) == {"kontext", "flux", "qwen-edit-plus", "qwen-image"}
+    assert FAMILIES["kontext"] is KontextFamily and FAMILIES["qwen-edit-plus"] is QwenEditPlusFamily
+    for name, cls in FAMILIES.items():
+        assert issubclass(cls, ModelFamily) and cls.name == name
+        assert cls.input_size_policy and cls.display_name and cls.lora_target_modules
+        assert (cls.mode is Mode.PAIRED) == bool(cls.max_inputs)
+    assert (KontextFamily.mode, KontextFamily.max_inputs) == (Mode.PAIRED, 1)
+    assert (FluxFamily.mode, FluxFamily.max_inputs) == (Mode.SINGLE, 0)
+    assert (QwenEditPlusFamily.mode, QwenEditPlusFamily.max_inputs) == (Mode.PAIRED, 3)
+    assert QwenEditPlusFamily.prompt_depends_on_inputs and not KontextFamily.prompt_depends_on_inputs
+    assert (QwenImageFamily.mode, QwenImageFamily.max_inputs) == (Mode.SINGLE, 0)
+
+
+@pytest.mark.parametrize("class_name", sorted(PIPELINE_CLASSES))
+def test_detects_each_supported_class_name(tmp_path, class_name):
+    folder = _fake_folder(tmp_path / "m", class_name)
+    assert detect_family(folder) is PIPELINE_CLASSES[class_name]
+    assert class_name in detect_family(folder).pipeline_class_names
+
+
+def test_override_picks_the_family_by_name(tmp_path):
+    folder = _fake_folder(tmp_path / "m", "FluxPipeline")
+    assert detect_family(folder, override="kontext") is KontextFamily
+    with pytest.raises(ModelFolderError, match="unknown model family 'nope'.*kontext"):
+        detect_family(folder, override="nope")
+    with pytest.raises(ModelFolderError, match="'flux2' model family is not supported yet.*kontext"):
+        detect_family(folder, override="flux2")
+
+
+def test_error_no_folder(tmp_path):
+    with pytest.raises(ModelFolderError, match="not found") as err:
+        detect_family(tmp_path / "missing")
+    assert "missing" in str(err.value)
+
+
+def test_error_a_file_not_a_folder(tmp_path):
+    single = tmp_path / "flux1-kontext-dev.safetensors"
+    single.write_bytes(b"x")
+    with pytest.raises(ModelFolderError, match="is a file, not a folder"):
+        detect_family(single)
+
+
+def test_error_no_model_index_lists_what_is_there(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "transformer").mkdir()
+    (tmp_path / "m" / "README.md").write_text("hi")
+    with pytest.raises(ModelFolderError) as err:
+        detect_family(tmp_path / "m")
+    message = str(err.value)
+    assert "no model_index.json" in message and "README.md" in message and "transformer/" in message
+
+
+def test_error_invalid_json(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model_index.json").write_text('{"_class_name": "FluxKontextPipeline",')
+    with pytest.raises(ModelFolderError, match="not valid JSON"):
+        detect_family(tmp_path / "m")
+
+
+def test_error_unsupported_class_lists_supported(tmp_path):
+    folder = _fake_folder(tmp_path / "sdxl", "StableDiffusionXLPipeline")
+    with pytest.raises(ModelFolderError) as err:
+        detect_family(folder)
+    message = str(err.value)
+    assert "StableDiffusionXLPipeline" in message and "does not train" in message
+    for class_name in PIPELINE_CLASSES:
+        assert class_name in message
+
+
+def test_error_missing_class_name(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model_index.json").write_text("{}")
+    with pytest.raises(ModelFolderError, match="_class_name"):
+        detect_family(tmp_path / "m")
+
+
+def test_error_missing_component_folder(tmp_path):
+    folder = _fake_folder(tmp_path / "m", "FluxKontextPipeline")
+    shutil.rmtree(folder / "transformer")
+    with pytest.raises(ModelFolderError) as err:
+        detect_family(folder)
+    message = str(err.value)
+    assert "incomplete" in message and "transformer/" in message and "missing" in message
+
+
+def test_error_pickle_weights_are_refused(tmp_path):
+    folder = _fake_folder(tmp_path / "m", "FluxKontextPipeline", weights="diffusion_pytorch_model.bin")
+    with pytest.raises(ModelFolderError) as err:
+        detect_family(folder)
+    message = str(err.value)
+    assert "LoRA Studio loads safetensors only" in message and "diffusion_pytorch_model.bin" in message
+
+
+def test_error_component_without_weights(tmp_path):
+    folder = _fake_folder(tmp_path / "m", "FluxKontextPipeline")
+    (folder / "transformer" / "diffusion_pytorch_model.safetensors").unlink()
+    (folder / "transformer" / "config.json").write_text("{}")
+    with pytest.raises(ModelFolderError, match="no weights"):
+        detect_family(folder)
+
+
+def test_detects_the_tiny_folders(tiny_kontext_dir, tiny_flux_dir, tiny_qwen_edit_plus_dir, tiny_qwen_image_dir):
+    assert detect_family(tiny_kontext_dir) is KontextFamily
+    assert detect_family(tiny_flux_dir) is FluxFamily
+    assert detect_family(tiny_qwen_edit_plus_dir) is QwenEditPlusFamily
+    assert detect_family(tiny_qwen_image_dir) is QwenImageFamily
+
+
+# -- per family, on the tiny models ----------------------------------------------------------------
+
+FIXTURE_OF = {"kontext": "tiny_kontext_dir", "flux": "tiny_flux_dir",
+              "qwen-edit-plus": "tiny_qwen_edit_plus_dir", "qwen-image": "tiny_qwen_image_dir"}
+
+
+def _image(size: tuple[int, int], seed: int) -> Image.Image:
+    g = torch.Generator().manual_seed(seed)
+    pixels = (torch.rand(size[1], size[0], 3, generator=g) * 255).to(torch.uint8).numpy()
+    return Image.fromarray(pixels, "RGB")
+
+
+class Encoded:
+    """One family's encoders run once per module (the slow part), shared by the tests."""
+
+    def __init__(self, family: ModelFamily, inputs_per_set: list[int]) -> None:
+        self.family = family
+        self.target = _image((64, 32), 0)
+        family.load_encoders()
+        self.target_latents = family.encode_image(self.target)
+        self.sets = []
+        for n in inputs_per_set:
+            inputs = [_image((64, 32), 10 + j) for j in range(n)]
+            latents = [family.encode_image(i) for i in inputs]
+            prompt = family.encode_prompt(f"invert the colours and mirror the image {n}", inputs)
+            family.prepare_sample("invert the colours", inputs)
+            self.sets.append((inputs, latents, prompt))
+        family.free_encoders()
+        self.transformer = family.load_transformer()
+
+
+@pytest.fixture(scope="module")
+def encoded(request):
+    cache: dict[str, Encoded] = {}
+
+    def get(name: str) -> Encoded:
+        if name not in cache:
+            cls = FAMILIES[name]
+            folder = request.getfixturevalue(FIXTURE_OF[name])
+            counts = [1, 2, 3] if cls.max_inputs == 3 else [cls.max_inputs or 0]
+            cache[name] = Encoded(cls(folder, CPU, torch.float32), counts)
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name", list(FIXTURE_OF))
+def test_encode_shapes(encoded, name):
+    e = encoded(name)
+    assert e.target_latents.shape == (16, 4, 8)  # (C, H/8, W/8) of a 64x32 image
+    assert e.target_latents.dtype == torch.float32 and torch.isfinite(e.target_latents).all()
+    for inputs, latents, prompt in e.sets:
+        assert all(lat.shape == (16, 4, 8) for lat in latents)
+        t = prompt.tensors
+        if name in ("kontext", "flux"):
+            assert t["prompt_embeds"].shape == (512, 32)  # T5 tokens (padded to 512) x joint dim
+            assert t["pooled_prompt_embeds"].shape == (32,)  # CLIP pooled
+        else:
+            assert t["prompt_embeds"].ndim == 2 and t["prompt_embeds"].shape[1] == 32
+            assert t["prompt_embeds_mask"].shape == t["prompt_embeds"].shape[:1]
+            assert t["prompt_embeds_mask"].all()  # trimmed to the real tokens
+        assert all(not v.requires_grad and v.device.type == "cpu" for v in t.values())
+
+
+def test_vae_normalization_matches_the_pipeline(encoded):
+    """Kontext latents are (mode - shift) * scale, as FluxKontextPipeline._encode_vae_image."""
+    e = encoded("kontext")
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(e.family.model_dir / "vae")
+    from diffusers.image_processor import VaeImageProcessor
+
+    pixels = VaeImageProcessor(vae_scale_factor=8).preprocess(e.target, height=32, width=64)
+    with torch.no_grad():
+        raw = vae.encode(pixels).latent_dist.mode()[0]
+    expected = (raw - vae.config.shift_factor) * vae.config.scaling_factor
+    torch.testing.assert_close(e.target_latents, expected)
+
+
+def test_qwen_prompt_sees_the_input_images(encoded):
+    e = encoded("qwen-edit-plus")
+    family = e.family
+    family.load_encoders()
+    try:
+        a = family.encode_prompt("make it red", [_image((64, 32), 1)]).tensors["prompt_embeds"]
+        b = family.encode_prompt("make it red", [_image((64, 32), 2)]).tensors["prompt_embeds"]
+        c = family.encode_prompt("make it blue", [_image((64, 32), 1)]).tensors["prompt_embeds"]
+    finally:
+        family.free_encoders()
+    assert a.shape == b.shape and not torch.equal(a, b)  # the image changes the embedding
+    assert not torch.equal(a, c)  # so does the caption (the template prefix is dropped, not the caption)
+
+
+def _lora(transformer: torch.nn.Module, family: ModelFamily) -> torch.nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=4, lora_alpha=4, target_modules=list(family.lora_target_modules), init_lora_weights="gaussian")
+    return get_peft_model(transformer, config)
+
+
+@pytest.mark.parametrize("name", list(FIXTURE_OF))
+def test_every_lora_target_matches_a_module(encoded, name):
+    e = encoded(name)
+    names = [n for n, m in e.transformer.named_modules() if isinstance(m, torch.nn.Linear)]
+    for suffix in e.family.lora_target_modules:
+        assert any(n == suffix or n.endswith("." + suffix) for n in names), suffix
+    # Never the AdaLN modulation or the embedders.
+    assert not any(s.endswith(("norm1.linear", "x_embedder", "img_in", "txt_in")) for s in e.family.lora_target_modules)
+
+
+@pytest.mark.parametrize("name", list(FIXTURE_OF))
+def test_predict_shape_and_gradients_reach_the_lora(encoded, name):
+    import copy
+
+    e = encoded(name)
+    family = e.family
+    for inputs, latents, prompt in e.sets:
+        model = _lora(copy.deepcopy(e.transformer), family)
+        batch = 2
+        noisy = torch.randn(batch, *e.target_latents.shape, generator=torch.Generator().manual_seed(0))
+        batched_inputs = [torch.stack([lat, lat]) for lat in latents]
+        prompts = family.collate_prompts([prompt, prompt])
+        out = family.predict(model, noisy, torch.tensor([0.3, 0.9]), batched_inputs, prompts)
+        assert out.shape == noisy.shape  # target tokens only, whatever the number of inputs
+        loss = out.float().pow(2).mean()
+        loss.backward()
+        lora = {n: p.grad for n, p in model.named_parameters() if "lora_" in n}
+        # Qwen's last block computes a text-stream output nobody reads (only image tokens
+        # reach norm_out), so its text output layers get no gradient; everything else must.
+        last = f"transformer_blocks.{len(unwrap_peft(model).transformer_blocks) - 1}."
+        unused = [n for n in lora if name.startswith("qwen") and last in n and ("to_add_out" in n or "txt_mlp" in n)]
+        assert lora and all(lora[n] is not None for n in lora if n not in unused), [n for n in lora if lora[n] is None]
+        assert any(g.abs().sum() > 0 for g in lora.values() if g is not None)
+        assert all(p.grad is None for n, p in model.named_parameters() if "lora_" not in n)
+
+
+@pytest.mark.parametrize("name", ["kontext", "qwen-edit-plus"])
+def test_predict_depends_on_the_input_image(encoded, name):
+    e = encoded(name)
+    inputs, latents, prompt = e.sets[0]
+    noisy = torch.randn(1, *e.target_latents.shape, generator=torch.Generator().manual_seed(0))
+    prompts = e.family.collate_prompts([prompt])
+    with torch.no_grad():
+        a = e.family.predict(e.transformer, noisy, torch.tensor([0.5]), [latents[0][None]], prompts)
+        b = e.family.predict(e.transformer, noisy, torch.tensor([0.5]), [torch.zeros_like(latents[0])[None]], prompts)
+    assert not torch.allclose(a, b)
+
+
+def test_kontext_predict_matches_the_pipelines_layout(encoded):
+    """One denoising step computed as FluxKontextPipeline does equals ``predict``."""
+    from diffusers import FluxKontextPipeline as P
+
+    e = encoded("kontext")
+    inputs, latents, prompt = e.sets[0]
+    noisy = torch.randn(1, 16, 4, 8, generator=torch.Generator().manual_seed(3))
+    sigma = torch.tensor([0.7])
+    with torch.no_grad():
+        ours = e.family.predict(e.transformer, noisy, sigma, [latents[0][None]], e.family.collate_prompts([prompt]))
+        packed = P._pack_latents(noisy, 1, 16, 4, 8)
+        packed_in = P._pack_latents(latents[0][None], 1, 16, 4, 8)
+        ids = P._prepare_latent_image_ids(1, 2, 4, CPU, torch.float32)
+        ids_in = ids.clone()
+        ids_in[..., 0] = 1
+        out = e.transformer(hidden_states=torch.cat([packed, packed_in], 1), timestep=sigma,
+                            guidance=torch.tensor([1.0]), pooled_projections=prompt.tensors["pooled_prompt_embeds"][None],
+                            encoder_hidden_states=prompt.tensors["prompt_embeds"][None],
+                            txt_ids=torch.zeros(512, 3), img_ids=torch.cat([ids, ids_in]), return_dict=False)[0]
+        theirs = P._unpack_latents(out[:, : packed.shape[1]], 32, 64, 8)
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_qwen_zero_cond_t_is_on_in_the_tiny_2511_model(encoded, tiny_qwen_edit_plus_2509_dir):
+    e = encoded("qwen-edit-plus")
+    assert e.transformer.config.zero_cond_t
+    family_2509 = QwenEditPlusFamily(tiny_qwen_edit_plus_2509_dir, CPU, torch.float32)
+    assert not family_2509.load_transformer().config.zero_cond_t
+
+
+def test_input_count_is_checked(encoded):
+    kontext = encoded("kontext")
+    lat = kontext.target_latents[None]
+    prompts = kontext.family.collate_prompts([kontext.sets[0][2]])
+    with pytest.raises(InputCountError, match="one input image"):
+        kontext.family.predict(kontext.transformer, lat, torch.tensor([0.5]), [lat, lat], prompts)
+    with pytest.raises(InputCountError, match="needs an input image"):
+        kontext.family.check_input_count(0)
+    with pytest.raises(InputCountError, match="at most 3"):
+        encoded("qwen-edit-plus").family.check_input_count(4)
+    with pytest.raises(InputCountError, match="text-to-image"):
+        encoded("flux").family.check_input_count(1)
+
+
+@pytest.mark.parametrize("name", list(FIXTURE_OF))
+def test_sample_returns_the_requested_size(encoded, name):
+    e = encoded(name)
+    model = _lora(e.transformer, e.family)  # previews run with LoRA layers in place
+    try:
+        for inputs, _, _ in e.sets:
+            image = e.family.sample(model, inputs, "invert the colours", (64, 32), steps=2, seed=1)
+            assert isinstance(image, Image.Image) and image.size == (64, 32) and image.mode == "RGB"
+    finally:
+        model.unload()  # leave the shared transformer without LoRA layers
+
+
+def test_sample_is_deterministic_per_seed(encoded):
+    e = encoded("kontext")
+    inputs = e.sets[0][0]
+    a = e.family.sample(e.transformer, inputs, "invert the colours", (32, 32), steps=2, seed=5)
+    b = e.family.sample(e.transformer, inputs, "invert the colours", (32, 32), steps=2, seed=5)
+    c = e.family.sample(e.transformer, inputs, "invert the colours", (32, 32), steps=2, seed=6)
+    assert a.size == (32, 32) and a.tobytes() == b.tobytes() and a.tobytes() != c.tobytes()
+
+
+@pytest.mark.parametrize("cls", [KontextFamily, QwenEditPlusFamily])
+def test_input_size_policy(cls):
+    family = cls.__new__(cls)
+    m = cls.size_multiple
+    # Same aspect (the usual pair, even at another resolution): the target's bucket size.
+    assert family.input_size((1024, 768), (512, 384), 448) == (512, 384)
+    # Clearly different aspect: its own aspect at the target's area, sides multiples of m.
+    w, h = family.input_size((600, 1200), (512, 512), 512)
+    assert w % m == 0 and h % m == 0 and h > w
+    assert abs(w * h - 512 * 512) / (512 * 512) < 0.15
+
+
+# -- dataset kind, batching, pipeline parity, preview plumbing ---------------------------------------
+
+
+def test_dataset_kind_must_fit_the_model():
+    from lorastudio.training.families import FamilyModeError, check_dataset_mode
+
+    check_dataset_mode(KontextFamily, Mode.PAIRED)
+    check_dataset_mode(QwenImageFamily, Mode.SINGLE)
+    with pytest.raises(FamilyModeError) as err:
+        check_dataset_mode(KontextFamily, Mode.SINGLE)
+    assert "text-to-image" in str(err.value) and "FluxPipeline" in str(err.value)
+    assert "QwenImagePipeline" in str(err.value)
+    with pytest.raises(FamilyModeError, match="before/after pairs.*FLUX.1 Kontext"):
+        check_dataset_mode(FluxFamily, Mode.PAIRED)
+
+
+def test_qwen_prompts_of_different_lengths_batch_with_padding(encoded):
+    """Padding a short prompt to a longer one's length (mask 0) must not change its prediction."""
+    e = encoded("qwen-edit-plus")
+    family = e.family
+    short, long_ = e.sets[0][2], e.sets[1][2]
+    assert short.tensors["prompt_embeds"].shape[0] < long_.tensors["prompt_embeds"].shape[0]
+    batch = family.collate_prompts([short, long_])
+    assert batch["prompt_embeds"].shape[:2] == batch["prompt_embeds_mask"].shape
+    n = short.tensors["prompt_embeds"].shape[0]
+    assert batch["prompt_embeds_mask"][0, :n].all() and not batch["prompt_embeds_mask"][0, n:].any()
+
+    latents = e.sets[0][1][0]
+    noisy = torch.randn(2, *e.target_latents.shape, generator=torch.Generator().manual_seed(0))
+    sigmas = torch.tensor([0.4, 0.4])
+    with torch.no_grad():
+        together = family.predict(e.transformer, noisy, sigmas, [torch.stack([latents, latents])], batch)
+        alone = family.predict(e.transformer, noisy[:1], sigmas[:1], [latents[None]], family.collate_prompts([short]))
+    torch.testing.assert_close(together[:1], alone, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["qwen-edit-plus"])
+def test_qwen_predict_matches_the_pipelines_layout(encoded, name):
+    """Target tokens first, then each input's, one ``img_shapes`` entry each, timestep = sigma:
+    the call QwenImageEditPlusPipeline makes (zero_cond_t is on in this tiny 2511 model)."""
+    from diffusers import QwenImageEditPlusPipeline as P
+
+    e = encoded(name)
+    inputs, latents, prompt = e.sets[1]  # two inputs
+    noisy = torch.randn(1, 16, 4, 8, generator=torch.Generator().manual_seed(4))
+    sigma = torch.tensor([0.6])
+    batch = e.family.collate_prompts([prompt])
+    with torch.no_grad():
+        ours = e.family.predict(e.transformer, noisy, sigma, [lat[None] for lat in latents], batch)
+        packed = [P._pack_latents(x, 1, 16, 4, 8) for x in [noisy, *[lat[None] for lat in latents]]]
+        out = e.transformer(hidden_states=torch.cat(packed, 1), timestep=sigma, encoder_hidden_states=batch["prompt_embeds"],
+                            encoder_hidden_states_mask=batch["prompt_embeds_mask"],
+                            img_shapes=[[(1, 2, 4)] * 3], return_dict=False)[0]
+        theirs = P._unpack_latents(out[:, : packed[0].shape[1]], 32, 64, 8)[:, :, 0]
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_qwen_vae_encoding_matches_the_edit_pipeline(encoded):
+    """Our Qwen latents (shared with the text-to-image family, whose pipeline has no VAE
+    encoder) equal QwenImageEditPlusPipeline._encode_vae_image."""
+    from diffusers import AutoencoderKLQwenImage, QwenImageEditPlusPipeline
+
+    e = encoded("qwen-edit-plus")
+    vae = AutoencoderKLQwenImage.from_pretrained(e.family.model_dir / "vae")
+    pipe = QwenImageEditPlusPipeline(scheduler=None, vae=vae, text_encoder=None, tokenizer=None, processor=None,
+                                     transformer=None)
+    pixels = pipe.image_processor.preprocess(e.target, height=32, width=64).unsqueeze(2)
+    with torch.no_grad():
+        expected = pipe._encode_vae_image(pixels, generator=None)[0, :, 0]
+    torch.testing.assert_close(e.target_latents, expected)
+
+
+def test_sample_reuses_prompt_encodings(encoded, monkeypatch):
+    """Previews after the first never load the text encoders again (prepare_sample did it
+    in the caching phase), and the Qwen VAE-size override is undone after the call."""
+    from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit_plus as module
+
+    from lorastudio.training.families import _pipeline_family
+
+    e = encoded("qwen-edit-plus")
+    loads = []
+    real = _pipeline_family.load_pipeline
+    monkeypatch.setattr(_pipeline_family, "load_pipeline",
+                        lambda cls, d, dt, **kw: loads.append(kw.get("transformer", "?")) or real(cls, d, dt, **kw))
+    before = module.VAE_IMAGE_SIZE
+    inputs = e.sets[0][0]
+    # steps=1 also checks the Qwen guard: a one-step shift_terminal schedule would be NaN.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        e.family.sample(e.transformer, inputs, "invert the colours", (64, 32), steps=1, seed=0)
+    assert None not in loads  # transformer=None is the encoder-only load
+    assert module.VAE_IMAGE_SIZE == before
+    e.family.sample(e.transformer, inputs, "something new", (64, 32), steps=1, seed=0)
+    assert None in loads  # an unseen caption needs the encoders once…
+    assert e.family._encoders is None  # …and they are freed again afterwards
+
+
+def test_kontext_refuses_two_inputs_everywhere(encoded):
+    e = encoded("kontext")
+    two = [_image((64, 32), 1), _image((64, 32), 2)]
+    with pytest.raises(InputCountError, match=r"one input image.*\(_start, _start1\)"):
+        e.family.encode_prompt("x", two)
+    with pytest.raises(InputCountError, match="one input image"):
+        e.family.sample(e.transformer, two, "x", (64, 32), steps=1, seed=0)

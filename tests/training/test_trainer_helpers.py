@@ -1,0 +1,76 @@
+"""Helpers shared by the training-engine tests (no tests here).
+
+``make_config`` turns the demo project (tiny model + demo dataset, from helper fixtures in
+``conftest.py``) into a small, fast config in a temporary folder: few steps, a low
+resolution, output under ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from lorastudio import protocol
+
+FAST_TRAIN = {"steps": 4, "resolution": 32, "rank": 4, "learning_rate": 1e-3, "sample_every": 0,
+              "checkpoint_every": 0, "sample_steps": 2, "sample_sets": 1, "seed": 7}
+
+
+def make_config(project: Path, out_dir: Path, model: Path | None = None, dataset: Path | None = None,
+                **train: Any) -> Path:
+    """A config file beside ``out_dir`` based on ``project`` (a project .toml), train keys overridden."""
+    project = Path(project)
+    data = tomllib.loads(project.read_text(encoding="utf-8"))
+    base = project.resolve().parent
+
+    def absolute(p: str) -> str:
+        q = Path(p)
+        return str(q if q.is_absolute() else (base / q).resolve())
+
+    data["model"]["path"] = str(model) if model else absolute(data["model"]["path"])
+    data["dataset"]["path"] = str(dataset) if dataset else absolute(data["dataset"]["path"])
+    data["train"] = {**data.get("train", {}), **FAST_TRAIN, **train}
+    data["output"] = {"dir": str(out_dir / "output"), "name": "test_lora"}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "config.toml"
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return path
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **extra}
+    env.pop("LORASTUDIO_FAULT", None)
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lorastudio", *args], capture_output=True, text=True,
+                          timeout=timeout, env=cli_env(**env), stdin=subprocess.DEVNULL)
+
+
+def events_of(stdout: str) -> list[dict]:
+    """Parse stdout line by line: every non-empty line must be an event (raises otherwise)."""
+    return [protocol.decode(line) for line in stdout.splitlines() if line.strip()]
+
+
+def lora_keys_summary(path: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return {"keys": sorted(f.keys()), "meta": dict(f.metadata() or {})}
+
+
+def dumps(obj: Any) -> str:  # pragma: no cover - debugging aid in assertion messages
+    return json.dumps(obj, indent=1, default=str)[:4000]
