@@ -1,0 +1,97 @@
+"""What the app remembers between runs: recent projects, window geometry, theme, folders.
+
+QSettings stores the small things; the user data folder (platformdirs) holds the demo and
+projects saved on the artist's behalf; the user cache folder holds thumbnails. Tests and
+benchmarks point all of them elsewhere with ``LORASTUDIO_DATA_DIR`` /
+``LORASTUDIO_CACHE_DIR`` and QSettings' own path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings
+
+APP_NAME = "LoRA Studio"
+ORG_NAME = "LoRA Studio"
+MAX_RECENT = 10
+
+
+def data_dir() -> Path:
+    env = os.environ.get("LORASTUDIO_DATA_DIR")
+    if env:
+        return Path(env)
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("lorastudio", appauthor=False))
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("LORASTUDIO_CACHE_DIR")
+    if env:
+        return Path(env)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("lorastudio", appauthor=False))
+
+
+def demo_dir() -> Path:
+    return data_dir() / "demo"
+
+
+class Settings:
+    def __init__(self, qsettings: QSettings | None = None) -> None:
+        self.q = qsettings or QSettings(ORG_NAME, APP_NAME)
+
+    # recent projects: folders or project .toml files, newest first
+    def recent(self) -> list[str]:
+        value = self.q.value("recent", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or []) if v]
+
+    def add_recent(self, path: str | Path) -> None:
+        path = str(Path(path).resolve())
+        items = [p for p in self.recent() if p != path]
+        self.q.setValue("recent", [path, *items][:MAX_RECENT])
+
+    def remove_recent(self, path: str | Path) -> None:
+        self.q.setValue("recent", [p for p in self.recent() if p != str(path)])
+
+    def clear_recent(self) -> None:
+        self.q.setValue("recent", [])
+
+    def geometry(self) -> QByteArray | None:
+        value = self.q.value("window/geometry")
+        return value if isinstance(value, QByteArray) and not value.isEmpty() else None
+
+    def set_geometry(self, geometry: QByteArray, state: QByteArray) -> None:
+        self.q.setValue("window/geometry", geometry)
+        self.q.setValue("window/state", state)
+
+    def window_state(self) -> QByteArray | None:
+        value = self.q.value("window/state")
+        return value if isinstance(value, QByteArray) and not value.isEmpty() else None
+
+    def splitter(self, name: str) -> QByteArray | None:
+        value = self.q.value(f"splitters/{name}")
+        return value if isinstance(value, QByteArray) and not value.isEmpty() else None
+
+    def set_splitter(self, name: str, state: QByteArray) -> None:
+        self.q.setValue(f"splitters/{name}", state)
+
+    def theme(self) -> str:
+        return str(self.q.value("theme", "system") or "system")
+
+    def set_theme(self, theme: str) -> None:
+        self.q.setValue("theme", theme)
+
+    def last_dir(self, kind: str) -> str:
+        return str(self.q.value(f"dirs/{kind}", "") or "")
+
+    def set_last_dir(self, kind: str, path: str | Path) -> None:
+        self.q.setValue(f"dirs/{kind}", str(path))
+
+    def sync(self) -> None:
+        self.q.sync()

@@ -1,0 +1,651 @@
+"""The Train tab: settings (left) and the run (right): progress, loss curve, samples, log.
+
+The form edits a ``Config``; the main window saves it as the project TOML and starts the
+worker through ``WorkerRunner``. This widget only shows what the runner's signals say.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QLocale, Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QDoubleValidator, QGuiApplication, QTextCursor
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+                               QPlainTextEdit, QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QSplitter,
+                               QTabWidget, QVBoxLayout, QWidget)
+
+from lorastudio.config import TYPICAL_LEARNING_RATE, Config, ConfigError
+from lorastudio.ui import theme
+from lorastudio.ui.caption_editor import MessageBar
+from lorastudio.ui.loss_chart import LossChart
+from lorastudio.ui.model_folder import ModelFolderInfo, detect_model_folder
+from lorastudio.ui.project import validate, with_changes
+from lorastudio.ui.sample_gallery import Sample, SampleGallery
+from lorastudio.ui.thumbnails import ThumbnailLoader
+
+STEPS_TIP = ("<b>Steps</b>: how many times the model goes through a training example.<br>"
+             "The balloon analogy: steps are <i>how many times you blow</i>. Too few and the model doesn't "
+             "learn enough; too many and it overfits (memorizes instead of learning).<br>"
+             "Starting point: for ~20 paired images, try <b>1,000</b> steps.")
+LR_TIP = ("<b>Learning rate</b>: how much the model adjusts its weights with each step.<br>"
+          "The balloon analogy: the learning rate is <i>how hard you blow each time</i>. Blow too softly "
+          "(low) and you need more breaths; blow too hard (high) and you risk popping the balloon "
+          "(training becomes unstable).<br>Typical values: <b>1e-4 to 5e-4</b>. Start with <b>1e-4</b>.")
+RANK_TIP = ("<b>Rank</b>: the LoRA's capacity. 16 suits most edits; raise it (32–64) for complex concepts, "
+            "lower it (4–8) for a small, simple style. Higher rank = bigger file, more memory.")
+RES_TIP = ("<b>Resolution</b>: the training area in pixels (images are resized to about this many pixels "
+           "squared, keeping their shape). 512 is quick; 1024 matches what the big models make.")
+SEED_TIP = "Random seed: the same seed and settings give the same result."
+SAMPLE_TIP = "Make preview images every N steps (0 = only at the end) to see the LoRA learn."
+CKPT_TIP = "Save a checkpoint every N steps (0 = only when stopping and at the end); Resume continues from it."
+TRIGGER_TIP = ("An optional word added to every caption (e.g. <i>sks_bgremove</i>). Use it in your prompt later "
+               "to switch the effect on.")
+DEFAULT_TIP = "The caption used for sets that have no .txt file."
+NAME_TIP = "File name of the LoRA: OUTPUT/NAME.safetensors"
+
+ADVICE = {
+    "oom": "The GPU ran out of memory. Lower the resolution or rank, or close other programs that use the GPU.",
+    "nan": "The loss became NaN: the learning rate is probably too high — the balloon popped. "
+           "Try a lower learning rate (1e-4).",
+    "data": "A problem with the training data: check the Problems list in the Dataset tab.",
+    "config": "A setting or the model folder is not right: check the settings on the left.",
+    "killed": "The last saved checkpoint is kept: Resume continues from it.",
+    "crash": "See the log below for details. The last saved checkpoint is kept: Resume continues from it.",
+    "start": "The training program could not be started. Is LoRA Studio installed completely?",
+}
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "—"
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def format_lr(value: float) -> str:
+    text = f"{value:.0e}" if value < 0.01 else f"{value:g}"
+    return text.replace("e-0", "e-")
+
+
+def parse_lr(text: str) -> float | None:
+    try:
+        value = float(text.strip().replace(",", "."))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
+class PathField(QWidget):
+    """A line edit with a Browse… button (native folder dialog)."""
+
+    changed = Signal(str)
+
+    def __init__(self, placeholder: str, dialog_title: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(6)
+        self.edit = QLineEdit()
+        self.edit.setPlaceholderText(placeholder)
+        self.edit.textChanged.connect(self.changed)
+        self.button = QPushButton("Browse…")
+        self.button.clicked.connect(self._browse)
+        self._title = dialog_title
+        layout.addWidget(self.edit, 1)
+        layout.addWidget(self.button)
+
+    def text(self) -> str:
+        return self.edit.text().strip()
+
+    def set_text(self, text: str) -> None:
+        self.edit.setText(text)
+
+    def _browse(self) -> None:
+        start = self.text() or str(Path.home())
+        folder = QFileDialog.getExistingDirectory(self, self._title, start)
+        if folder:
+            self.edit.setText(folder)
+
+
+class SettingsForm(QWidget):
+    """The project's training settings. ``config()`` builds a Config from it."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._base: Config | None = None
+        self._loading = False
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 8, 12, 12)
+        layout.setSpacing(10)
+
+        # Base model.
+        box = QGroupBox("Base model")
+        form = QFormLayout(box)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.model = PathField("A local diffusers model folder (with model_index.json)", "Choose the base model folder")
+        self.model.setToolTip("The base model to train a LoRA for: a local diffusers folder such as "
+                              "FLUX.1-Kontext-dev or Qwen-Image-Edit-2509. Nothing is downloaded.")
+        self.family = QLabel("")
+        self.family.setWordWrap(True)
+        form.addRow("Folder", self.model)
+        form.addRow("Family", self.family)
+        layout.addWidget(box)
+
+        # Training.
+        box = QGroupBox("Training")
+        form = QFormLayout(box)
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 1_000_000)
+        self.steps.setSingleStep(100)
+        self.steps.setGroupSeparatorShown(True)
+        self.steps.setToolTip(STEPS_TIP)
+        self.lr = QComboBox()
+        self.lr.setEditable(True)
+        self.lr.addItems(["1e-4", "2e-4", "3e-4", "5e-4"])
+        validator = QDoubleValidator(1e-8, 0.99, 10, self.lr)
+        validator.setNotation(QDoubleValidator.Notation.ScientificNotation)
+        validator.setLocale(QLocale.c())
+        self.lr.setValidator(validator)
+        self.lr.setToolTip(LR_TIP)
+        self.lr_note = QLabel("")
+        theme.set_role(self.lr_note, "warning")
+        self.lr_note.setWordWrap(True)
+        self.lr_note.hide()
+        self.rank = QComboBox()
+        self.rank.addItems(["4", "8", "16", "32", "64", "128"])
+        self.rank.setEditable(True)
+        self.rank.setToolTip(RANK_TIP)
+        self.resolution = QComboBox()
+        self.resolution.addItems(["256", "512", "768", "1024"])
+        self.resolution.setEditable(True)
+        self.resolution.setToolTip(RES_TIP)
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2_147_483_647)
+        self.seed.setToolTip(SEED_TIP)
+        self.sample_every = QSpinBox()
+        self.sample_every.setRange(0, 1_000_000)
+        self.sample_every.setSingleStep(50)
+        self.sample_every.setSpecialValueText("only at the end")
+        self.sample_every.setToolTip(SAMPLE_TIP)
+        self.checkpoint_every = QSpinBox()
+        self.checkpoint_every.setRange(0, 1_000_000)
+        self.checkpoint_every.setSingleStep(50)
+        self.checkpoint_every.setSpecialValueText("only at the end")
+        self.checkpoint_every.setToolTip(CKPT_TIP)
+        steps_label = QLabel("Steps")
+        steps_label.setToolTip(STEPS_TIP)
+        lr_label = QLabel("Learning rate")
+        lr_label.setToolTip(LR_TIP)
+        form.addRow(steps_label, self.steps)
+        form.addRow(lr_label, self.lr)
+        form.addRow("", self.lr_note)
+        form.addRow("Rank", self.rank)
+        form.addRow("Resolution", self.resolution)
+        form.addRow("Seed", self.seed)
+        form.addRow("Samples every", self.sample_every)
+        form.addRow("Checkpoint every", self.checkpoint_every)
+        layout.addWidget(box)
+
+        # Captions.
+        box = QGroupBox("Captions")
+        form = QFormLayout(box)
+        self.trigger = QLineEdit()
+        self.trigger.setPlaceholderText("optional, e.g. sks_style")
+        self.trigger.setToolTip(TRIGGER_TIP)
+        self.default_caption = QLineEdit()
+        self.default_caption.setPlaceholderText("for sets without a caption")
+        self.default_caption.setToolTip(DEFAULT_TIP)
+        form.addRow("Trigger word", self.trigger)
+        form.addRow("Default caption", self.default_caption)
+        layout.addWidget(box)
+
+        # Output.
+        box = QGroupBox("Output")
+        form = QFormLayout(box)
+        self.output_dir = PathField("Folder for the LoRA and its run files", "Choose the output folder")
+        self.output_name = QLineEdit()
+        self.output_name.setToolTip(NAME_TIP)
+        self.output_file = QLabel("")
+        theme.set_role(self.output_file, "muted")
+        self.output_file.setWordWrap(True)
+        self.output_file.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        form.addRow("Folder", self.output_dir)
+        form.addRow("Name", self.output_name)
+        form.addRow("", self.output_file)
+        layout.addWidget(box)
+
+        self.error = QLabel("")
+        theme.set_role(self.error, "error")
+        self.error.setWordWrap(True)
+        self.error.hide()
+        layout.addWidget(self.error)
+        self.project_label = QLabel("")
+        theme.set_role(self.project_label, "muted")
+        self.project_label.setWordWrap(True)
+        self.project_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.project_label)
+        layout.addStretch(1)
+
+        for w in (self.steps, self.seed, self.sample_every, self.checkpoint_every):
+            w.valueChanged.connect(self._changed)
+        for combo in (self.lr, self.rank, self.resolution):
+            combo.currentTextChanged.connect(self._changed)
+        for edit in (self.trigger, self.default_caption, self.output_name):
+            edit.textChanged.connect(self._changed)
+        self.model.changed.connect(self._changed)
+        self.output_dir.changed.connect(self._changed)
+        self.model_info: ModelFolderInfo = detect_model_folder("")
+        self._dataset_mode = None
+
+    # -- load / read ----------------------------------------------------------------------
+
+    def load(self, config: Config, project_path: Path | None) -> None:
+        self._loading = True
+        try:
+            self._base = config
+            model = str(config.model.path)
+            self.model.set_text("" if model in ("", ".") else model)
+            t = config.train
+            self.steps.setValue(t.steps)
+            self.lr.setEditText(format_lr(t.learning_rate))
+            self.rank.setEditText(str(t.rank))
+            self.resolution.setEditText(str(t.resolution))
+            self.seed.setValue(t.seed)
+            self.sample_every.setValue(t.sample_every)
+            self.checkpoint_every.setValue(t.checkpoint_every)
+            self.trigger.setText(config.dataset.trigger)
+            self.default_caption.setText(config.dataset.default_caption)
+            self.output_dir.set_text(str(config.output.dir))
+            self.output_name.setText(config.output.name)
+            self.set_project_path(project_path)
+        finally:
+            self._loading = False
+        self._update_derived()
+
+    def set_project_path(self, path: Path | None) -> None:
+        self.project_label.setText(f"Project file: {path}" if path else
+                                   "Project not saved yet: it is saved beside the dataset folder when you "
+                                   "train or press Ctrl+S.")
+
+    def config(self) -> Config:
+        """The settings as a validated Config (raises ConfigError naming the field)."""
+        assert self._base is not None, "no project loaded"
+        lr = parse_lr(self.lr.currentText())
+        if lr is None:
+            raise ConfigError(f"train.learning_rate: “{self.lr.currentText()}” is not a number (e.g. 1e-4)")
+        rank = _int(self.rank.currentText(), "train.rank")
+        resolution = _int(self.resolution.currentText(), "train.resolution")
+        out_dir = self.output_dir.text()
+        if not out_dir:
+            raise ConfigError("output.dir: choose an output folder")
+        config = with_changes(
+            self._base,
+            model={"path": Path(self.model.text()) if self.model.text() else Path("")},
+            dataset={"trigger": self.trigger.text().strip(), "default_caption": self.default_caption.text().strip()},
+            train={"steps": self.steps.value(), "learning_rate": lr, "rank": rank, "resolution": resolution,
+                   "seed": self.seed.value(), "sample_every": self.sample_every.value(),
+                   "checkpoint_every": self.checkpoint_every.value()},
+            output={"dir": Path(out_dir).expanduser(), "name": self.output_name.text().strip()},
+        )
+        return validate(config)
+
+    def set_dataset_mode(self, mode) -> None:
+        """The dataset's mode (paired / single), to warn about a model of the other kind."""
+        self._dataset_mode = getattr(mode, "value", mode)
+        self._update_derived()
+
+    def set_enabled_for_run(self, running: bool) -> None:
+        for w in self.findChildren(QGroupBox):
+            w.setEnabled(not running)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _changed(self, *_args) -> None:
+        self._update_derived()
+        if not self._loading:
+            self.changed.emit()
+
+    def _update_derived(self) -> None:
+        if self.model.text() != getattr(self, "_model_checked", None) or not self.model_info.supported:
+            self._model_checked = self.model.text()
+            self.model_info = detect_model_folder(self.model.text())
+        info = self.model_info
+        summary = info.summary
+        if info.supported and self._dataset_mode == "paired" and not info.edit:
+            summary += ("<br>Note: this is a text-to-image model, but the dataset has before/after pairs. "
+                        "Choose an editing model (FLUX.1 Kontext, Qwen-Image-Edit-Plus).")
+        elif info.supported and self._dataset_mode == "single" and info.edit:
+            summary += ("<br>Note: this is an image-editing model, but the dataset has no _start/_end pairs.")
+        self.family.setText(summary)
+        theme.set_role(self.family, "ok" if info.supported else ("muted" if not self.model.text() else "error"))
+        lr = parse_lr(self.lr.currentText())
+        lo, hi = TYPICAL_LEARNING_RATE
+        if lr is None:
+            self.lr_note.setText("Enter a number such as 1e-4.")
+            self.lr_note.show()
+        elif lr < lo * 0.999 or lr > hi * 1.001:
+            self.lr_note.setText(f"{format_lr(lr)} is outside the typical range 1e-4 … 5e-4. "
+                                 + ("Too soft: it needs many more steps." if lr < lo else
+                                    "Too hard: the balloon may pop (unstable training)."))
+            self.lr_note.show()
+        else:
+            self.lr_note.hide()
+        name = self.output_name.text().strip() or "?"
+        out = self.output_dir.text() or "?"
+        self.output_file.setText(f"→ {Path(out) / (name + '.safetensors')}")
+        try:
+            if self._base is not None:
+                self.config()
+            self.error.hide()
+        except ConfigError as exc:
+            self.error.setText(str(exc))
+            self.error.setVisible(bool(self.model.text()) or "model.path" not in str(exc))
+
+
+def _int(text: str, key: str) -> int:
+    try:
+        return int(text.strip().replace(",", ""))
+    except ValueError:
+        raise ConfigError(f"{key}: “{text}” is not a whole number") from None
+
+
+class RunPanel(QWidget):
+    """Train/Stop/Resume, progress, the loss chart, samples and the log."""
+
+    train_clicked = Signal()
+    stop_clicked = Signal()
+    resume_clicked = Signal()
+    test_clicked = Signal(str)
+    sample_clicked = Signal(object)
+
+    def __init__(self, loader: ThumbnailLoader, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.lora_path: str = ""
+        self.log_path: str | None = None
+        self._started_at = 0.0
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 8, 12, 12)
+        layout.setSpacing(8)
+
+        buttons = QHBoxLayout()
+        self.train_button = QPushButton("Train")
+        theme.set_role(self.train_button, "primary")
+        self.train_button.setToolTip("Start training with these settings (Ctrl+Return)")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stop gracefully: saves a checkpoint and the LoRA so far (Esc or Ctrl+.)")
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue from the last checkpoint (Ctrl+Shift+Return)")
+        self.train_button.clicked.connect(self.train_clicked)
+        self.stop_button.clicked.connect(self.stop_clicked)
+        self.resume_button.clicked.connect(self.resume_clicked)
+        for b in (self.train_button, self.stop_button, self.resume_button):
+            b.setMinimumWidth(96)
+        buttons.addWidget(self.train_button)
+        buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.resume_button)
+        buttons.addStretch(1)
+        self.phase = QLabel("Ready to train.")
+        theme.set_role(self.phase, "muted")
+        buttons.addWidget(self.phase)
+        layout.addLayout(buttons)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("")
+        self.progress.setTextVisible(True)
+        layout.addWidget(self.progress)
+        stats = QHBoxLayout()
+        self.step_label = QLabel("Step —")
+        self.rate_label = QLabel("— it/s")
+        self.eta_label = QLabel("ETA —")
+        self.loss_label = QLabel("loss —")
+        for w in (self.step_label, self.rate_label, self.eta_label, self.loss_label):
+            theme.set_role(w, "stat")
+            stats.addWidget(w)
+            stats.addSpacing(12)
+        stats.addStretch(1)
+        layout.addLayout(stats)
+
+        self.error_bar = MessageBar("error", self)
+        self.error_bar.add_button("Show log", self.show_log)
+        self.error_resume = self.error_bar.add_button("Resume", self.resume_clicked.emit)
+        layout.addWidget(self.error_bar)
+
+        self.done_bar = MessageBar("ok", self)
+        self.done_bar.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.show_folder_button = self.done_bar.add_button("Show in folder", self.show_in_folder)
+        self.copy_button = self.done_bar.add_button("Copy path", self.copy_path)
+        self.test_button = self.done_bar.add_button("Test it", lambda: self.test_clicked.emit(self.lora_path))
+        layout.addWidget(self.done_bar)
+
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.chart = LossChart()
+        self.gallery = SampleGallery(loader)
+        self.gallery.sample_activated.connect(self.sample_clicked)
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(5000)
+        self.log_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        font = QGuiApplication.font()
+        font.setFamily("monospace")
+        font.setStyleHint(font.StyleHint.Monospace)
+        self.log_view.setFont(font)
+        self.split = QSplitter(Qt.Orientation.Vertical)
+        chart_box = QWidget()
+        cl = QVBoxLayout(chart_box)
+        cl.setContentsMargins(0, 0, 0, 0)
+        t = QLabel("Loss")
+        theme.set_role(t, "heading")
+        cl.addWidget(t)
+        cl.addWidget(self.chart, 1)
+        samples_box = QWidget()
+        sl = QVBoxLayout(samples_box)
+        sl.setContentsMargins(0, 6, 0, 0)
+        t = QLabel("Samples")
+        theme.set_role(t, "heading")
+        self.samples_hint = QLabel("Previews appear here as training goes (click one to compare with the target).")
+        theme.set_role(self.samples_hint, "muted")
+        head = QHBoxLayout()
+        head.addWidget(t)
+        head.addWidget(self.samples_hint, 1)
+        sl.addLayout(head)
+        sl.addWidget(self.gallery, 1)
+        self.split.addWidget(chart_box)
+        self.split.addWidget(samples_box)
+        self.tabs.addTab(self.split, "Progress")
+        self.tabs.addTab(self.log_view, "Log")
+        layout.addWidget(self.tabs, 1)
+        self.set_state("idle", can_resume=False, can_train=True)
+
+    # -- state ----------------------------------------------------------------------------
+
+    def set_state(self, state: str, can_resume: bool, can_train: bool) -> None:
+        running = state != "idle"
+        self.train_button.setEnabled(not running and can_train)
+        self.stop_button.setEnabled(state in ("starting", "running"))
+        self.resume_button.setEnabled(not running and can_resume and can_train)
+        self.error_resume.setVisible(can_resume)
+        if state == "stopping":
+            self.phase.setText("Stopping: saving a checkpoint and the LoRA so far…")
+        elif state == "starting":
+            self.phase.setText("Starting the trainer…")
+
+    def begin(self, resume: bool) -> None:
+        self.error_bar.hide()
+        self.done_bar.hide()
+        self._started_at = time.monotonic()
+        if not resume:
+            self.chart.clear()
+            self.gallery.clear_samples()
+        self.progress.setRange(0, 0)
+        self.progress.setFormat("")
+        self.log(f"— {'resuming' if resume else 'starting'} training {time.strftime('%H:%M:%S')} —")
+
+    # -- runner signals -------------------------------------------------------------------
+
+    def on_started(self, e: dict) -> None:
+        total = int(e.get("total") or 0)
+        resumed = int(e.get("resumed_from") or 0)
+        if resumed:
+            self.chart.steps[:] = [s for s in self.chart.steps if s <= resumed]
+            del self.chart.losses[len(self.chart.steps):]
+            self.chart.resumed_from = 0
+        else:
+            self.chart.clear(total)
+        self.chart.total = total
+        family = e.get("family", "")
+        sets = e.get("sets", "?")
+        self.phase.setText(f"Training {family} on {sets} sets" + (f", resumed from step {resumed:,}" if resumed else ""))
+        self.progress.setRange(0, max(1, total))
+        self.progress.setValue(resumed)
+        self.step_label.setText(f"Step {resumed:,} / {total:,}")
+
+    def on_status(self, e: dict) -> None:
+        message = e.get("message") or e.get("phase", "")
+        current, total = e.get("current"), e.get("total")
+        if e.get("phase") != "training":
+            if isinstance(current, int) and isinstance(total, int) and total > 0:
+                self.progress.setRange(0, total)
+                self.progress.setValue(current)
+                self.progress.setFormat(f"{message} %v / %m")
+            elif self.progress.maximum() <= 1:
+                self.progress.setRange(0, 0)
+        self.phase.setText(message[:1].upper() + message[1:] if message else "")
+
+    def on_progress(self, e: dict) -> None:
+        step, total = int(e.get("step", 0)), int(e.get("total") or 0)
+        if total:
+            if self.progress.maximum() != total:
+                self.progress.setRange(0, total)
+            self.progress.setValue(step)
+            self.progress.setFormat(f"{100 * step / total:.0f}%")
+        self.step_label.setText(f"Step {step:,} / {total:,}")
+        rate = e.get("rate")
+        if isinstance(rate, (int, float)) and rate > 0:
+            self.rate_label.setText(f"{rate:.2f} it/s" if rate >= 1 else f"{1 / rate:.1f} s/it")
+        self.eta_label.setText(f"ETA {format_duration(e.get('eta'))}")
+        loss = e.get("loss")
+        self.loss_label.setText(f"loss {loss:.4f}" if isinstance(loss, (int, float)) else "loss —")
+        self.chart.add(step, loss, total)
+        if self.phase.text().startswith(("Starting", "Caching", "Loading")):
+            self.phase.setText("Training")
+
+    def on_sample(self, e: dict, inputs: tuple[Path, ...] = ()) -> None:
+        path = e.get("path")
+        if not path:
+            return
+        self.gallery.add_sample(Sample(int(e.get("step", 0)), Path(path), str(e.get("set", "")),
+                                       Path(e["target"]) if e.get("target") else None, inputs))
+        self.samples_hint.setText(f"{len(self.gallery.samples)} previews · click one to compare with its target")
+
+    def on_checkpoint(self, e: dict) -> None:
+        self.log(f"checkpoint saved at step {e.get('step')}: {e.get('path')}")
+
+    def on_finished(self, e: dict) -> None:
+        self.lora_path = str(e.get("lora") or "")
+        self.eta_label.setText("ETA —")
+        step = e.get("step")
+        self.progress.setRange(0, max(1, self.progress.maximum()))
+        if not e.get("stopped"):
+            self.progress.setValue(self.progress.maximum())
+            self.progress.setFormat("Done")
+            self.phase.setText(f"Finished in {format_duration(time.monotonic() - self._started_at)}")
+            head = "<b>Your LoRA is ready.</b>"
+        else:
+            self.progress.setFormat(f"Stopped at step {step:,}" if isinstance(step, int) else "Stopped")
+            self.phase.setText("Stopped")
+            head = (f"<b>Stopped at step {step:,}.</b> The LoRA so far is saved; Resume continues."
+                    if isinstance(step, int) else "<b>Stopped.</b> The LoRA so far is saved.")
+        self.done_bar.show_message(f"{head}<br>{_html(self.lora_path)}")
+        self.log(f"done: {self.lora_path}")
+
+    def on_failed(self, e: dict) -> None:
+        kind = e.get("kind", "crash")
+        self.eta_label.setText("ETA —")
+        self.log_path = e.get("log")
+        self.progress.setRange(0, max(1, self.progress.maximum()))
+        self.progress.setFormat("Failed")
+        self.phase.setText("Training failed" if kind != "killed" else "Training ended")
+        advice = ADVICE.get(kind, "")
+        text = f"<b>{_html(e.get('message', 'Training failed.'))}</b>"
+        if advice:
+            text += f"<br>{_html(advice)}"
+        if self.log_path:
+            text += f"<br>Log: {_html(str(self.log_path))}"
+        self.error_bar.show_message(text)
+        stderr = e.get("stderr") or ""
+        if stderr:
+            self.log("— last lines of the trainer's output —\n" + stderr)
+        if e.get("log_tail"):
+            self.log(f"— last lines of {self.log_path} —\n" + e["log_tail"])
+
+    def log(self, text: str) -> None:
+        self.log_view.appendPlainText(text)
+        self.log_view.moveCursor(QTextCursor.MoveOperation.End)
+
+    # -- actions --------------------------------------------------------------------------
+
+    def show_log(self) -> None:
+        self.tabs.setCurrentWidget(self.log_view)
+        if self.log_path and Path(self.log_path).is_file():
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.log_path)))
+
+    def show_in_folder(self) -> None:
+        if self.lora_path:
+            show_in_folder(Path(self.lora_path))
+
+    def copy_path(self) -> None:
+        if self.lora_path:
+            QGuiApplication.clipboard().setText(self.lora_path)
+            self.phase.setText("Path copied")
+
+
+def show_in_folder(path: Path) -> None:
+    """Open the file manager at ``path`` (selecting the file where the platform allows)."""
+    import subprocess
+    import sys
+
+    try:
+        if sys.platform == "win32":  # pragma: no cover
+            subprocess.Popen(["explorer", "/select,", str(path)])
+            return
+        if sys.platform == "darwin":  # pragma: no cover
+            subprocess.Popen(["open", "-R", str(path)])
+            return
+    except OSError:
+        pass
+    QDesktopServices.openUrl(QUrl.fromLocalFile(str(path.parent if path.is_file() or not path.exists() else path)))
+
+
+class TrainingPage(QWidget):
+    def __init__(self, loader: ThumbnailLoader, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        layout.addWidget(self.splitter)
+        self.form = SettingsForm()
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(self.form)
+        scroll.setMinimumWidth(360)
+        scroll.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
+        self.run = RunPanel(loader)
+        self.splitter.addWidget(scroll)
+        self.splitter.addWidget(self.run)
+        self.splitter.setStretchFactor(0, 0)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([420, 860])
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
