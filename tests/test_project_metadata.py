@@ -1,0 +1,52 @@
+"""The install metadata stays in step with the source tree.
+
+The package list in pyproject.toml is explicit (so the top-level ``resources/`` folder can
+ship inside the wheel as ``lorastudio.resources``); a new sub-package that is not listed
+would silently be missing from a wheel, so this test fails first.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def test_every_subpackage_is_listed_for_the_wheel():
+    listed = set(_pyproject()["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for p in (ROOT / "lorastudio").rglob("__init__.py")
+    }
+    assert found - listed == set(), f"add these to [tool.setuptools] packages: {sorted(found - listed)}"
+
+
+def test_resources_ship_inside_the_package():
+    tool = _pyproject()["tool"]["setuptools"]
+    assert tool["package-dir"]["lorastudio.resources"] == "resources"
+    assert (ROOT / "resources" / "style.qss").is_file()
+    icons = list((ROOT / "resources" / "icons").glob("*.svg"))
+    assert icons, "resources/icons holds the app's SVG icons"
+
+
+def test_pyside_requirement_excludes_the_leaking_release():
+    deps = _pyproject()["project"]["dependencies"]
+    pyside = [d for d in deps if d.lower().startswith("pyside6")]
+    assert pyside and all("!=6.12.0" in d for d in pyside)
+
+
+def test_cli_demo_families_match_the_trainer():
+    from lorastudio import cli
+    from lorastudio.training import demo
+
+    assert tuple(cli.DEMO_FAMILIES) == tuple(demo.DEMO_FAMILIES)
