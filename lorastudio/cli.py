@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="write a tiny random-weight model and a demo dataset (no download, no GPU)")
     p.add_argument("out_dir", help="folder to create")
     p.add_argument("--family", default="kontext", choices=DEMO_FAMILIES)
+
+    p = sub.add_parser("self-test", help="smoke-test this install: window, demo, a short training run, the LoRA loads")
+    p.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (default: a temporary folder, removed)")
+    p.add_argument("--steps", type=int, default=4, help="training steps (default 4)")
+    p.add_argument("--timeout", type=float, default=900, help="give up on a step after this many seconds (default 900)")
+    p.add_argument("--screenshot", metavar="PNG", help="save a picture of the window after training")
     return parser
 
 
@@ -86,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         from lorastudio.training.demo import demo_command
 
         return demo_command(Path(args.out_dir), family=args.family)
+    if command == "self-test":
+        from lorastudio.selftest import self_test_command
+
+        return self_test_command(args)
     raise AssertionError(command)  # pragma: no cover
 
 

@@ -1,0 +1,73 @@
+"""What goes into the bundle, in one place: the spec, build.py and the tests read these lists.
+
+Pure Python (no PyInstaller import), so a fast test can check the lists against the source
+tree without building anything.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+#: The app's executable (``LoRAStudio`` / ``LoRAStudio.exe``) and the bundle folder's name.
+APP_NAME = "LoRAStudio"
+#: Windows only: the console twin of the windowed app. Children (worker, demo, sample) run
+#: it, and artists use it from a terminal. Not ``lorastudio.exe``: Windows file names ignore
+#: case, so it would clash with ``LoRAStudio.exe``.
+CLI_NAME = "lorastudio-cli"
+
+#: Distributions whose metadata (``*.dist-info``) the bundle must carry: libraries that check
+#: versions at import time (``importlib.metadata.version``) — diffusers decides torch is
+#: absent without torch's, transformers and peft check their dependencies' versions.
+METADATA_PACKAGES = (
+    "lorastudio",
+    "torch", "torchvision", "numpy", "safetensors",
+    "diffusers", "transformers", "tokenizers", "huggingface_hub", "hf-xet",
+    "accelerate", "peft",
+    "pillow", "filelock", "fsspec", "packaging", "regex", "requests", "tqdm", "pyyaml", "psutil",
+    "importlib_metadata", "typing_extensions", "jinja2", "sympy",
+    "platformdirs", "qasync", "PySide6_Essentials", "shiboken6", "tomli_w",
+)
+
+#: Packages kept as ``.py`` sources next to their bytecode (``pyz+py``): they read their own
+#: sources (``inspect.getsource``) or locate files relative to ``__file__``.
+SOURCE_PACKAGES = ("diffusers", "transformers", "peft", "accelerate")
+
+#: Never collected. Other Qt bindings (qasync or a library probing for one must not drag
+#: a second Qt in); GUI toolkits and the scientific/notebook stack nothing here uses; test
+#: code; triton (torch.compile's GPU compiler, ~0.9 GB, not used: torch runs eager without it).
+EXCLUDES = (
+    "PyQt5", "PyQt6", "PySide2", "sip", "tkinter", "_tkinter", "turtle", "idlelib",
+    "matplotlib", "scipy", "pandas", "sklearn", "IPython", "ipykernel", "jupyter", "notebook",
+    "tensorboard", "tensorflow", "keras", "jax", "jaxlib", "flax", "onnx", "onnxruntime", "cv2",
+    "triton", "torch.testing._internal", "torch.utils.tensorboard",
+    "pytest", "_pytest", "pytestqt", "py", "tests",
+)
+
+#: Qt plugins the app needs at run time; build.py fails the build if one is missing.
+#: (``platforms``: the window itself, ``offscreen`` for the smoke test; ``imageformats``:
+#: the dataset's JPEG/WebP/TIFF pictures and SVG; ``iconengines``: the SVG icons.)
+REQUIRED_QT_PLUGINS = {
+    "linux": ("platforms/libqxcb.so", "platforms/libqoffscreen.so", "imageformats/libqjpeg.so",
+              "imageformats/libqwebp.so", "imageformats/libqtiff.so", "imageformats/libqsvg.so",
+              "iconengines/libqsvgicon.so"),
+    "win32": ("platforms/qwindows.dll", "platforms/qoffscreen.dll", "imageformats/qjpeg.dll",
+              "imageformats/qwebp.dll", "imageformats/qtiff.dll", "imageformats/qsvg.dll",
+              "iconengines/qsvgicon.dll"),
+}
+
+
+def family_modules(root: Path) -> list[str]:
+    """Every module under ``lorastudio/training/families`` (hidden imports of the spec)."""
+    folder = Path(root) / "lorastudio" / "training" / "families"
+    return sorted(f"lorastudio.training.families.{p.stem}" for p in folder.glob("*.py") if p.stem != "__init__") + [
+        "lorastudio.training.families"]
+
+
+def executable_name(name: str = APP_NAME, platform: str = sys.platform) -> str:
+    return f"{name}.exe" if platform == "win32" else name
+
+
+def child_executable_name(platform: str = sys.platform) -> str:
+    """The executable the app starts its children with (see CLI_NAME)."""
+    return executable_name(CLI_NAME if platform == "win32" else APP_NAME, platform)
