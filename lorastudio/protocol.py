@@ -96,10 +96,30 @@ def lorastudio_command_line(*args: str) -> list[str]:
     works without the console script being on PATH.
     """
     if getattr(sys, "frozen", False):
+        exe = frozen_child_executable()
         if args and args[0] == "worker":
-            return [sys.executable, "--worker", *args[1:]]
-        return [sys.executable, *args]
+            return [exe, "--worker", *args[1:]]
+        return [exe, *args]
     return [sys.executable, "-m", "lorastudio", *args]
+
+
+#: Windows bundles: the console twin of the windowed ``LoRAStudio.exe`` (packaging/README.md).
+WINDOWS_CLI_EXE = "lorastudio-cli.exe"
+
+
+def frozen_child_executable() -> str:
+    """The bundle's executable for child processes.
+
+    On Windows the app is a windowed exe, which starts without standard streams; its
+    children (worker, demo, sample) run the console twin beside it, whose stdout is the pipe
+    the app reads (started with CREATE_NO_WINDOW, so no console appears). Elsewhere, and if
+    the twin is missing, the app itself.
+    """
+    if sys.platform == "win32":
+        twin = Path(sys.executable).with_name(WINDOWS_CLI_EXE)
+        if twin.is_file():
+            return str(twin)
+    return sys.executable
 
 
 def worker_command_line(config_path: str | Path, resume: bool = False) -> list[str]:
