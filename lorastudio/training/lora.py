@@ -22,6 +22,10 @@ Qwen-Image: diffusers' ``QwenImageLoraLoaderMixin.lora_state_dict`` treats any f
 written without the prefix (``<module>.lora_A.weight``, ``<module>.alpha``): diffusers then
 produces the right names, and ComfyUI's Qwen key map accepts bare diffusers module names
 as well as ``transformer.``-prefixed ones. See :data:`KEY_PREFIX`.
+
+FLUX.2 and the ``comfyui`` format (kohya/BFL names, fused q/k/v): see ``formats``. Besides
+our ``lorastudio.*`` header keys the file carries the common ``modelspec.*`` fields
+(``modelspec``).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import torch
 
 from lorastudio.fileio import atomic_writer
 
-#: Key prefix of the exported weights per family (see the module docstring for Qwen).
+#: Key prefix of the diffusers-format weights per family (see ``formats``).
 KEY_PREFIX: dict[str, str] = {
     "kontext": "transformer.",
     "flux": "transformer.",
@@ -50,7 +54,7 @@ def add_lora(transformer: torch.nn.Module, rank: int, alpha: float, target_modul
     from peft import LoraConfig, inject_adapter_in_model
 
     config = LoraConfig(r=rank, lora_alpha=alpha or rank, lora_dropout=0.0, init_lora_weights=True,
-                        target_modules=list(target_modules))
+                        target_modules=linear_targets(transformer, target_modules) or list(target_modules))
     for p in transformer.parameters():
         p.requires_grad_(False)
     if hasattr(transformer, "add_adapter"):  # diffusers ModelMixin: registers peft_config too
@@ -66,6 +70,20 @@ def add_lora(transformer: torch.nn.Module, rank: int, alpha: float, target_modul
     if not params:
         raise RuntimeError(f"no LoRA layers: none of {list(target_modules)} matched a module of the transformer")
     return params
+
+
+def linear_targets(model: torch.nn.Module, suffixes: Iterable[str]) -> list[str]:
+    """Full names of the Linear layers whose names end with one of ``suffixes``.
+
+    peft matches target names by suffix and refuses a match that is not a layer it can
+    wrap; resolving to Linear layers first lets one suffix mean "that projection" even
+    where a container shares the name (FLUX.2's single blocks have a Linear
+    ``attn.to_out``, its double blocks a ModuleList ``attn.to_out`` holding ``to_out.0``).
+    """
+    suffixes = tuple(suffixes)
+    return [name for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear)
+            and any(name == s or name.endswith("." + s) for s in suffixes)]
 
 
 def peft_state_dict(transformer: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -85,25 +103,20 @@ def load_peft_state_dict(transformer: torch.nn.Module, state: dict[str, torch.Te
 
 
 def export_state_dict(peft_state: dict[str, torch.Tensor], rank: int, alpha: float, family: str,
-                      dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    """The exported tensors: prefixed lora_A/lora_B weights plus one ``.alpha`` per module."""
-    prefix = KEY_PREFIX.get(family, "transformer.")
-    alpha = float(alpha or rank)
-    out: dict[str, torch.Tensor] = {}
-    for key, value in sorted(peft_state.items()):
-        tensor = value.detach().to("cpu")
-        if dtype is not None:
-            tensor = tensor.to(dtype)
-        out[prefix + key] = tensor.contiguous()
-        if key.endswith(".lora_A.weight"):
-            module = key[: -len(".lora_A.weight")]
-            out[f"{prefix}{module}.alpha"] = torch.tensor(alpha, dtype=torch.float32)
-    return out
+                      dtype: torch.dtype | None = None, fmt: str = "diffusers") -> dict[str, torch.Tensor]:
+    """The exported tensors in ``fmt`` (``diffusers``: prefixed lora_A/lora_B weights plus one
+    ``.alpha`` per module; ``comfyui``: kohya/BFL names) — see ``formats``."""
+    from lorastudio.training.formats import export_tensors
+
+    return export_tensors(peft_state, rank, alpha, family, fmt=fmt, dtype=dtype)
 
 
 def export_metadata(*, family: str, base_model: str, rank: int, alpha: float, steps: int, learning_rate: float,
-                    resolution: int, sets: int, trigger: str) -> dict[str, str]:
+                    resolution: int, sets: int, trigger: str, fmt: str = "diffusers", title: str = "",
+                    edit: bool = True, model_dir: Path | None = None) -> dict[str, str]:
+    """Our ``lorastudio.*`` facts plus the common ``modelspec.*`` fields (``modelspec``)."""
     from lorastudio import __version__
+    from lorastudio.training.modelspec import modelspec_metadata
 
     meta = {
         "lorastudio.family": family,
@@ -115,10 +128,13 @@ def export_metadata(*, family: str, base_model: str, rank: int, alpha: float, st
         "lorastudio.resolution": str(resolution),
         "lorastudio.sets": str(sets),
         "lorastudio.version": __version__,
+        "lorastudio.format": fmt,
         "format": "pt",
     }
     if trigger:
         meta["lorastudio.trigger"] = trigger
+    meta.update(modelspec_metadata(family=family, title=title or base_model, resolution=resolution,
+                                   trigger=trigger, edit=edit, model_dir=model_dir))
     return meta
 
 
@@ -129,7 +145,7 @@ def save_lora_file(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[
     assert "lora_adapter_metadata" not in metadata, "diffusers refuses .alpha tensors with lora_adapter_metadata"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_writer(path) as (_fh, tmp):
+    with atomic_writer(path, clean_stale=True) as (_fh, tmp):
         save_file(tensors, str(tmp), metadata=metadata)  # by name; atomic_writer fsyncs and renames
     return path
 

@@ -192,6 +192,26 @@ def tiny_qwen_tokenizer():
     return tokenizer
 
 
+#: Qwen3's chat template, shortened: the Qwen2 template plus the empty thinking block
+#: Qwen3 writes after the assistant turn when ``enable_thinking=False`` (which
+#: ``Flux2KleinPipeline`` passes), so the tiny tokenizer yields the same token layout.
+QWEN3_CHAT_TEMPLATE = QWEN_CHAT_TEMPLATE.replace(
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+    "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}"
+    "{% endif %}",
+)
+
+
+def tiny_qwen3_tokenizer():
+    """The tiny Qwen tokenizer with Qwen3's ``<think>``/``</think>`` tokens and chat template
+    (FLUX.2 [klein]'s text encoder is Qwen3)."""
+    tokenizer = tiny_qwen_tokenizer()
+    tokenizer.add_tokens(["<think>", "</think>"], special_tokens=True)
+    tokenizer.chat_template = QWEN3_CHAT_TEMPLATE
+    return tokenizer
+
+
 def tiny_qwen_processor(tokenizer):
     """The ``Qwen2VLProcessor`` the edit pipeline feeds condition images through.
 
@@ -308,8 +328,63 @@ def _qwen_components(zero_cond_t: bool = False, processor: bool = True) -> dict:
     return components
 
 
+def _flux2_vae():
+    """``AutoencoderKLFlux2`` in miniature: 8x downsampling and 32 latent channels like the
+    real one (so 128 channels after the 2×2 patchify), and batch-norm statistics that are
+    not the identity, so a latent normalization mistake shows in the tests."""
+    from diffusers import AutoencoderKLFlux2
+
+    def build():
+        vae = AutoencoderKLFlux2(
+            in_channels=3, out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=(8, 8, 16, 16), layers_per_block=1, latent_channels=32, norm_num_groups=8,
+            sample_size=64, use_quant_conv=False, use_post_quant_conv=False,
+        )
+        g = torch.Generator().manual_seed(SEED)
+        with torch.no_grad():
+            vae.bn.running_mean.copy_(torch.rand(vae.bn.running_mean.shape, generator=g) - 0.5)
+            vae.bn.running_var.copy_(0.5 + 1.5 * torch.rand(vae.bn.running_var.shape, generator=g))
+        return vae
+
+    return _seeded(build)
+
+
+def _flux2_klein_components() -> dict:
+    """FLUX.2 [klein] components: Qwen3 text encoder (27 layers, because the pipeline stacks
+    hidden states 9, 18 and 27), the FLUX.2 transformer without guidance embedding."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2Transformer2DModel
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer = tiny_qwen3_tokenizer()
+    hidden = 16
+    qwen3 = Qwen3Config(
+        vocab_size=(len(tokenizer) + 7) // 8 * 8, hidden_size=hidden, intermediate_size=32, num_hidden_layers=27,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=1024,
+        rope_theta=1000000.0, tie_word_embeddings=True,
+        bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+    )
+    return {
+        "transformer": _seeded(lambda: Flux2Transformer2DModel(
+            patch_size=1, in_channels=128, num_layers=1, num_single_layers=1, attention_head_dim=16,
+            num_attention_heads=2, joint_attention_dim=3 * hidden, timestep_guidance_channels=256,
+            axes_dims_rope=(4, 4, 4, 4), guidance_embeds=False,
+        )),
+        "vae": _flux2_vae(),
+        "text_encoder": _seeded(lambda: Qwen3ForCausalLM(qwen3)),
+        "tokenizer": tokenizer,
+        "scheduler": FlowMatchEulerDiscreteScheduler(
+            num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+            base_image_seq_len=256, max_image_seq_len=4096,
+        ),
+    }
+
+
 def _pipeline_builders() -> dict[str, Callable[[], object]]:
-    from diffusers import FluxKontextPipeline, FluxPipeline, QwenImageEditPlusPipeline, QwenImagePipeline
+    from diffusers import (Flux2KleinPipeline, FluxKontextPipeline, FluxPipeline, QwenImageEditPlusPipeline,
+                           QwenImagePipeline)
 
     return {
         "kontext": lambda: FluxKontextPipeline(**_flux_components()),
@@ -319,11 +394,13 @@ def _pipeline_builders() -> dict[str, Callable[[], object]]:
         "qwen-edit-plus": lambda: QwenImageEditPlusPipeline(**_qwen_components(zero_cond_t=True)),
         "qwen-edit-plus-2509": lambda: QwenImageEditPlusPipeline(**_qwen_components(zero_cond_t=False)),
         "qwen-image": lambda: QwenImagePipeline(**_qwen_components(processor=False)),
+        # A "base" (not step-distilled) Klein: previews exercise true CFG.
+        "flux2-klein": lambda: Flux2KleinPipeline(**_flux2_klein_components(), is_distilled=False),
     }
 
 
 #: Family ids (plus variants) that have a tiny model.
-TINY_FAMILIES = ("kontext", "flux", "qwen-edit-plus", "qwen-edit-plus-2509", "qwen-image")
+TINY_FAMILIES = ("kontext", "flux", "qwen-edit-plus", "qwen-edit-plus-2509", "qwen-image", "flux2-klein")
 
 
 def build_tiny_pipeline(family: str):

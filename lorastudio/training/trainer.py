@@ -104,7 +104,7 @@ def _fault() -> tuple[str, int] | None:
 
 def make_plan(config: Config) -> Plan:
     """Detect the family and scan the dataset; raise TrainingError (config/data) if unusable."""
-    from lorastudio.training.families import ModelFolderError, detect_family
+    from lorastudio.training.families import FamilyModeError, ModelFolderError, check_dataset_mode, detect_family
 
     try:
         family_cls = detect_family(config.model.path, config.model.family)
@@ -119,13 +119,10 @@ def make_plan(config: Config) -> Plan:
     if not sets:
         first = next((p.message for p in dataset.problems if p.severity is Severity.ERROR), "no image sets found")
         raise TrainingError("data", f"dataset {config.dataset.path}: nothing to train ({first})")
-    if dataset.mode != family_cls.mode:
-        if family_cls.mode.value == "paired":
-            raise TrainingError("data", f"{family_cls.display_name} is an image-editing model, but the dataset "
-                                        f"{config.dataset.path} has text-to-image sets (no _start/_end pairs). "
-                                        "Use a text-to-image base model folder of the same family, or a paired dataset.")
-        raise TrainingError("data", f"{family_cls.display_name} is a text-to-image model, but the dataset "
-                                    f"{config.dataset.path} has paired edit sets. Use an edit model folder.")
+    try:  # before any model loads: the message names the model folders that would fit
+        check_dataset_mode(family_cls, dataset.mode)
+    except FamilyModeError as exc:
+        raise TrainingError("data", f"dataset {config.dataset.path}: {exc}") from None
     limit = family_cls.max_inputs
     if limit is not None:
         too_many = [s.name for s in sets if len(s.inputs) > limit]
@@ -322,10 +319,12 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
     def save_lora(step: int) -> Path:
         emit("status", phase="saving", message="writing the LoRA")
         tensors = export_state_dict(peft_state_dict(transformer), t.rank, alpha, family.name,
-                                    dtype=dtype if dtype != torch.float32 else None)
+                                    dtype=dtype if dtype != torch.float32 else None, fmt=config.output.format)
         meta = export_metadata(family=family.name, base_model=config.model.path.resolve().name, rank=t.rank,
                                alpha=alpha, steps=step, learning_rate=t.learning_rate, resolution=t.resolution,
-                               sets=len(cached), trigger=config.dataset.trigger.strip())
+                               sets=len(cached), trigger=config.dataset.trigger.strip(), fmt=config.output.format,
+                               title=config.output.name, edit=plan.dataset.mode.value == "paired",
+                               model_dir=config.model.path)
         return save_lora_file(config.output.lora_path, tensors, meta)
 
     def save_checkpoint(step: int) -> None:

@@ -51,6 +51,12 @@ def tiny_qwen_image_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_flux2_klein_dir(tmp_path_factory) -> Path:
+    """A tiny Flux2KleinPipeline folder (FLUX.2 [klein] base layout: Qwen3 text encoder, CFG)."""
+    return _tiny(tmp_path_factory, "flux2-klein")
+
+
+@pytest.fixture(scope="session")
 def demo_project(tmp_path_factory) -> Path:
     """``create_demo()`` for kontext: the project.toml path (model/, dataset/ beside it)."""
     from lorastudio.training.demo import create_demo

@@ -47,12 +47,13 @@ def _fake_folder(root: Path, class_name: str, weights: str = "diffusion_pytorch_
 
 
 def test_registry_names_and_interface():
-    assert set(FAMILIES) == {"kontext", "flux", "qwen-edit-plus", "qwen-image"}
+    assert set(FAMILIES) == {"kontext", "flux", "qwen-edit-plus", "qwen-image", "flux2", "flux2-klein"}
     assert FAMILIES["kontext"] is KontextFamily and FAMILIES["qwen-edit-plus"] is QwenEditPlusFamily
     for name, cls in FAMILIES.items():
         assert issubclass(cls, ModelFamily) and cls.name == name
         assert cls.input_size_policy and cls.display_name and cls.lora_target_modules
-        assert (cls.mode is Mode.PAIRED) == bool(cls.max_inputs)
+        assert (cls.mode is Mode.PAIRED) == (cls.max_inputs is None or cls.max_inputs > 0)
+        assert cls.trains(cls.mode)
     assert (KontextFamily.mode, KontextFamily.max_inputs) == (Mode.PAIRED, 1)
     assert (FluxFamily.mode, FluxFamily.max_inputs) == (Mode.SINGLE, 0)
     assert (QwenEditPlusFamily.mode, QwenEditPlusFamily.max_inputs) == (Mode.PAIRED, 3)
@@ -72,8 +73,7 @@ def test_override_picks_the_family_by_name(tmp_path):
     assert detect_family(folder, override="kontext") is KontextFamily
     with pytest.raises(ModelFolderError, match="unknown model family 'nope'.*kontext"):
         detect_family(folder, override="nope")
-    with pytest.raises(ModelFolderError, match="'flux2' model family is not supported yet.*kontext"):
-        detect_family(folder, override="flux2")
+    assert detect_family(folder, override="flux2").name == "flux2"
 
 
 def test_error_no_folder(tmp_path):

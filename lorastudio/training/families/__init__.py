@@ -19,13 +19,15 @@ from lorastudio.dataset.model import Mode
 from lorastudio.training.families._pipeline_family import InputCountError
 from lorastudio.training.families.base import EncodedPrompt, ModelFamily, ModelFolderError
 from lorastudio.training.families.flux import FluxFamily
+from lorastudio.training.families.flux2 import Flux2Family, Flux2KleinFamily
 from lorastudio.training.families.kontext import KontextFamily
 from lorastudio.training.families.qwen_edit_plus import QwenEditPlusFamily
 from lorastudio.training.families.qwen_image import QwenImageFamily
 
 #: Family id (config ``[model] family``, CLI, LoRA metadata) → family class.
 FAMILIES: dict[str, type[ModelFamily]] = {
-    cls.name: cls for cls in (KontextFamily, QwenEditPlusFamily, FluxFamily, QwenImageFamily)
+    cls.name: cls for cls in (KontextFamily, QwenEditPlusFamily, FluxFamily, QwenImageFamily, Flux2Family,
+                              Flux2KleinFamily)
 }
 
 #: ``model_index.json`` ``_class_name`` → family class.
@@ -79,7 +81,7 @@ def family_by_name(name: str) -> type[ModelFamily]:
 
 def families_for_mode(mode: Mode) -> list[type[ModelFamily]]:
     """The families that train datasets of ``mode`` (edit pairs or text-to-image)."""
-    return [cls for cls in FAMILIES.values() if cls.mode is mode]
+    return [cls for cls in FAMILIES.values() if cls.trains(mode)]
 
 
 def check_dataset_mode(family: type[ModelFamily], mode: Mode) -> None:
@@ -88,7 +90,7 @@ def check_dataset_mode(family: type[ModelFamily], mode: Mode) -> None:
     Edit models learn from before/after pairs; text-to-image sets (an image and a caption)
     train on the text-to-image model of the same family, and the message says which.
     """
-    if family.mode is mode:
+    if family.trains(mode):
         return
     if mode is Mode.SINGLE:
         alternatives = " or ".join(f"{c.display_name} ({c.pipeline_class_names[0]})"

@@ -82,21 +82,21 @@ class PipelineFamily(ModelFamily):
 
     def check_input_count(self, count: int) -> None:
         """Refuse, in words, a set this model cannot take (before any tensor work)."""
-        if self.mode is Mode.SINGLE and count:
+        if not self.trains(Mode.PAIRED) and count:
             raise InputCountError(
                 f"{self.display_name} is a text-to-image model and takes no input images, but this set has "
                 f"{count}. For before/after pairs choose an image-editing model folder.")
-        if self.mode is Mode.PAIRED and count == 0:
+        if not self.trains(Mode.SINGLE) and count == 0:
             raise InputCountError(
                 f"{self.display_name} edits images: every set needs an input image (NAME_start) besides its "
                 "NAME_end target. For text-to-image sets choose a text-to-image model folder "
-                "(FLUX.1-dev or Qwen-Image).")
+                "(FLUX.1-dev, Qwen-Image or FLUX.2).")
         if self.max_inputs is not None and count > self.max_inputs:
             names = ", ".join(self.input_names[:count]) if count <= len(self.input_names) else f"{count} inputs"
             takes = "one input image" if self.max_inputs == 1 else f"at most {self.max_inputs} input images"
             raise InputCountError(
                 f"{self.display_name} takes {takes}, but this set has {count} ({names}). Remove the extra "
-                "_startN images, or train a model that takes several inputs (Qwen-Image-Edit-Plus takes up to 3).")
+                "_startN images, or train a model that takes several inputs (Qwen-Image-Edit-Plus takes up to 3, FLUX.2 any number).")
 
     def _components(self) -> dict[str, str]:
         """Component name → class name, from the folder's ``model_index.json`` (non-empty entries)."""

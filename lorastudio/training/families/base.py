@@ -54,8 +54,12 @@ class ModelFamily(abc.ABC):
     display_name: ClassVar[str]
     #: ``model_index.json`` ``_class_name`` values this family loads.
     pipeline_class_names: ClassVar[tuple[str, ...]]
-    #: PAIRED for edit models (sets have inputs), SINGLE for text-to-image models.
+    #: PAIRED for edit models (sets have inputs), SINGLE for text-to-image models: the
+    #: family's main kind of dataset (what ``lorastudio demo`` generates for it).
     mode: ClassVar[Mode]
+    #: Every kind of dataset the family trains; empty means just ``mode``. FLUX.2 trains
+    #: both: the same pipeline edits with reference images and generates from text alone.
+    modes: ClassVar[tuple[Mode, ...]] = ()
     #: Most input images a set may have (None: no fixed limit); 0 for text-to-image.
     max_inputs: ClassVar[int | None]
     #: True when the prompt encoding depends on the input images (Qwen-Image-Edit's VLM
@@ -67,6 +71,11 @@ class ModelFamily(abc.ABC):
     size_multiple: ClassVar[int] = 16
     #: One paragraph for README/GUI: how input images are sized relative to the target.
     input_size_policy: ClassVar[str]
+
+    @classmethod
+    def trains(cls, mode: Mode) -> bool:
+        """True when the family trains datasets of ``mode`` (edit pairs / text-to-image)."""
+        return mode in (cls.modes or (cls.mode,))
 
     def __init__(self, model_dir: Path, device: torch.device, dtype: torch.dtype) -> None:
         self.model_dir = Path(model_dir)
@@ -92,8 +101,10 @@ class ModelFamily(abc.ABC):
 
     @abc.abstractmethod
     def encode_image(self, image: Image.Image) -> torch.Tensor:
-        """VAE latents of an RGB image already at its final size: (C, H/8, W/8), normalized
-        (shift/scale applied) so that they are what the transformer denoises."""
+        """VAE latents of an RGB image already at its final size, normalized (shift/scale
+        applied) so that they are what the transformer denoises: (C, H/8, W/8) for FLUX.1
+        and Qwen-Image, (4·C, H/16, W/16) for FLUX.2, whose pipeline patchifies 2×2 before
+        normalizing. The loop only needs the shape to draw matching noise."""
 
     @abc.abstractmethod
     def encode_prompt(self, caption: str, input_images: list[Image.Image]) -> EncodedPrompt:
