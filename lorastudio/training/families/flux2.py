@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 
 from lorastudio.dataset.model import Mode
-from lorastudio.training.families._common import input_size_matching_target, transformer_config
+from lorastudio.training.families._common import input_size_matching_target, resize_to, transformer_config
 from lorastudio.training.families._pipeline_family import PipelineFamily
 
 
@@ -134,8 +134,22 @@ class Flux2FamilyBase(PipelineFamily):
             "max_sequence_length": self.max_sequence_length,
         }
         if inputs:
-            kwargs["image"] = list(inputs)
+            kwargs["image"] = [self._at_least_pipeline_minimum(i) for i in inputs]
         return kwargs
+
+    #: The FLUX.2 pipelines refuse reference images with a side under 64 pixels.
+    min_reference_side: ClassVar[int] = 64
+
+    def _at_least_pipeline_minimum(self, image: Image.Image) -> Image.Image:
+        """A reference for a preview, scaled up (aspect kept, sides multiples of 16) only when
+        a side is under the pipeline's 64-pixel minimum — which happens only at training
+        resolutions far below any real use (the tiny demo's), never at 512 or 1024."""
+        short = min(image.size)
+        if short >= self.min_reference_side:
+            return image
+        factor = self.min_reference_side / short
+        size = tuple(-(-round(s * factor) // self.size_multiple) * self.size_multiple for s in image.size)
+        return resize_to(image, size)
 
 
 class Flux2Family(Flux2FamilyBase):

@@ -1,0 +1,257 @@
+"""FLUX.2 family on the tiny FLUX.2 [klein] model: latents and token layout as the pipeline
+builds them (each reference image with its own time coordinate, target tokens first),
+any number of references, text-to-image on the same model, previews, and the training
+loop end to end with the LoRA loading back into Flux2KleinPipeline."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from PIL import Image
+
+from lorastudio.config import load_config
+from lorastudio.dataset.model import Mode
+from lorastudio.training.events import NullSink
+from lorastudio.training.families import FAMILIES, InputCountError, check_dataset_mode
+from lorastudio.training.families.flux2 import Flux2Family, Flux2KleinFamily
+from lorastudio.training.lora import add_lora, read_lora_file
+from lorastudio.training.trainer import collate, make_plan, noise_and_sigmas, train
+
+from test_trainer_helpers import make_config
+
+CPU = torch.device("cpu")
+
+
+def _image(size, seed):
+    g = torch.Generator().manual_seed(seed)
+    pixels = (torch.rand(size[1], size[0], 3, generator=g) * 255).to(torch.uint8).numpy()
+    return Image.fromarray(pixels, "RGB")
+
+
+@pytest.fixture(scope="module")
+def klein(tiny_flux2_klein_dir):
+    """The family with a target, three references of two sizes, prompts, and the transformer."""
+    family = Flux2KleinFamily(tiny_flux2_klein_dir, CPU, torch.float32)
+    family.load_encoders()
+    target = family.encode_image(_image((64, 64), 0))
+    refs_img = [_image((64, 64), 1), _image((64, 32), 2), _image((32, 64), 3)]
+    refs = [family.encode_image(i) for i in refs_img]
+    prompt = family.encode_prompt("put the hat from the second image on the first", refs_img)
+    t2i_prompt = family.encode_prompt("zkw style, coloured shapes", [])
+    family.prepare_sample("invert the colours", refs_img[:1])
+    family.prepare_sample("invert the colours", [])
+    family.free_encoders()
+    return {"family": family, "target": target, "refs": refs, "refs_img": refs_img, "prompt": prompt,
+            "t2i_prompt": t2i_prompt, "transformer": family.load_transformer()}
+
+
+def test_registry_and_modes():
+    assert FAMILIES["flux2"] is Flux2Family and FAMILIES["flux2-klein"] is Flux2KleinFamily
+    for cls in (Flux2Family, Flux2KleinFamily):
+        assert cls.trains(Mode.PAIRED) and cls.trains(Mode.SINGLE) and cls.max_inputs is None
+        check_dataset_mode(cls, Mode.SINGLE)
+        check_dataset_mode(cls, Mode.PAIRED)
+    assert Flux2KleinFamily.pipeline_class_names == ("Flux2KleinPipeline",)
+    assert Flux2Family.pipeline_class_names == ("Flux2Pipeline",)
+
+
+def test_latents_are_the_pipelines(klein, tiny_flux2_klein_dir):
+    """(128, H/16, W/16): the VAE mode, patchified 2×2, batch-norm normalized — exactly
+    Flux2KleinPipeline._encode_vae_image; prompts as its encode_prompt."""
+    from diffusers import Flux2KleinPipeline
+
+    assert klein["target"].shape == (128, 4, 4)
+    assert [r.shape for r in klein["refs"]] == [(128, 4, 4), (128, 2, 4), (128, 4, 2)]
+    pipe = Flux2KleinPipeline.from_pretrained(str(tiny_flux2_klein_dir), local_files_only=True)
+    pixels = pipe.image_processor.preprocess(klein["refs_img"][1], height=32, width=64)
+    with torch.no_grad():
+        expected = pipe._encode_vae_image(pixels, generator=None)[0]
+        embeds, _ = pipe.encode_prompt("zkw style, coloured shapes", device=CPU)
+    torch.testing.assert_close(klein["refs"][1], expected)
+    bn = pipe.vae.bn
+    assert not torch.allclose(bn.running_mean, torch.zeros_like(bn.running_mean))  # normalization is exercised
+    assert klein["t2i_prompt"].tensors["prompt_embeds"].shape == (512, 48)
+    torch.testing.assert_close(klein["t2i_prompt"].tensors["prompt_embeds"], embeds[0])
+
+
+def _pipeline_step(transformer, noisy, sigma, refs, prompt_embeds):
+    """One denoising step written as Flux2KleinPipeline.__call__ does it."""
+    from diffusers import Flux2KleinPipeline as P
+
+    latents = P._pack_latents(noisy)
+    latent_ids = P._prepare_latent_ids(noisy)
+    model_input, ids = latents, latent_ids
+    if refs:
+        packed = torch.cat([P._pack_latents(r).squeeze(0) for r in refs], dim=0)[None]
+        model_input = torch.cat([latents, packed], dim=1)
+        ids = torch.cat([latent_ids, P._prepare_image_ids(refs)], dim=1)
+    out = transformer(hidden_states=model_input, timestep=sigma, guidance=None,
+                      encoder_hidden_states=prompt_embeds, txt_ids=P._prepare_text_ids(prompt_embeds),
+                      img_ids=ids, return_dict=False)[0]
+    out = out[:, : latents.size(1)]
+    return P._unpack_latents_with_ids(out, latent_ids, noisy.shape[2], noisy.shape[3])
+
+
+@pytest.mark.parametrize("n_refs", [0, 1, 3])
+def test_predict_matches_the_pipelines_layout(klein, n_refs):
+    family, tr = klein["family"], klein["transformer"]
+    noisy = torch.randn(1, *klein["target"].shape, generator=torch.Generator().manual_seed(n_refs))
+    sigma = torch.tensor([0.7])
+    refs = [r[None] for r in klein["refs"][:n_refs]]
+    prompt = family.collate_prompts([klein["prompt"]])
+    with torch.no_grad():
+        ours = family.predict(tr, noisy, sigma, refs, prompt)
+        theirs = _pipeline_step(tr, noisy, sigma, refs, prompt["prompt_embeds"])
+    assert ours.shape == noisy.shape
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_each_reference_has_its_own_time_coordinate(klein):
+    family, tr = klein["family"], klein["transformer"]
+    seen = {}
+    real_forward = tr.forward
+
+    def spy(*args, **kwargs):
+        seen["img_ids"] = kwargs["img_ids"]
+        return real_forward(*args, **kwargs)
+
+    tr.forward = spy
+    try:
+        noisy = torch.randn(2, *klein["target"].shape)
+        refs = [torch.stack([r, r]) for r in klein["refs"]]
+        with torch.no_grad():
+            family.predict(tr, noisy, torch.tensor([0.3, 0.8]), refs, family.collate_prompts([klein["prompt"]] * 2))
+    finally:
+        del tr.forward
+    ids = seen["img_ids"]
+    sizes = [16, 16, 8, 8]  # target 4x4 tokens, then each reference's tokens in order
+    assert ids.shape == (2, sum(sizes), 4)
+    times = [ids[0, sum(sizes[:i]):sum(sizes[:i + 1]), 0].unique().tolist() for i in range(4)]
+    assert times == [[0], [10], [20], [30]]
+
+
+def test_predict_depends_on_each_reference_and_their_order(klein):
+    family, tr = klein["family"], klein["transformer"]
+    noisy = torch.randn(1, *klein["target"].shape, generator=torch.Generator().manual_seed(5))
+    prompt = family.collate_prompts([klein["prompt"]])
+    a, b = klein["refs"][0][None], klein["refs"][1][None]
+    with torch.no_grad():
+        ab = family.predict(tr, noisy, torch.tensor([0.5]), [a, b], prompt)
+        ba = family.predict(tr, noisy, torch.tensor([0.5]), [b, a], prompt)
+        a0 = family.predict(tr, noisy, torch.tensor([0.5]), [a, torch.zeros_like(b)], prompt)
+    assert not torch.allclose(ab, ba) and not torch.allclose(ab, a0)
+
+
+def test_gradients_reach_every_lora_layer(klein):
+    family = klein["family"]
+    model = copy.deepcopy(klein["transformer"])
+    params = add_lora(model, 4, 4, family.lora_target_modules)
+    names = {n.rsplit(".lora_", 1)[0] for n, _ in model.named_parameters() if "lora_" in n}
+    assert any(n.endswith("single_transformer_blocks.0.attn.to_out") for n in names)
+    assert any(n.endswith("attn.to_qkv_mlp_proj") for n in names)
+    assert any(n.endswith("ff_context.linear_out") for n in names)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1)
+    noisy = torch.randn(1, *klein["target"].shape)
+    out = family.predict(model, noisy, torch.tensor([0.4]), [r[None] for r in klein["refs"][:2]],
+                         family.collate_prompts([klein["prompt"]]))
+    out.pow(2).mean().backward()
+    missing = [n for n, p in model.named_parameters() if "lora_" in n and (p.grad is None or not p.grad.abs().sum())]
+    assert params and not missing, missing
+
+
+def test_any_number_of_inputs_and_none(klein):
+    family = klein["family"]
+    for n in (0, 1, 4, 7):
+        family.check_input_count(n)  # no fixed limit, and text-to-image too
+
+
+def test_previews_with_references_and_text_only(klein):
+    family, tr = klein["family"], klein["transformer"]
+    with_refs = family.sample(tr, klein["refs_img"][:1], "invert the colours", (64, 64), steps=2, seed=1)
+    text_only = family.sample(tr, [], "invert the colours", (64, 64), steps=2, seed=1)
+    assert with_refs.size == text_only.size == (64, 64)
+    assert with_refs.tobytes() != text_only.tobytes()
+    again = family.sample(tr, [], "invert the colours", (64, 64), steps=2, seed=1)
+    assert again.tobytes() == text_only.tobytes()
+
+
+def _multi_input_dataset(folder, sets=4, inputs=2):
+    folder.mkdir(parents=True)
+    for i in range(sets):
+        for j in range(inputs):
+            suffix = "_start" if j == 0 else f"_start{j}"
+            _image((64, 64), 10 * i + j).save(folder / f"s{i}{suffix}.png")
+        _image((64, 64), 100 + i).save(folder / f"s{i}_end.png")
+        (folder / f"s{i}.txt").write_text("put the second image's colours on the first\n")
+    return folder
+
+
+def _single_dataset(folder, sets=4):
+    folder.mkdir(parents=True)
+    for i in range(sets):
+        _image((64, 64), 200 + i).save(folder / f"p{i}.png")
+        (folder / f"p{i}.txt").write_text("zkw style, coloured shapes\n")
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["two-references", "text-to-image"])
+def test_training_loop_and_the_lora_loads_back(kind, demo_project, tiny_flux2_klein_dir, tmp_path):
+    """3 steps on the tiny Klein; the file reloads into Flux2KleinPipeline (every key, no
+    warnings) and reproduces the trained model's prediction."""
+    from diffusers import Flux2KleinPipeline
+
+    data = (_multi_input_dataset if kind == "two-references" else _single_dataset)(tmp_path / "data")
+    cfg = load_config(make_config(demo_project, tmp_path / "run", model=tiny_flux2_klein_dir, dataset=data,
+                                  steps=3, resolution=32, rank=4, alpha=8.0, learning_rate=2e-2, sample_sets=0))
+    plan = make_plan(cfg)
+    assert plan.family_cls is Flux2KleinFamily
+    assert plan.dataset.mode is (Mode.PAIRED if kind == "two-references" else Mode.SINGLE)
+    result = train(cfg, NullSink(), keep_model=True)
+    assert result.lora.is_file() and len(result.losses) == 3
+    assert all(len(s.inputs) == (2 if kind == "two-references" else 0) for s in result.cached)
+    tensors, meta = read_lora_file(result.lora)
+    assert meta["lorastudio.family"] == "flux2-klein" and meta["modelspec.architecture"] == "flux.2-klein/lora"
+    assert not [k for k in tensors if k.endswith(".alpha")]  # FLUX.2 diffusers format: alpha folded in
+
+    s = result.cached[0]
+    x0, inputs, prompt = collate(result.family, [s], CPU, torch.float32)
+    noise, sigmas = noise_and_sigmas(tuple(x0.shape), 0, 1, 0)
+    noisy = (1 - sigmas.view(-1, 1, 1, 1)) * x0 + sigmas.view(-1, 1, 1, 1) * noise
+    result.transformer.eval()
+    with torch.no_grad():
+        expected = result.family.predict(result.transformer, noisy, sigmas, inputs, prompt)
+    pipe = Flux2KleinPipeline.from_pretrained(str(tiny_flux2_klein_dir), local_files_only=True)
+    with torch.no_grad():
+        base = result.family.predict(pipe.transformer, noisy, sigmas, inputs, prompt)
+    pipe.load_lora_weights(str(result.lora))
+    with torch.no_grad():
+        loaded = result.family.predict(pipe.transformer, noisy, sigmas, inputs, prompt)
+    err = (loaded - expected).abs().max().item()
+    assert err < 1e-5, err
+    assert (expected - base).abs().max().item() > 1000 * max(err, 1e-9)
+
+
+def test_previews_at_tiny_sizes_still_run(klein):
+    """The FLUX.2 pipelines refuse references under 64 px; a preview at a tiny training size
+    scales such a reference up for the call instead of failing the run."""
+    family, tr = klein["family"], klein["transformer"]
+    image = family.sample(tr, [_image((32, 48), 1)], "x", (32, 48), steps=1, seed=0)
+    assert image.size == (32, 48)
+    assert family._at_least_pipeline_minimum(_image((32, 48), 1)).size == (64, 96)
+    assert family._at_least_pipeline_minimum(_image((64, 80), 1)).size == (64, 80)
+
+
+def test_demo_writes_a_flux2_klein_project(tmp_path):
+    from lorastudio import cli
+    from lorastudio.training.demo import DEMO_FAMILIES, create_demo
+
+    assert "flux2-klein" in DEMO_FAMILIES and cli.DEMO_FAMILIES == DEMO_FAMILIES
+    project = create_demo(tmp_path / "demo", "flux2-klein")
+    plan = make_plan(load_config(project))
+    assert plan.family_cls is Flux2KleinFamily and plan.dataset.mode is Mode.PAIRED and len(plan.sets) == 12
+
