@@ -35,6 +35,57 @@ TYPICAL_LEARNING_RATE = (1e-4, 5e-4)
 KNOWN_FAMILIES = ("kontext", "qwen-edit-plus", "flux", "qwen-image", "flux2", "flux2-klein")
 OUTPUT_FORMATS = ("diffusers", "comfyui")
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+#: ``train.quantization``: how the frozen base transformer's block weights are stored
+#: (bitsandbytes: LLM.int8 / NF4); the LoRA itself always trains and saves in float.
+QUANTIZATION = ("none", "int8", "int4")
+#: ``train.optimizer``: AdamW, or bitsandbytes' 8-bit AdamW (optimizer states in 8 bits).
+OPTIMIZERS = ("adamw", "adamw8bit")
+
+
+@dataclass(frozen=True)
+class MemoryPreset:
+    """A "Fit to my GPU" choice: a card size and the resolution to train at on it.
+
+    Which memory savers a preset needs depends on the model (a 12B FLUX.1 and a 20B
+    Qwen-Image fit a 16 GB card differently), so the option set is worked out from the model
+    folder by ``lorastudio.estimate.fit_options``; ``options`` here is the fallback used when
+    no model folder is chosen yet (sized for FLUX.1's 12B transformer).
+    """
+
+    id: str
+    label: str
+    vram_gb: float
+    resolution: int
+    options: tuple[tuple[str, Any], ...]
+
+    def option_dict(self) -> dict[str, Any]:
+        return dict(self.options)
+
+
+#: The presets the training panel offers, largest card first.
+MEMORY_PRESETS: tuple[MemoryPreset, ...] = (
+    MemoryPreset("max-speed", "Max speed (48 GB+)", 48.0, 1024,
+                 (("gradient_checkpointing", False), ("quantization", "none"), ("cpu_offload", False),
+                  ("optimizer", "adamw"))),
+    MemoryPreset("24gb-1024", "24 GB · 1024 px", 24.0, 1024,
+                 (("gradient_checkpointing", True), ("quantization", "int8"), ("cpu_offload", False),
+                  ("optimizer", "adamw8bit"))),
+    MemoryPreset("16gb-512", "16 GB · 512 px", 16.0, 512,
+                 (("gradient_checkpointing", True), ("quantization", "int8"), ("cpu_offload", False),
+                  ("optimizer", "adamw8bit"))),
+    MemoryPreset("12gb-512", "12 GB · 512 px", 12.0, 512,
+                 (("gradient_checkpointing", True), ("quantization", "int4"), ("cpu_offload", False),
+                  ("optimizer", "adamw8bit"))),
+)
+#: The ``train`` keys a memory preset sets.
+MEMORY_KEYS = ("gradient_checkpointing", "quantization", "cpu_offload", "optimizer")
+
+
+def memory_preset(preset_id: str) -> MemoryPreset:
+    for preset in MEMORY_PRESETS:
+        if preset.id == preset_id:
+            return preset
+    raise KeyError(f"unknown memory preset {preset_id!r}; known: {', '.join(p.id for p in MEMORY_PRESETS)}")
 
 
 class ConfigError(ValueError):
@@ -75,7 +126,25 @@ class TrainConfig:
     batch_size: int = 1
     warmup_steps: int = 0
     max_grad_norm: float = 1.0
+    # -- memory savers (see MEMORY_PRESETS; lorastudio.estimate says what each saves) ----
+    #: Recompute each transformer block's activations in the backward pass instead of
+    #: keeping them: activation memory drops from ~all blocks' to ~one block's, for about
+    #: a third more compute per step. Applies to every family's transformer.
     gradient_checkpointing: bool = False
+    #: "none" | "int8" | "int4": store the frozen base transformer's block weights in 8 or 4
+    #: bits (bitsandbytes LLM.int8 / NF4). Halves / quarters the biggest memory item (a 12B
+    #: FLUX.1 transformer: 24 GB in bf16 → ~12 / ~7 GB). The LoRA layers on top train and
+    #: are saved in float as usual, in the same key format.
+    quantization: str = "none"
+    #: Keep the frozen block weights in CPU RAM and copy each block to the GPU only while it
+    #: runs (forward, and again in the backward recompute). Turns gradient checkpointing on.
+    #: Fits a model far bigger than the card, at the cost of PCIe transfers every step.
+    #: Not combined with ``quantization`` (quantized weights are small enough to stay).
+    cpu_offload: bool = False
+    #: "adamw" | "adamw8bit" (bitsandbytes' AdamW8bit: the two optimizer states in 8 bits,
+    #: 16 → 10 bytes per LoRA parameter). Falls back to AdamW, with a warning event, where
+    #: bitsandbytes cannot run.
+    optimizer: str = "adamw"
     #: "auto" = bf16 on a GPU that supports it, fp32 on the CPU.
     mixed_precision: str = "auto"
     #: Denoising steps used for sample previews.
@@ -194,6 +263,13 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"train.resolution: must be a multiple of 16, got {t.resolution}")
     if t.mixed_precision not in MIXED_PRECISION:
         raise ConfigError(f"train.mixed_precision: must be one of {', '.join(MIXED_PRECISION)}, got {t.mixed_precision!r}")
+    if t.quantization not in QUANTIZATION:
+        raise ConfigError(f"train.quantization: must be one of {', '.join(QUANTIZATION)}, got {t.quantization!r}")
+    if t.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"train.optimizer: must be one of {', '.join(OPTIMIZERS)}, got {t.optimizer!r}")
+    if t.cpu_offload and t.quantization != "none":
+        raise ConfigError(f"train.cpu_offload: cannot be combined with train.quantization = {t.quantization!r}; "
+                          "quantized weights stay on the GPU (they are small): use one or the other")
     if config.model.family and config.model.family not in KNOWN_FAMILIES:
         raise ConfigError(f"model.family: unknown family {config.model.family!r}; "
                           f"known: {', '.join(KNOWN_FAMILIES)} (or leave it empty to detect)")

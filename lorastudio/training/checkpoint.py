@@ -66,10 +66,14 @@ def _optimizer_parts(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.
     scalars: dict[str, dict[str, Any]] = {}
     for idx, state in sd["state"].items():
         for name, value in state.items():
-            if torch.is_tensor(value):
-                tensors[f"state.{idx}.{name}"] = value.detach().to("cpu").contiguous()
-            else:
-                scalars.setdefault(str(idx), {})[name] = value
+            # bitsandbytes' 8-bit optimizers nest their quantization state in a dict: one
+            # level of nesting is flattened as "outer/inner" (undone in _optimizer_state).
+            items = {f"{name}/{k}": v for k, v in value.items()} if isinstance(value, dict) else {name: value}
+            for key, item in items.items():
+                if torch.is_tensor(item):
+                    tensors[f"state.{idx}.{key}"] = item.detach().to("cpu").contiguous()
+                else:
+                    scalars.setdefault(str(idx), {})[key] = item
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
@@ -80,6 +84,10 @@ def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> 
         state.setdefault(int(idx), {})[name] = value
     for idx, values in meta.get("scalars", {}).items():
         state.setdefault(int(idx), {}).update(values)
+    for values in state.values():
+        for key in [k for k in values if "/" in k]:
+            outer, inner = key.split("/", 1)
+            values.setdefault(outer, {})[inner] = values.pop(key)
     groups = meta["param_groups"]
     for g in groups:
         if "betas" in g and isinstance(g["betas"], list):

@@ -44,6 +44,7 @@ from lorastudio import __version__
 from lorastudio.config import Config, ConfigError
 from lorastudio.dataset import Dataset, ImageSet, Severity, load_image, scan_dataset
 from lorastudio.training import checkpoint as ckpt
+from lorastudio.training import memory
 from lorastudio.training.buckets import resize_to
 from lorastudio.training.cache import CachedSet, TrainingCache
 from lorastudio.training.events import EventSink
@@ -253,9 +254,9 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
     start_step = resume_from.step if resume_from else 0
     family = plan.family_cls(config.model.path, accelerator.device, dtype)
     checkpoint_info = {"total": t.steps, "family": family.name, "rank": t.rank, "alpha": t.alpha or float(t.rank),
-                       "seed": t.seed, "version": __version__}
+                       "seed": t.seed, "version": __version__, "optimizer": t.optimizer}
     if resume_from is not None:
-        for key in ("family", "rank", "alpha"):
+        for key in ("family", "rank", "alpha", "optimizer"):  # optimizer: its saved state's layout
             saved = resume_from.manifest.get(key)
             if saved is not None and saved != checkpoint_info[key]:
                 where = "model.path" if key == "family" else f"train.{key}"
@@ -297,14 +298,13 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
 
     # 3. transformer + LoRA, optimizer, schedule.
     emit("status", phase="loading", message="loading the transformer")
-    transformer = family.load_transformer()
+    transformer = memory.load_transformer(family, t)  # quantized blocks when train.quantization
     torch.manual_seed(t.seed)  # LoRA init does not depend on what loading consumed
     alpha = t.alpha or float(t.rank)
     params = add_lora(transformer, t.rank, alpha, family.lora_target_modules)
-    if t.gradient_checkpointing and hasattr(transformer, "enable_gradient_checkpointing"):
-        transformer.enable_gradient_checkpointing()
+    memory.place_transformer(transformer, accelerator.device, t)  # + checkpointing, block offload
     transformer.train()
-    optimizer = torch.optim.AdamW(params, lr=t.learning_rate, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
+    optimizer = memory.make_optimizer(params, t, lambda message: emit("status", phase="loading", message=message))
     from diffusers.optimization import get_scheduler
 
     scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=t.warmup_steps,
@@ -502,4 +502,26 @@ def describe_plan(plan: Plan) -> list[str]:
         b = bucket_size(w, h, c.train.resolution, fam.size_multiple)
         buckets[b] = buckets.get(b, 0) + 1
     lines.append("buckets:    " + ", ".join(f"{w}x{h}: {n}" for (w, h), n in sorted(buckets.items())))
+    lines += describe_estimate(plan)
+    return lines
+
+
+def describe_estimate(plan: Plan) -> list[str]:
+    """The memory/time estimate for the plan (``lorastudio.estimate``), and whether it fits
+    this machine's GPU when there is one. The sequence counts the most inputs any set has."""
+    from lorastudio.estimate import EstimateError, estimate_for_config
+
+    inputs = max((len(s.inputs) for s in plan.sets), default=0)
+    try:
+        est = estimate_for_config(plan.config, num_inputs=inputs)
+    except EstimateError as exc:
+        return [f"estimate:   not available ({exc})"]
+    lines = est.lines(plan.config.train.steps)
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        total = props.total_memory / 1024 ** 3
+        verdict = "fits" if est.total_gb <= total else "does NOT fit: choose a smaller 'Fit to my GPU' preset"
+        lines.append(f"this GPU:   {props.name}, {total:.1f} GB: {verdict}")
+    else:
+        lines.append("this GPU:   none found (training would run on the CPU, very slowly)")
     return lines

@@ -1,0 +1,258 @@
+"""Memory savers on the tiny models, on the CPU: each option trains, and the LoRA it writes is
+the normal float file in the same key format, loadable by the family pipeline.
+
+bitsandbytes (int8/int4 layers, AdamW8bit) runs on the CPU since 0.46, so the quantized and
+8-bit-optimizer paths here are the ones a GPU takes. Offload and checkpointing change *how*
+the step is computed, not what: on the CPU their LoRA equals the plain run's.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+import torch
+
+from lorastudio.config import ConfigError, config_from_dict, load_config
+from lorastudio.training import checkpoint as ckpt
+from lorastudio.training import memory
+from lorastudio.training.events import NullSink
+from lorastudio.training.lora import read_lora_file
+from lorastudio.training.stop import StopSignal
+from lorastudio.training.trainer import collate, noise_and_sigmas, train
+
+from test_trainer_helpers import make_config
+
+TRAIN = dict(steps=3, learning_rate=2e-2, rank=4, sample_sets=0, resolution=32, seed=3)
+
+
+def _train(demo_project, tmp_path, model=None, **options):
+    cfg = make_config(demo_project, tmp_path, model=model, **{**TRAIN, **options})
+    sink = NullSink()
+    result = train(load_config(cfg), sink, keep_model=True)
+    return result, sink.history
+
+
+@pytest.fixture(scope="module")
+def baseline(demo_project, tmp_path_factory):
+    result, _ = _train(demo_project, tmp_path_factory.mktemp("baseline"))
+    return result
+
+
+def _predict(result, transformer):
+    s = result.cached[0]
+    x0, inputs, prompt = collate(result.family, [s], torch.device("cpu"), torch.float32)
+    noise, sigmas = noise_and_sigmas(tuple(x0.shape), 0, 1, 0)
+    s4 = sigmas.view(-1, 1, 1, 1)
+    with torch.no_grad():
+        return result.family.predict(transformer, (1 - s4) * x0 + s4 * noise, sigmas, inputs, prompt)
+
+
+def _loads_in_pipeline(result, model_dir) -> float:
+    """Load the LoRA with the family pipeline's load_lora_weights; return how much it changes
+    the (unquantized) model's prediction. Every LoRA key must land on a module."""
+    pipe = result.family.pipeline_class().from_pretrained(str(model_dir), local_files_only=True)
+    base = _predict(result, pipe.transformer)
+    pipe.load_lora_weights(str(result.lora))
+    tensors, _ = read_lora_file(result.lora)
+    lora_layers = [n for n, m in pipe.transformer.named_modules() if len(getattr(m, "lora_A", None) or ()) == 1]
+    assert len(lora_layers) == len([k for k in tensors if k.endswith(".lora_A.weight")])
+    return (_predict(result, pipe.transformer) - base).abs().max().item()
+
+
+@pytest.mark.parametrize("options", [
+    {"gradient_checkpointing": True},
+    {"cpu_offload": True},
+    {"optimizer": "adamw8bit"},
+], ids=["checkpointing", "offload", "adamw8bit"])
+def test_exact_options_give_the_plain_runs_lora(demo_project, tmp_path, baseline, options):
+    """Same math, other memory layout: the same LoRA (8-bit AdamW keeps 32-bit states for
+    tensors under 4,096 values, as bitsandbytes does by default, so the tiny LoRA is exact)."""
+    result, events = _train(demo_project, tmp_path, **options)
+    got, meta = read_lora_file(result.lora)
+    want, _ = read_lora_file(baseline.lora)
+    assert sorted(got) == sorted(want)
+    for key in want:
+        assert got[key].dtype == want[key].dtype
+        torch.testing.assert_close(got[key], want[key], rtol=1e-5, atol=1e-6)
+    assert not [e for e in events if e["event"] == "status" and "not available" in e.get("message", "")]
+    if options.get("optimizer") == "adamw8bit":
+        state = ckpt.latest_checkpoint(load_config(tmp_path / "config.toml").output.run_dir)
+        assert state is not None and state.manifest.get("optimizer") == "adamw8bit"
+
+
+@pytest.mark.parametrize("kind,layer", [("int8", "Linear8bitLt"), ("int4", "Linear4bit")])
+def test_quantized_base_trains_a_normal_float_lora(demo_project, tiny_kontext_dir, tmp_path, baseline, kind, layer):
+    result, _ = _train(demo_project, tmp_path, quantization=kind)
+    block = memory.blocks(result.transformer)[0]
+    base_layer = block.attn.to_q.base_layer
+    assert type(base_layer).__name__ == layer and type(base_layer).__module__.startswith("bitsandbytes")
+    assert type(block.attn.to_q).__module__ == "peft.tuners.lora.bnb"  # peft's QLoRA layers
+    assert all(p.dtype == torch.float32 for n, p in result.transformer.named_parameters() if "lora_" in n)
+    got, meta = read_lora_file(result.lora)
+    want, _ = read_lora_file(baseline.lora)
+    assert sorted(got) == sorted(want) and all(t.is_floating_point() for t in got.values())
+    assert {k: v.shape for k, v in got.items()} == {k: v.shape for k, v in want.items()}
+    assert result.losses and all(torch.isfinite(torch.tensor(result.losses)))
+    assert _loads_in_pipeline(result, tiny_kontext_dir) > 1e-4
+
+
+def test_quantized_qwen_edit_lora_loads(demo_project, tiny_qwen_edit_plus_dir, tmp_path):
+    result, _ = _train(demo_project, tmp_path, model=tiny_qwen_edit_plus_dir, quantization="int8",
+                       optimizer="adamw8bit", gradient_checkpointing=True)
+    tensors, _ = read_lora_file(result.lora)
+    assert tensors and not any(k.startswith("transformer.") for k in tensors)  # Qwen's key format
+    assert _loads_in_pipeline(result, tiny_qwen_edit_plus_dir) > 1e-4
+
+
+FAMILIES = ["tiny_kontext_dir", "tiny_flux_dir", "tiny_qwen_edit_plus_dir", "tiny_qwen_image_dir"]
+
+
+@pytest.mark.parametrize("fixture", FAMILIES)
+def test_gradient_checkpointing_recomputes_every_familys_blocks(request, demo_project, tmp_path, monkeypatch, fixture):
+    """With checkpointing each block runs twice per step (forward + backward recompute)."""
+    model = request.getfixturevalue(fixture)
+    dataset = None
+    if fixture in ("tiny_flux_dir", "tiny_qwen_image_dir"):  # text-to-image: image + caption sets
+        from lorastudio.training.demo import write_demo_dataset
+
+        dataset = write_demo_dataset(tmp_path / "single", paired=False, sets=2)
+    calls: dict[int, int] = {}
+    place = memory.place_transformer
+
+    def counting(transformer, device, t):
+        out = place(transformer, device, t)
+        for i, block in enumerate(memory.blocks(transformer)):
+            # pre-hook: the recompute stops early (torch's checkpoint early stop), so a
+            # forward hook would not see it
+            block.register_forward_pre_hook(lambda *_a, i=i: calls.__setitem__(i, calls.get(i, 0) + 1))
+        return out
+
+    monkeypatch.setattr(memory, "place_transformer", counting)
+    cfg = make_config(demo_project, tmp_path, model=model, dataset=dataset,
+                      **{**TRAIN, "steps": 1, "gradient_checkpointing": True})
+    result = train(load_config(cfg), NullSink(), keep_model=True)
+    assert calls and set(calls.values()) == {2}, calls
+    assert memory.blocks(result.transformer) and result.transformer.gradient_checkpointing
+
+
+def test_encoders_are_released_before_the_transformer_loads(demo_project, tmp_path, monkeypatch):
+    """The VAE and text encoders are used once for the caches and gone (garbage) when the
+    transformer loads; with previews off, nothing of them is kept."""
+    from lorastudio.training.families._pipeline_family import PipelineFamily
+
+    refs: list[weakref.ref] = []
+    original_load = PipelineFamily.load_encoders
+
+    def load_encoders(self):
+        original_load(self)
+        pipe = self._encoders
+        refs.extend(weakref.ref(m) for m in (pipe.vae, pipe.text_encoder, getattr(pipe, "text_encoder_2", None))
+                    if m is not None)
+
+    alive_at_load: list[int] = []
+    original_transformer = memory.load_transformer
+
+    def load_transformer(family, t):
+        gc.collect()
+        alive_at_load.append(sum(r() is not None for r in refs))
+        return original_transformer(family, t)
+
+    monkeypatch.setattr(PipelineFamily, "load_encoders", load_encoders)
+    monkeypatch.setattr(memory, "load_transformer", load_transformer)
+    cfg = make_config(demo_project, tmp_path, **{**TRAIN, "steps": 1})
+    (tmp_path / "output").mkdir(exist_ok=True)
+    train(load_config(cfg), NullSink())
+    assert len(refs) == 3  # VAE, CLIP, T5 were loaded for caching ...
+    assert alive_at_load == [0]  # ... and all freed before the transformer loaded
+
+
+def test_block_offload_swaps_copies_in_and_out(tiny_kontext_dir):
+    from lorastudio.training.families.kontext import KontextFamily
+    from lorastudio.training.lora import add_lora
+
+    family = KontextFamily(tiny_kontext_dir, torch.device("cpu"), torch.float32)
+    t = load_config_like(cpu_offload=True)
+    transformer = memory.load_transformer(family, t)
+    add_lora(transformer, 4, 4, family.lora_target_modules)
+    offload = memory.place_transformer(transformer, torch.device("cpu"), t)
+    assert offload is not None and transformer.gradient_checkpointing
+    block = memory.blocks(transformer)[0]
+    held = block.attn.to_q.base_layer.weight
+    seen = []
+    block.attn.to_q.base_layer.register_forward_pre_hook(lambda m, a: seen.append(m.weight))
+    hidden = torch.randn(1, 4, 32)
+    block(hidden_states=torch.randn(1, 16, 32), encoder_hidden_states=hidden, temb=torch.randn(1, 32),
+          image_rotary_emb=None)
+    assert seen and seen[0] is not held and torch.equal(seen[0], held)  # a fresh copy ran ...
+    assert block.attn.to_q.base_layer.weight is held  # ... and the CPU one is back
+    assert all(p.requires_grad for n, p in block.named_parameters() if "lora_" in n)
+    offload.remove()
+
+
+def load_config_like(**train):
+    data = {"model": {"path": "m"}, "dataset": {"path": "d"}, "train": train}
+    return config_from_dict(data, base_dir=__import__("pathlib").Path(".")).train
+
+
+def test_adamw8bit_runs_8bit_states_and_checkpoints_them():
+    t = load_config_like(optimizer="adamw8bit", learning_rate=1e-3)
+    torch.manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(8192))
+    opt = memory.make_optimizer([p], t, warn=pytest.fail)
+    assert memory.optimizer_name(opt) == "adamw8bit"
+    p.grad = torch.randn_like(p)
+    opt.step()
+    tensors, meta = ckpt._optimizer_parts(opt)
+    assert any(v.dtype == torch.uint8 for v in tensors.values())  # the states really are 8-bit
+    # round trip through the checkpoint format: the next step is the same as without it
+    q = torch.nn.Parameter(p.detach().clone())
+    opt2 = memory.make_optimizer([q], t, warn=pytest.fail)
+    opt2.load_state_dict(ckpt._optimizer_state(tensors, __import__("json").loads(__import__("json").dumps(meta))))
+    grad = torch.randn_like(p)
+    p.grad, q.grad = grad.clone(), grad.clone()
+    opt.step()
+    opt2.step()
+    torch.testing.assert_close(p, q)
+
+
+def test_adamw8bit_falls_back_with_a_warning(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import fails, as without the library
+    warnings = []
+    p = torch.nn.Parameter(torch.randn(16))
+    opt = memory.make_optimizer([p], load_config_like(optimizer="adamw8bit"), warn=warnings.append)
+    assert type(opt) is torch.optim.AdamW and memory.optimizer_name(opt) == "adamw"
+    assert len(warnings) == 1 and "8-bit AdamW is not available" in warnings[0]
+
+
+def test_memory_options_are_validated(tmp_path):
+    base = {"model": {"path": "m"}, "dataset": {"path": "d"}}
+    for train, key in [({"quantization": "int3"}, "train.quantization"), ({"optimizer": "sgd"}, "train.optimizer"),
+                       ({"cpu_offload": True, "quantization": "int8"}, "train.cpu_offload"),
+                       ({"cpu_offload": "yes"}, "train.cpu_offload")]:
+        with pytest.raises(ConfigError, match=key):
+            config_from_dict({**base, "train": train}, base_dir=tmp_path)
+    t = config_from_dict({**base, "train": {"quantization": "int4", "optimizer": "adamw8bit"}}, base_dir=tmp_path).train
+    assert (t.quantization, t.optimizer, t.cpu_offload) == ("int4", "adamw8bit", False)
+
+
+def test_resume_with_adamw8bit_is_exact(demo_project, tmp_path):
+    full, _ = _train(demo_project, tmp_path / "full", optimizer="adamw8bit", steps=4)
+    cfg = make_config(demo_project, tmp_path / "split", **{**TRAIN, "steps": 4, "optimizer": "adamw8bit"})
+    stop = StopSignal()
+
+    class StopAt2(NullSink):
+        def _write(self, ev):
+            if ev["event"] == "progress" and ev["step"] >= 2:
+                stop.request("test")
+
+    first = train(load_config(cfg), StopAt2(), stop=stop)
+    assert first.stopped and first.step == 2
+    second = train(load_config(cfg), NullSink(), resume=True)
+    a, _ = read_lora_file(full.lora)
+    b, _ = read_lora_file(second.lora)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
