@@ -16,14 +16,20 @@ from typing import IO, Iterator
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike[str]) -> Iterator[tuple[IO[bytes], Path]]:
+def atomic_writer(path: str | os.PathLike[str], clean_stale: bool = False) -> Iterator[tuple[IO[bytes], Path]]:
     """Yield ``(file, temp_path)``; on a clean exit the temp file replaces ``path``.
 
     The temp path is given too, for writers (like ``safetensors.torch.save_file``) that
     want a file name rather than a file object: they may write to it directly.
+
+    The temp file is ``.NAME.<pid>.<random>.tmp``. A process killed mid-write leaves it
+    behind (the target is untouched); ``clean_stale`` removes such leftovers of processes
+    that no longer run first (worth it for big files such as LoRAs).
     """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if clean_stale:
+        remove_stale_temps(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -49,7 +55,51 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _umask() -> int:
+def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete temp files :func:`atomic_writer` left beside ``path`` in processes that died.
+
+    Only files whose writer process is known to be gone are removed (POSIX); a write in
+    progress in another live process is never touched. Returns what was removed.
+    """
+    path = Path(path)
+    removed: list[Path] = []
+    if os.name != "posix":
+        return removed
+    prefix = f".{path.name}."
+    try:
+        candidates = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tmp")]
+    except OSError:
+        return removed
+    for tmp in candidates:
+        pid_text = tmp.name[len(prefix):].split(".", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
+            continue
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # POSIX only: signal 0 checks existence (on Windows it would send Ctrl+C)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: alive, someone else's
+        return True
+    return True
+
+
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+#: Read once at import: os.umask can only be read by setting it, and doing that at every
+#: write would, for an instant, give files created by other threads the wrong permissions.
+_UMASK = _read_umask()
+
+
+def _umask() -> int:
+    return _UMASK

@@ -19,7 +19,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from lorastudio import protocol
 
@@ -54,15 +54,33 @@ class NullSink(EventSink):
 
 
 class JsonlSink(EventSink):
-    """One JSON object per line on ``stream``, flushed immediately."""
+    """One JSON object per line on ``stream``, flushed immediately.
 
-    def __init__(self, stream: TextIO) -> None:
+    When the reader is gone (the GUI was killed: the pipe is broken) writing raises
+    ``BrokenPipeError``. That must not become an exception in the middle of training, or the
+    run would die without saving the checkpoint it is about to write. So the sink goes
+    quiet instead, and calls ``on_broken`` once (the worker turns that into a graceful stop:
+    checkpoint, LoRA, exit).
+    """
+
+    def __init__(self, stream: TextIO, on_broken: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.stream = stream
+        self.on_broken = on_broken
+        self.broken = False
 
     def _write(self, ev: dict[str, Any]) -> None:
-        self.stream.write(protocol.encode(ev) + "\n")
-        self.stream.flush()
+        if self.broken:
+            return
+        line = protocol.encode(ev) + "\n"
+        try:
+            self.stream.write(line)
+            self.stream.flush()
+        except (BrokenPipeError, ConnectionResetError, ValueError, OSError):
+            # ValueError: the stream was closed. OSError: EPIPE/EINVAL on some platforms.
+            self.broken = True
+            if self.on_broken is not None:
+                self.on_broken()
 
 
 class TerminalSink(EventSink):
@@ -127,6 +145,51 @@ def _hms(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+class _TolerantLog(io.TextIOBase):
+    """The run log as ``sys.stdout``/``sys.stderr``/logging target, ignoring write errors.
+
+    On a full disk every ``print`` or warning from a library would otherwise raise
+    ``OSError`` at a random place inside training; losing a log line is better than losing
+    the run (the save that hits the full disk reports it properly).
+    """
+
+    def __init__(self, raw: TextIO) -> None:
+        super().__init__()
+        self._raw = raw
+
+    def write(self, text: str) -> int:  # type: ignore[override]
+        try:
+            return self._raw.write(text)
+        except (OSError, ValueError):
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._raw.flush()
+        except (OSError, ValueError):
+            pass
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._raw.encoding
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        except (OSError, ValueError):
+            pass
+        super().close()
+
+
 class RedirectedStdio:
     """The state :func:`redirect_stdio` changed, so it can be undone (tests run in-process)."""
 
@@ -154,7 +217,7 @@ def redirect_stdio(log_path: Path) -> RedirectedStdio:
     event_fd = os.dup(1)
     events = io.TextIOWrapper(os.fdopen(event_fd, "wb", buffering=0), encoding="utf-8",
                               line_buffering=False, write_through=True)
-    log = open(log_path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives for the run
+    log = _TolerantLog(open(log_path, "a", encoding="utf-8", buffering=1))  # noqa: SIM115 - lives for the run
     saved_fd1, saved_fd2 = os.dup(1), os.dup(2)
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)

@@ -1,4 +1,4 @@
-"""Graceful stop: a ``stop`` line on stdin, end of stdin (worker only), or SIGINT.
+"""Graceful stop: a ``stop`` line on stdin, end of stdin or a dead parent (worker only), or SIGINT.
 
 The training loop polls :meth:`StopSignal.is_set` between steps, so a stop finishes at most
 the current step, then the loop saves a checkpoint and the LoRA so far and ends with
@@ -12,9 +12,18 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import BinaryIO
 
 from lorastudio.protocol import STOP_COMMAND
+
+#: Stop reasons that mean nobody is listening any more (the GUI is gone).
+STDIN_CLOSED = "stdin closed"
+ORPHANED = "the app that started training is gone"
+EVENTS_CLOSED = "the app stopped reading events"
+APP_GONE = frozenset({STDIN_CLOSED, ORPHANED, EVENTS_CLOSED})
+#: Exit status of a worker ended by :meth:`StopSignal.exit_if_orphaned_after`.
+EXIT_ORPHAN_TIMEOUT = 3
 
 
 class StopSignal:
@@ -53,7 +62,7 @@ class StopSignal:
         def run() -> None:
             if fd is None:
                 if stop_on_eof:
-                    self.request("stdin closed")
+                    self.request(STDIN_CLOSED)
                 return
             pending = b""
             try:
@@ -72,11 +81,43 @@ class StopSignal:
             if pending.decode("utf-8", errors="replace").strip().lower() == STOP_COMMAND:
                 self.request("stop command")
             elif stop_on_eof:
-                self.request("stdin closed")
+                self.request(STDIN_CLOSED)
 
         thread = threading.Thread(target=run, name="lorastudio-stdin", daemon=True)
         thread.start()
         return thread
+
+    def watch_parent(self, interval: float = 0.5, grace: float | None = None) -> threading.Thread:
+        """Stop when the process that started us is gone, even if stdin stays open.
+
+        End of stdin is the first sign that the GUI is gone, but not a sure one: a pipe
+        can be kept open by some other process that inherited it. So a daemon thread also
+        watches the parent process id: when the parent dies the worker is re-parented (to
+        init or a sub-reaper) and ``os.getppid()`` changes. Portable to every POSIX system;
+        on Windows the parent id never changes, and stdin's end (plus the runner's job
+        object) does the job. ``grace`` (seconds) arms :meth:`exit_if_orphaned_after`.
+        """
+        parent = os.getppid()
+
+        def run() -> None:
+            while not self._event.wait(interval):
+                if os.getppid() != parent:
+                    self.request(ORPHANED)
+                    break
+            if grace is not None and self.reason in APP_GONE:
+                self.exit_if_orphaned_after(grace)
+
+        thread = threading.Thread(target=run, name="lorastudio-parent-watch", daemon=True)
+        thread.start()
+        return thread
+
+    @staticmethod
+    def exit_if_orphaned_after(grace: float) -> None:
+        """Last resort for a stop with nobody watching: if the process is still alive
+        ``grace`` seconds later (stuck in a driver call, say), end it, so no orphan keeps
+        the GPU. A normal graceful stop (checkpoint, LoRA) finishes long before."""
+        time.sleep(grace)
+        os._exit(EXIT_ORPHAN_TIMEOUT)
 
     def install_sigint(self) -> None:
         """First SIGINT requests a stop; a second one interrupts (KeyboardInterrupt)."""

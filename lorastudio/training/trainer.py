@@ -248,7 +248,9 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
     notes = []  # status messages for after ``started`` (the GUI resets its run view there)
     if resume and resume_from is None:
         notes.append("no complete checkpoint to resume from; starting at step 1")
-    if resume_from is not None and resume_from.step >= t.steps:
+    # A checkpoint at the last step resumes too: the loop runs no step and the LoRA is written
+    # again (the run was killed, or the disk was full, while writing it).
+    if resume_from is not None and resume_from.step > t.steps:
         raise TrainingError("config", f"train.steps: the checkpoint is at step {resume_from.step}, "
                                       f"not before the {t.steps} steps asked for; raise train.steps to continue")
     start_step = resume_from.step if resume_from else 0

@@ -21,7 +21,11 @@ from pathlib import Path
 
 from lorastudio.config import ConfigError, load_config
 from lorastudio.training.events import EventSink, JsonlSink, NullSink, TerminalSink, redirect_stdio
-from lorastudio.training.stop import StopSignal
+from lorastudio.training.stop import EVENTS_CLOSED, StopSignal
+
+#: Seconds a worker whose GUI is gone may take to save and exit before it ends itself
+#: (``LORASTUDIO_ORPHAN_GRACE`` overrides; a checkpoint of a large model takes well under this).
+ORPHAN_GRACE = 600.0
 
 
 def _rank() -> int:
@@ -45,16 +49,20 @@ def run(config_path: Path, *, jsonl: bool, resume: bool, stop_on_eof: bool) -> i
     run_dir = config.output.run_dir
     log_path = run_dir / ("log.txt" if rank == 0 else f"log.rank{rank}.txt")
     redirected = None
+    stop = StopSignal()
     if jsonl or rank != 0:
         redirected = redirect_stdio(log_path)
-        sink = JsonlSink(redirected.events) if rank == 0 else NullSink()
+        # The GUI gone (broken pipe) stops the run gracefully instead of crashing it.
+        sink = (JsonlSink(redirected.events, on_broken=lambda: stop.request(EVENTS_CLOSED))
+                if rank == 0 else NullSink())
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         sink = TerminalSink()
-    stop = StopSignal()
     stop.install_sigint()
     if rank == 0:
         stop.watch_stdin(stop_on_eof=stop_on_eof)
+    if stop_on_eof:  # the GUI's worker: also stop when the GUI process is gone, then never linger
+        stop.watch_parent(grace=_orphan_grace())
     try:
         from lorastudio.training.trainer import train
 
@@ -69,6 +77,9 @@ def run(config_path: Path, *, jsonl: bool, resume: bool, stop_on_eof: bool) -> i
 
         _log_traceback(log_path)
         kind, message = classify(exc)
+        disk = disk_full_message(exc, run_dir)
+        if disk:
+            message = disk
         fields = {"log": str(log_path)}
         sink.emit("error", kind=kind, message=message, **fields)
         return 1
@@ -76,6 +87,37 @@ def run(config_path: Path, *, jsonl: bool, resume: bool, stop_on_eof: bool) -> i
         stop.restore_sigint()
         if redirected is not None:
             redirected.close()
+
+
+def _orphan_grace() -> float:
+    try:
+        return float(os.environ.get("LORASTUDIO_ORPHAN_GRACE", ORPHAN_GRACE))
+    except ValueError:
+        return ORPHAN_GRACE
+
+
+def disk_full_message(exc: BaseException, run_dir: Path) -> str | None:
+    """A plain message for a full disk, or None when ``exc`` is something else.
+
+    A full disk surfaces as ``OSError(ENOSPC)`` from Python, or as safetensors' own error
+    ("I/O error: No space left on device (os error 28)") from its Rust writer; either way
+    the artist needs to hear "the disk is full", where, and that nothing good was lost
+    (checkpoints and the LoRA are written atomically: the previous ones are intact).
+    """
+    import errno
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current)
+        if (isinstance(current, OSError) and current.errno == errno.ENOSPC) or "No space left on device" in text \
+                or "os error 28" in text:
+            return (f"The disk is full: saving to {run_dir.parent} failed (no space left on the device). "
+                    "Free some space there, then press Resume: training continues from the last complete "
+                    "checkpoint, and the previous LoRA file and checkpoints are intact.")
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _log_traceback(log_path: Path) -> None:

@@ -197,6 +197,7 @@ class WorkerRunner(QObject):
         self._done: dict | None = None
         self._error: dict | None = None
         self._started: dict | None = None
+        self._last_checkpoint: dict | None = None
         self._killed = False
         self._stop_requested = False
         self._pid: int | None = None
@@ -219,6 +220,11 @@ class WorkerRunner(QObject):
         return self._pid
 
     @property
+    def last_checkpoint(self) -> dict | None:
+        """The last ``checkpoint`` event of the current (or last) run: complete on disk."""
+        return self._last_checkpoint
+
+    @property
     def run_dir(self) -> str | None:
         return (self._started or {}).get("run_dir")
 
@@ -235,7 +241,7 @@ class WorkerRunner(QObject):
     def start(self, argv: list[str], cwd: str | None = None, env: dict[str, str] | None = None) -> None:
         if self.is_running():
             raise RuntimeError("a worker is already running")
-        self._done = self._error = self._started = None
+        self._done = self._error = self._started = self._last_checkpoint = None
         self._killed = self._stop_requested = False
         self._pid = None
         env = dict(os.environ if env is None else env)
@@ -314,6 +320,7 @@ class WorkerRunner(QObject):
         elif kind == protocol.SAMPLE:
             self.sample.emit(event)
         elif kind == protocol.CHECKPOINT:
+            self._last_checkpoint = event
             self.checkpoint.emit(event)
         elif kind == protocol.DONE:
             self._done = event
@@ -357,19 +364,23 @@ class WorkerRunner(QObject):
             return
         log = self._find_log()
         log_tail = tail_of_file(log)
+        checkpoint = self._last_checkpoint
+        fields = {"log": log, "log_tail": log_tail, "stderr": stderr, "returncode": returncode,
+                  "checkpoint": checkpoint}
         if self._error is not None:
             err = self._error
             self.failed.emit({"message": err.get("message", "training failed"), "kind": err.get("kind", "crash"),
-                              "log": log, "log_tail": log_tail, "stderr": stderr, "returncode": returncode})
+                              **fields})
             return
+        where = f"the checkpoint at step {checkpoint['step']}" if checkpoint else "the last saved checkpoint"
+        resume = f" Resume continues from the checkpoint at step {checkpoint['step']}." if checkpoint else ""
         if self._killed and self._stop_requested:
             message = (f"The training process did not stop within {self.kill_timeout:g} seconds and was ended. "
-                       "Resume continues from the last saved checkpoint.")
+                       f"Resume continues from {where}.")
             kind = "killed"
         elif self._killed:
-            message, kind = "The training process was ended.", "killed"
+            message, kind = f"The training process was ended.{resume}", "killed"
         else:
-            message = f"The training process {describe_exit(returncode)} before it finished."
+            message = f"The training process {describe_exit(returncode)} before it finished.{resume}"
             kind = "crash"
-        self.failed.emit({"message": message, "kind": kind, "log": log, "log_tail": log_tail, "stderr": stderr,
-                          "returncode": returncode})
+        self.failed.emit({"message": message, "kind": kind, **fields})

@@ -1,0 +1,173 @@
+"""Test-only fault injection for the worker process (never shipped, never imported by the app).
+
+The reliability tests put this folder on the worker's ``PYTHONPATH``; Python imports
+``sitecustomize`` at start-up, before LoRA Studio, and this module then wraps a few
+library functions so that a fault happens at one precise point of a *real* run:
+
+``LORASTUDIO_INJECT`` is a comma-separated list of:
+
+- ``hang-step@N``        the Nth training forward pass (``family.predict``) never returns
+- ``raise-family@N``     the Nth ``family.predict`` raises (an exception inside a family)
+- ``hang-checkpoint@N``  writing checkpoint N stops after ``lora.safetensors``, before the
+                         optimizer state and the manifest (the checkpoint is half written)
+- ``hang-lora``          writing the LoRA file stops half way through its temporary file
+- ``diskfull-checkpoint@N`` / ``diskfull-lora``  that write fails as a full disk fails:
+                         safetensors' own ``SafetensorError`` for ``No space left on device
+                         (os error 28)``, the exact error a real full disk gives
+- ``block-network``      every IPv4/IPv6 socket, DNS lookup and connection raises
+- ``block-pickle``       ``torch.load`` and ``pickle.load(s)`` raise
+
+A hang first creates the file named by ``LORASTUDIO_INJECT_MARK`` (so the test knows the
+process is exactly there) and then sleeps until the test kills it. Every blocked network
+or pickle call is also appended to ``LORASTUDIO_INJECT_LOG``, so a call a library catches
+and ignores is still seen.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+SPEC = [s.strip() for s in os.environ.get("LORASTUDIO_INJECT", "").split(",") if s.strip()]
+MARK = os.environ.get("LORASTUDIO_INJECT_MARK", "")
+LOG = os.environ.get("LORASTUDIO_INJECT_LOG", "")
+
+
+def _arg(name: str) -> int | None:
+    for s in SPEC:
+        kind, _, n = s.partition("@")
+        if kind == name:
+            return int(n) if n else 0
+    return None
+
+
+def _record(text: str) -> None:
+    if LOG:
+        with open(LOG, "a", encoding="utf-8") as fh:
+            fh.write(text.replace("\n", " ") + "\n")
+
+
+def _hang(where: str) -> None:
+    _record(f"hang: {where}")
+    if MARK:
+        with open(MARK, "w", encoding="utf-8") as fh:
+            fh.write(where)
+    while True:
+        time.sleep(3600)
+
+
+def _install_network_block() -> None:
+    import socket
+
+    real_socket = socket.socket
+
+    class BlockedSocket(real_socket):
+        def __init__(self, family=-1, type=-1, proto=-1, fileno=None):  # noqa: A002
+            fam = socket.AF_INET if family == -1 else family
+            if fileno is None and fam in (socket.AF_INET, socket.AF_INET6):
+                _record(f"network: socket({fam!r})")
+                raise OSError("network access blocked by the reliability tests")
+            super().__init__(family, type, proto, fileno)
+
+    def blocked(name):
+        def fn(*args, **kwargs):
+            _record(f"network: {name}{args[:2]!r}")
+            raise OSError(f"network access blocked by the reliability tests ({name})")
+        return fn
+
+    socket.socket = BlockedSocket  # type: ignore[misc]
+    socket.create_connection = blocked("create_connection")  # type: ignore[assignment]
+    socket.getaddrinfo = blocked("getaddrinfo")  # type: ignore[assignment]
+    socket.gethostbyname = blocked("gethostbyname")  # type: ignore[assignment]
+
+
+def _install_pickle_block() -> None:
+    import pickle
+
+    def blocked(name):
+        def fn(*args, **kwargs):
+            _record(f"pickle: {name}")
+            raise RuntimeError(f"{name} blocked by the reliability tests: nothing may be unpickled")
+        return fn
+
+    pickle.load = blocked("pickle.load")  # type: ignore[assignment]
+    pickle.loads = blocked("pickle.loads")  # type: ignore[assignment]
+    import torch
+
+    torch.load = blocked("torch.load")  # type: ignore[assignment]
+
+
+def _install_save_faults() -> None:
+    import safetensors.torch as st
+
+    real_save_file = st.save_file
+    ckpt_hang, ckpt_full = _arg("hang-checkpoint"), _arg("diskfull-checkpoint")
+    lora_hang, lora_full = _arg("hang-lora") is not None, _arg("diskfull-lora") is not None
+
+    def disk_full(filename: str):
+        from safetensors import SafetensorError
+
+        with open(filename, "wb") as fh:  # part of the file made it to disk, as on a real full disk
+            fh.write(b"\0" * 1024)
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    def save_file(tensors, filename, metadata=None):
+        name = os.path.basename(str(filename))
+        folder = os.path.basename(os.path.dirname(str(filename)))
+        for step, hang in ((ckpt_hang, True), (ckpt_full, False)):
+            if step is not None and folder.startswith(f".tmp-step_{step:06d}-") and name == "optimizer.safetensors":
+                return _hang(f"checkpoint {step}: {filename}") if hang else disk_full(filename)
+        # the LoRA's temp file (atomic_writer: .NAME.safetensors.<pid>.<random>.tmp), not a cache entry
+        is_lora_temp = (name.startswith(".") and name.endswith(".tmp") and ".safetensors." in name
+                        and "cache" not in Path(str(filename)).parts)
+        if is_lora_temp and lora_hang:
+            real_save_file(tensors, filename, metadata=metadata)
+            size = os.path.getsize(filename)
+            with open(filename, "r+b") as fh:
+                fh.truncate(size // 2)  # half of the file is written when the process dies
+            return _hang(f"lora: {filename}")
+        if is_lora_temp and lora_full:
+            return disk_full(filename)
+        return real_save_file(tensors, filename, metadata=metadata)
+
+    st.save_file = save_file
+
+
+def _install_family_faults() -> None:
+    hang_at, raise_at = _arg("hang-step"), _arg("raise-family")
+    from lorastudio.training.families._flux_common import FluxFamilyBase
+
+    real_predict = FluxFamilyBase.predict
+    calls = [0]
+
+    def predict(self, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == hang_at:
+            _hang(f"step: forward pass {calls[0]}")
+        if calls[0] == raise_at:
+            raise IndexError(f"position ids out of range (injected inside the family, forward pass {calls[0]})")
+        return real_predict(self, *args, **kwargs)
+
+    FluxFamilyBase.predict = predict
+
+
+def _install() -> None:
+    if not SPEC:
+        return
+    if "block-network" in SPEC:
+        _install_network_block()
+    if "block-pickle" in SPEC:
+        _install_pickle_block()
+    if any(s.split("@")[0] in ("hang-checkpoint", "diskfull-checkpoint", "hang-lora", "diskfull-lora") for s in SPEC):
+        _install_save_faults()
+    if _arg("hang-step") is not None or _arg("raise-family") is not None:
+        _install_family_faults()
+
+
+try:
+    _install()
+except Exception as exc:  # a broken injector must fail the test loudly, not silently skip the fault
+    print(f"lorastudio test injector failed: {exc!r}", file=sys.stderr)
+    raise
