@@ -1,0 +1,163 @@
+"""Every key we save lands on a module of the base model, in both formats, for every family
+(no "lora key not loaded" in ComfyUI, no unexpected/missing keys in diffusers), and the
+strength each loader applies (its alpha handling) is the trained one.
+
+diffusers format: the family pipeline's ``load_lora_weights`` must not warn about keys,
+must put a LoRA on exactly the modules in the file, and each module's effective delta
+(``scaling · B @ A``) must equal ours (alpha/rank · B @ A, alpha ≠ rank here).
+
+comfyui format: every key prefix must be one ComfyUI's ``model_lora_keys_unet`` maps for
+that model (``lora_unet_`` + its own weight name): for FLUX the BFL-layout weights made
+by ``test_formats_helpers.to_bfl`` (checked against diffusers' converter in
+``test_formats``), for Qwen-Image the diffusers module names ComfyUI's Qwen model shares;
+every module has its ``.alpha``. diffusers' loader must accept the file as well.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from lorastudio.training.families import FAMILIES
+from lorastudio.training.formats import ARCHITECTURE, export_tensors, kohya_name
+from lorastudio.training.lora import add_lora, export_metadata, peft_state_dict, save_lora_file
+
+from test_formats import KEY_PROBLEMS, key_warnings
+from test_formats_helpers import apply_comfy_lora, diffusers_kohya_flux1_converter, to_bfl
+
+RANK, ALPHA = 4, 8.0
+FIXTURES = {"kontext": "tiny_kontext_dir", "flux": "tiny_flux_dir", "qwen-edit-plus": "tiny_qwen_edit_plus_dir",
+            "qwen-image": "tiny_qwen_image_dir", "flux2-klein": "tiny_flux2_klein_dir"}
+
+
+@pytest.fixture(scope="module")
+def lora(request):
+    """Per family: the model folder, and the peft LoRA state (random, alpha ≠ rank) on its transformer."""
+    cache = {}
+
+    def get(family):
+        if family not in cache:
+            folder = request.getfixturevalue(FIXTURES[family])
+            cls = FAMILIES[family]
+            model = cls.transformer_class().from_pretrained(str(folder), subfolder="transformer").float()
+            add_lora(model, RANK, ALPHA, cls.lora_target_modules)
+            g = torch.Generator().manual_seed(0)
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    if "lora_" in name:
+                        p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+            cache[family] = (folder, model, peft_state_dict(model))
+        return cache[family]
+
+    return get
+
+
+def _deltas(state):
+    """Module → alpha/rank · B @ A of a peft state (our trained deltas)."""
+    out = {}
+    for key, a in state.items():
+        if key.endswith(".lora_A.weight"):
+            module = key[: -len(".lora_A.weight")]
+            out[module] = ALPHA / RANK * state[module + ".lora_B.weight"] @ a
+    return out
+
+
+def _loaded_deltas(transformer):
+    """Module → scaling · B @ A of the LoRA layers a loader put on ``transformer``."""
+    out = {}
+    for name, module in transformer.named_modules():
+        if hasattr(module, "lora_A") and module.lora_A:
+            adapter = next(iter(module.lora_A))
+            b, a = module.lora_B[adapter].weight, module.lora_A[adapter].weight
+            out[name] = module.scaling[adapter] * b @ a
+    return out
+
+
+def _load(family, folder, path, monkeypatch):
+    from diffusers.loaders import lora_pipeline
+    from diffusers.utils import logging as dlogging
+
+    cls = FAMILIES[family]
+    if ARCHITECTURE[family] == "flux1":  # diffusers' kohya FLUX.1 converter hard-codes FLUX.1-dev's widths
+        model_cfg = cls.transformer_class().load_config(str(folder), subfolder="transformer")
+        inner = model_cfg["num_attention_heads"] * model_cfg["attention_head_dim"]
+        monkeypatch.setattr(lora_pipeline, "_convert_kohya_flux_lora_to_diffusers", diffusers_kohya_flux1_converter(inner))
+    pipe = cls.pipeline_class().from_pretrained(str(folder), local_files_only=True)
+    records: list[logging.LogRecord] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    handler = Catch(level=logging.WARNING)
+    logger = dlogging.get_logger("diffusers")
+    logger.addHandler(handler)
+    try:
+        pipe.load_lora_weights(str(path))
+    finally:
+        logger.removeHandler(handler)
+    return pipe, key_warnings(records)
+
+
+def _save(tmp_path, family, state, fmt):
+    return save_lora_file(tmp_path / f"{family}-{fmt}.safetensors", export_tensors(state, RANK, ALPHA, family, fmt=fmt),
+                          export_metadata(family=family, base_model="m", rank=RANK, alpha=ALPHA, steps=1,
+                                          learning_rate=1e-4, resolution=64, sets=1, trigger="", fmt=fmt))
+
+
+@pytest.mark.parametrize("family", list(FIXTURES))
+def test_diffusers_format_every_key_loads_at_the_trained_strength(lora, family, tmp_path, monkeypatch):
+    folder, model, state = lora(family)
+    path = _save(tmp_path, family, state, "diffusers")
+    pipe, warnings = _load(family, folder, path, monkeypatch)
+    assert not warnings, warnings
+    ours, loaded = _deltas(state), _loaded_deltas(pipe.transformer)
+    assert set(loaded) == set(ours)  # every module of the file, and nothing else
+    for module, delta in ours.items():
+        torch.testing.assert_close(loaded[module], delta, rtol=1e-4, atol=1e-6, msg=module)
+
+
+@pytest.mark.parametrize("family", list(FIXTURES))
+def test_comfyui_format_every_key_maps_onto_the_model(lora, family, tmp_path):
+    folder, model, state = lora(family)
+    tensors = export_tensors(state, RANK, ALPHA, family, fmt="comfyui")
+    names = {k.rsplit(".", 2)[0] if k.endswith(".weight") else k.rsplit(".", 1)[0] for k in tensors}
+    assert all(n.startswith("lora_unet_") for n in names)
+    for name in names:  # down, up and alpha for every module
+        assert {f"{name}.lora_down.weight", f"{name}.lora_up.weight", f"{name}.alpha"} <= set(tensors), name
+        assert tensors[f"{name}.alpha"].dtype == torch.float32 and tensors[f"{name}.alpha"].dim() == 0
+    arch = ARCHITECTURE[family]
+    base = {k: v for k, v in model.state_dict().items() if "lora_" not in k}
+    base = {k.replace(".base_layer", ""): v for k, v in base.items()}
+    if arch == "qwen":
+        comfy_weights = {k: v for k, v in base.items()}  # ComfyUI's Qwen model uses these names
+        expected = {kohya_name(k[: -len(".weight")]) for k in comfy_weights if k.endswith(".weight")}
+        assert names <= expected, sorted(names - expected)[:3]
+        _, not_loaded = apply_comfy_lora(comfy_weights, tensors)
+    else:
+        _, not_loaded = apply_comfy_lora(to_bfl(base, arch), tensors)
+    assert not not_loaded, not_loaded  # ComfyUI would log "lora key not loaded" for these
+
+
+@pytest.mark.parametrize("family", ["qwen-image", "qwen-edit-plus"])
+def test_diffusers_also_loads_the_qwen_comfyui_file(lora, family, tmp_path, monkeypatch):
+    folder, model, state = lora(family)
+    pipe, warnings = _load(family, folder, _save(tmp_path, family, state, "comfyui"), monkeypatch)
+    assert not warnings, warnings
+    ours, loaded = _deltas(state), _loaded_deltas(pipe.transformer)
+    assert set(loaded) == set(ours)
+    for module, delta in ours.items():
+        torch.testing.assert_close(loaded[module], delta, rtol=1e-4, atol=1e-6, msg=module)
+
+
+def test_key_problem_words_are_the_loaders():
+    """The words we look for are the ones diffusers' loaders use for keys that did not load."""
+    import inspect
+
+    from diffusers.loaders import lora_conversion_utils, peft
+
+    source = inspect.getsource(peft).lower() + inspect.getsource(lora_conversion_utils).lower()
+    assert all(word in source for word in ("unexpected", "missing", "incompatible", "unsupported"))
+    assert KEY_PROBLEMS
