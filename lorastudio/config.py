@@ -64,8 +64,8 @@ class MemoryPreset:
 
 #: The presets the training panel offers, largest card first.
 MEMORY_PRESETS: tuple[MemoryPreset, ...] = (
-    MemoryPreset("max-speed", "Max speed (48 GB+)", 48.0, 1024,
-                 (("gradient_checkpointing", False), ("quantization", "none"), ("cpu_offload", False),
+    MemoryPreset("max-speed", "48 GB+ · 1024 px (max speed)", 48.0, 1024,
+                 (("gradient_checkpointing", True), ("quantization", "none"), ("cpu_offload", False),
                   ("optimizer", "adamw"))),
     MemoryPreset("24gb-1024", "24 GB · 1024 px", 24.0, 1024,
                  (("gradient_checkpointing", True), ("quantization", "int8"), ("cpu_offload", False),

@@ -1,0 +1,138 @@
+"""The VRAM/time estimate (lorastudio/estimate.py): exact counts from safetensors headers,
+the right shape (monotonic, savers save), the real FLUX.1 figures, and no torch import."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lorastudio import estimate as E
+from lorastudio.config import MEMORY_PRESETS
+
+KONTEXT_1024_TOKENS = 4096 + 4096 + 512
+
+
+@pytest.fixture(scope="module")
+def tiny_dirs(tmp_path_factory):
+    from lorastudio.training.tiny_models import build_tiny_model
+
+    root = tmp_path_factory.mktemp("estimate")
+    return {f: build_tiny_model(f, root / f) for f in ("kontext", "qwen-edit-plus")}
+
+
+@pytest.mark.parametrize("family", ["kontext", "qwen-edit-plus"])
+def test_header_counts_equal_torch_counts(tiny_dirs, family):
+    import torch
+
+    from lorastudio.training.families import FAMILIES
+    from lorastudio.training.lora import add_lora
+
+    facts = E.model_facts(tiny_dirs[family])
+    cls = FAMILIES[family]
+    transformer = cls(tiny_dirs[family], torch.device("cpu"), torch.float32).load_transformer()
+    assert facts.family == family
+    assert facts.params == sum(p.numel() for p in transformer.parameters())
+    linear = sum(m.weight.numel() for n, m in transformer.named_modules()
+                 if isinstance(m, torch.nn.Linear) and n.startswith(E.BLOCK_PREFIXES))
+    assert facts.block_linear_params == linear
+    rank = 4
+    lora = add_lora(transformer, rank, rank, cls.lora_target_modules)
+    assert rank * facts.lora_in_out == sum(p.numel() for p in lora)  # LoRA size from shapes = peft's
+
+
+def test_lora_targets_match_the_training_families():
+    from lorastudio.training.families import FAMILIES
+
+    for name, targets in E.LORA_TARGETS.items():
+        assert tuple(FAMILIES[name].lora_target_modules) == targets
+    from lorastudio.ui.model_folder import PIPELINES
+
+    assert {k: v[0] for k, v in PIPELINES.items()} == E.PIPELINE_FAMILIES
+
+
+@pytest.fixture(scope="module")
+def flux():
+    """FLUX.1 Kontext [dev]'s real transformer config, built on the meta device (no weights)."""
+    import torch
+    from diffusers import FluxTransformer2DModel
+
+    with torch.device("meta"):
+        model = FluxTransformer2DModel(guidance_embeds=True)  # the defaults are FLUX.1's config
+    shapes = {n: ("BF16", tuple(p.shape)) for n, p in model.state_dict().items()}
+    return E.facts_from("kontext", dict(model.config), shapes)
+
+
+def test_flux_figures(flux):
+    assert flux.block_count == 57 and flux.hidden == 3072
+    assert 11.8e9 < flux.params < 12.0e9
+    bf16 = E.estimate(flux, resolution=1024, rank=16, options=E.MemoryOptions(gradient_checkpointing=True))
+    assert bf16.weights == pytest.approx(23.8e9, rel=0.01)  # 11.9 B × 2 bytes
+    assert bf16.seq_len == KONTEXT_1024_TOKENS
+    assert not bf16.fits(24)  # what every FLUX trainer says: bf16 weights alone fill a 24 GB card
+    options, est, fits = E.fit_options(flux, 24, resolution=1024, rank=16)
+    assert fits and options.quantization == "int8" and options.gradient_checkpointing
+    # the diffusers QLoRA write-up: FLUX.1-dev, NF4 + 8-bit AdamW + checkpointing, 512 px: ~9 GB
+    dev = dataclasses.replace(flux, family="flux")  # FLUX.1-dev: same transformer, no input image
+    qlora = E.estimate(dev, resolution=512, rank=4, options=E.MemoryOptions(True, "int4", False, "adamw8bit"))
+    assert 7 < qlora.total_gb < 11, qlora.total_gb
+
+
+def test_monotonic_and_savers_save(flux):
+    def total(**kw):
+        base = dict(resolution=512, rank=16, num_inputs=1, options=E.MemoryOptions())
+        return E.estimate(flux, **{**base, **kw}).total
+
+    assert total(resolution=512) < total(resolution=768) < total(resolution=1024)
+    assert total(rank=4) < total(rank=16) < total(rank=64)
+    assert total(num_inputs=0) < total(num_inputs=1) < total(num_inputs=3)
+    assert total(batch_size=1) < total(batch_size=2)
+    gc = E.MemoryOptions(gradient_checkpointing=True)
+    assert total(options=gc) < total()
+    assert total(options=E.MemoryOptions(True, "int8")) < total(options=gc)
+    assert total(options=E.MemoryOptions(True, "int4")) < total(options=E.MemoryOptions(True, "int8"))
+    assert total(options=E.MemoryOptions(True, optimizer="adamw8bit")) < total(options=gc)
+    assert total(options=E.MemoryOptions(True, cpu_offload=True)) < total(options=gc)
+    slow = E.estimate(flux, resolution=512, rank=16, options=gc).step_seconds
+    assert E.estimate(flux, resolution=512, rank=16).step_seconds < slow  # recompute costs time
+    assert slow < E.estimate(flux, resolution=1024, rank=16, options=gc).step_seconds
+
+
+def test_presets_fit_their_cards(flux):
+    for preset in MEMORY_PRESETS:
+        options, est, fits = E.fit_options(flux, preset.vram_gb, resolution=preset.resolution, rank=16)
+        assert fits and est.total_gb <= preset.vram_gb, preset
+        # the static fallback (no model chosen) is what the fit picks for FLUX.1
+        assert E.MemoryOptions(**preset.option_dict()) == options, preset
+
+
+def test_tiny_model_estimate_and_dry_run_lines(tiny_dirs):
+    facts = E.model_facts(tiny_dirs["kontext"])
+    est = E.estimate(facts, resolution=64, rank=4)
+    assert est.seq_len == 16 + 16 + 512 and est.total > 0
+    lines = est.lines(steps=100)
+    assert lines[0].startswith("memory:") and "GB" in lines[1] and "100 steps" in lines[2]
+    assert "GB of GPU memory" in est.summary()
+
+
+def test_bad_files_are_named(tmp_path):
+    folder = tmp_path / "model"
+    (folder / "transformer").mkdir(parents=True)
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "FluxKontextPipeline"}))
+    with pytest.raises(E.EstimateError, match="config.json"):
+        E.model_facts(folder)
+    (folder / "transformer" / "config.json").write_text("{}")
+    with pytest.raises(E.EstimateError, match="no .safetensors"):
+        E.model_facts(folder)
+    (folder / "transformer" / "x.safetensors").write_bytes(b"\xff" * 20)
+    with pytest.raises(E.EstimateError, match="x.safetensors"):
+        E.model_facts(folder)
+
+
+def test_estimate_does_not_import_torch():
+    code = "import sys, lorastudio.estimate; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
