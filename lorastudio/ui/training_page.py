@@ -18,6 +18,10 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QFrame, QGro
 
 from lorastudio.config import TYPICAL_LEARNING_RATE, Config, ConfigError
 from lorastudio.ui import theme
+from PySide6.QtWidgets import QCheckBox
+
+from lorastudio import estimate as memory_estimate
+from lorastudio.config import MEMORY_PRESETS, QUANTIZATION, memory_preset
 from lorastudio.ui.caption_editor import MessageBar
 from lorastudio.ui.loss_chart import LossChart
 from lorastudio.ui.model_folder import ModelFolderInfo, detect_model_folder
@@ -44,6 +48,23 @@ TRIGGER_TIP = ("An optional word added to every caption (e.g. <i>sks_bgremove</i
                "to switch the effect on.")
 DEFAULT_TIP = "The caption used for sets that have no .txt file."
 NAME_TIP = "File name of the LoRA: OUTPUT/NAME.safetensors"
+
+PRESET_TIP = ("<b>Fit to my GPU</b>: pick your card's memory. LoRA Studio chooses the resolution and the "
+              "fastest memory savers that fit this model on it (worked out from the model folder), and shows "
+              "the estimate below. Change any saver yourself and the choice becomes “Custom”.")
+CHECKPOINTING_TIP = ("<b>Gradient checkpointing</b>: recompute each block's activations during the backward "
+                     "pass instead of keeping them. Much less memory (especially at 1024 px), about a third "
+                     "slower per step.")
+QUANT_TIP = ("<b>Base weights</b>: store the frozen base model in 8 or 4 bits (bitsandbytes). 8-bit halves the "
+             "biggest memory item with little quality cost; 4-bit (NF4) quarters it. The LoRA itself always "
+             "trains and is saved in full precision, in the normal format.")
+QUANT_LABELS = {"none": "full precision (bf16)", "int8": "8-bit", "int4": "4-bit (NF4)"}
+assert tuple(QUANT_LABELS) == QUANTIZATION
+OFFLOAD_TIP = ("<b>CPU offload</b>: keep the base model's blocks in system RAM and copy each one to the GPU only "
+               "while it runs. Fits models much bigger than the card, but every step waits for those copies "
+               "(several seconds). Turns gradient checkpointing on; not combined with 8/4-bit weights.")
+ADAM8_TIP = ("<b>8-bit AdamW</b>: keep the optimizer's running averages in 8 bits (bitsandbytes). Saves 6 bytes "
+             "per LoRA parameter; training is the same for practical purposes.")
 
 ADVICE = {
     "oom": "The GPU ran out of memory. Lower the resolution or rank, or close other programs that use the GPU.",
@@ -192,6 +213,40 @@ class SettingsForm(QWidget):
         form.addRow("Checkpoint every", self.checkpoint_every)
         layout.addWidget(box)
 
+        # GPU memory: "Fit to my GPU" presets, the savers, and the estimate.
+        box = QGroupBox("GPU memory")
+        form = QFormLayout(box)
+        self.preset = QComboBox()
+        self.preset.addItem("Custom", "")
+        for p in MEMORY_PRESETS:
+            self.preset.addItem(p.label, p.id)
+        self.preset.setToolTip(PRESET_TIP)
+        self.checkpointing = QCheckBox("Gradient checkpointing")
+        self.checkpointing.setToolTip(CHECKPOINTING_TIP)
+        self.quantization = QComboBox()
+        for value, label in QUANT_LABELS.items():
+            self.quantization.addItem(label, value)
+        self.quantization.setToolTip(QUANT_TIP)
+        self.offload = QCheckBox("CPU offload of the model's blocks (slow)")
+        self.offload.setToolTip(OFFLOAD_TIP)
+        self.adam8 = QCheckBox("8-bit AdamW")
+        self.adam8.setToolTip(ADAM8_TIP)
+        self.estimate_label = QLabel("")
+        self.estimate_label.setWordWrap(True)
+        theme.set_role(self.estimate_label, "muted")
+        self.estimate_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        preset_label = QLabel("Fit to my GPU")
+        preset_label.setToolTip(PRESET_TIP)
+        form.addRow(preset_label, self.preset)
+        form.addRow("Base weights", self.quantization)
+        form.addRow("", self.checkpointing)
+        form.addRow("", self.adam8)
+        form.addRow("", self.offload)
+        form.addRow("Estimate", self.estimate_label)
+        layout.addWidget(box)
+        self._applying_preset = False
+        self._facts_cache: tuple[str, object] | None = None
+
         # Captions.
         box = QGroupBox("Captions")
         form = QFormLayout(box)
@@ -239,6 +294,10 @@ class SettingsForm(QWidget):
         for edit in (self.trigger, self.default_caption, self.output_name):
             edit.textChanged.connect(self._changed)
         self.model.changed.connect(self._changed)
+        self.preset.currentIndexChanged.connect(self._preset_chosen)
+        for w in (self.checkpointing, self.offload, self.adam8):
+            w.toggled.connect(self._memory_changed)
+        self.quantization.currentIndexChanged.connect(self._memory_changed)
         self.output_dir.changed.connect(self._changed)
         self.model_info: ModelFolderInfo = detect_model_folder("")
         self._dataset_mode = None
@@ -259,6 +318,11 @@ class SettingsForm(QWidget):
             self.seed.setValue(t.seed)
             self.sample_every.setValue(t.sample_every)
             self.checkpoint_every.setValue(t.checkpoint_every)
+            self.checkpointing.setChecked(t.gradient_checkpointing)
+            self.quantization.setCurrentIndex(max(0, self.quantization.findData(t.quantization)))
+            self.offload.setChecked(t.cpu_offload)
+            self.adam8.setChecked(t.optimizer == "adamw8bit")
+            self.preset.setCurrentIndex(0)
             self.trigger.setText(config.dataset.trigger)
             self.default_caption.setText(config.dataset.default_caption)
             self.output_dir.set_text(str(config.output.dir))
@@ -290,7 +354,7 @@ class SettingsForm(QWidget):
             dataset={"trigger": self.trigger.text().strip(), "default_caption": self.default_caption.text().strip()},
             train={"steps": self.steps.value(), "learning_rate": lr, "rank": rank, "resolution": resolution,
                    "seed": self.seed.value(), "sample_every": self.sample_every.value(),
-                   "checkpoint_every": self.checkpoint_every.value()},
+                   "checkpoint_every": self.checkpoint_every.value(), **self.memory_values()},
             output={"dir": Path(out_dir).expanduser(), "name": self.output_name.text().strip()},
         )
         return validate(config)
@@ -346,6 +410,98 @@ class SettingsForm(QWidget):
         except ConfigError as exc:
             self.error.setText(str(exc))
             self.error.setVisible(bool(self.model.text()) or "model.path" not in str(exc))
+        self._update_estimate()
+
+
+    # -- GPU memory -----------------------------------------------------------------------
+
+    def memory_values(self) -> dict:
+        """The memory savers as ``train`` keys."""
+        return {"gradient_checkpointing": self.checkpointing.isChecked(),
+                "quantization": self.quantization.currentData() or "none",
+                "cpu_offload": self.offload.isChecked(),
+                "optimizer": "adamw8bit" if self.adam8.isChecked() else "adamw"}
+
+    def model_facts(self):
+        """The model folder's counts for the estimate (read once per folder), or an error text."""
+        folder = self.model.text()
+        if self._facts_cache is None or self._facts_cache[0] != folder:
+            try:
+                facts = memory_estimate.model_facts(folder) if folder else "choose a base model for an estimate"
+            except memory_estimate.EstimateError as exc:
+                facts = f"no estimate: {exc}"
+            self._facts_cache = (folder, facts)
+        return self._facts_cache[1]
+
+    def _preset_chosen(self, index: int) -> None:
+        preset_id = self.preset.itemData(index)
+        if not preset_id or self._loading:
+            return
+        preset = memory_preset(preset_id)
+        facts = self.model_facts()
+        rank = _safe_int(self.rank.currentText(), 16)
+        if isinstance(facts, memory_estimate.ModelFacts):
+            options, _est, _fits = memory_estimate.fit_options(facts, preset.vram_gb, resolution=preset.resolution,
+                                                               rank=rank)
+            values = {"gradient_checkpointing": options.gradient_checkpointing,
+                      "quantization": options.quantization, "cpu_offload": options.cpu_offload,
+                      "optimizer": options.optimizer}
+        else:
+            values = preset.option_dict()
+        self._applying_preset = True
+        try:
+            self.resolution.setEditText(str(preset.resolution))
+            self.checkpointing.setChecked(values["gradient_checkpointing"])
+            self.quantization.setCurrentIndex(max(0, self.quantization.findData(values["quantization"])))
+            self.offload.setChecked(values["cpu_offload"])
+            self.adam8.setChecked(values["optimizer"] == "adamw8bit")
+        finally:
+            self._applying_preset = False
+        self._changed()
+
+    def _memory_changed(self, *_args) -> None:
+        if self._applying_preset:
+            return
+        if self.sender() is self.offload and self.offload.isChecked():
+            self.quantization.setCurrentIndex(0)  # offload streams full-precision blocks
+            self.checkpointing.setChecked(True)
+        if not self._loading:
+            self.preset.blockSignals(True)
+            self.preset.setCurrentIndex(0)  # a hand-picked saver: "Custom"
+            self.preset.blockSignals(False)
+        self._changed()
+
+    def _update_estimate(self) -> None:
+        self.checkpointing.setEnabled(not self.offload.isChecked())
+        facts = self.model_facts()
+        if not isinstance(facts, memory_estimate.ModelFacts):
+            self.estimate_label.setText(str(facts))
+            theme.set_role(self.estimate_label, "muted")
+            return
+        values = self.memory_values()
+        options = memory_estimate.MemoryOptions(**values)
+        est = memory_estimate.estimate(facts, resolution=_safe_int(self.resolution.currentText(), 512),
+                                       rank=_safe_int(self.rank.currentText(), 16), options=options)
+        text = est.summary()
+        preset_id = self.preset.currentData()
+        if preset_id:
+            card = memory_preset(preset_id).vram_gb
+            text += (f"<br>Fits a {card:g} GB card." if est.fits(card) else
+                     f"<br>Does not fit a {card:g} GB card: lower the resolution or rank.")
+        steps = self.steps.value()
+        text += f"<br>{steps:,} steps ≈ {memory_estimate.format_seconds(est.step_seconds * steps)} on that GPU."
+        if facts.edit:
+            text += " (Counted with one input image per set.)"
+        self.estimate_label.setText(text)
+        theme.set_role(self.estimate_label, "muted")
+
+
+def _safe_int(text: str, default: int) -> int:
+    try:
+        value = int(text.strip().replace(",", ""))
+    except ValueError:
+        return default
+    return value if value > 0 else default
 
 
 def _int(text: str, key: str) -> int:
