@@ -1,12 +1,15 @@
 """The caption editor: a plain-text editor that saves by itself and never loses a keystroke.
 
 Typing starts a short timer (``delay_ms``, 500 ms); when it fires the caption is written
-atomically through the dataset core (``write_caption``). Leaving the editor, switching to
-another set and quitting flush at once, so the worst a crash can cost is the last half
-second of typing.
+atomically through the dataset core (``write_caption``). A pause is not needed, though: a
+second timer (``max_delay_ms``, 1 s), started by the first unsaved keystroke and *not*
+restarted by the next ones, saves during continuous typing too. Leaving the editor,
+switching to another set and quitting flush at once, so the worst a crash can cost is the
+last second of typing.
 
-What is on disk is compared with what was loaded (mtime, size, then text) before every
-write. If another program changed the file meanwhile, nothing is written: a bar offers
+What is on disk is compared with what was loaded (inode, mtime, size, then text) before every
+write; the inode counts because every save replaces the file (atomic rename), so another
+window's save is seen even on a file system with coarse timestamps. If another program changed the file meanwhile, nothing is written: a bar offers
 *Reload* (take theirs) or *Keep mine* (write ours). An unedited caption that changes on disk
 is simply reloaded. The file is never overwritten silently.
 """
@@ -33,6 +36,8 @@ class DiskState:
     exists: bool
     mtime_ns: int = 0
     size: int = 0
+    #: The file's identity: an atomic save (temp file + rename) always makes a new one.
+    inode: int = 0
 
 
 def disk_state(path: Path) -> DiskState:
@@ -40,7 +45,7 @@ def disk_state(path: Path) -> DiskState:
         st = os.stat(path)
     except OSError:
         return DiskState(False)
-    return DiskState(True, st.st_mtime_ns, st.st_size)
+    return DiskState(True, st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def read_disk_caption(path: Path) -> str | None:
@@ -95,7 +100,7 @@ class CaptionEditor(QWidget):
     #: The state line changed (for tests and the status bar).
     state_changed = Signal(str)
 
-    def __init__(self, parent: QWidget | None = None, delay_ms: int = 500) -> None:
+    def __init__(self, parent: QWidget | None = None, delay_ms: int = 500, max_delay_ms: int = 1000) -> None:
         super().__init__(parent)
         self._set: ImageSet | None = None
         self._path: Path | None = None
@@ -114,6 +119,12 @@ class CaptionEditor(QWidget):
         self._timer.setSingleShot(True)
         self._timer.setInterval(delay_ms)
         self._timer.timeout.connect(self.flush)
+        #: Saves during continuous typing: started by the first unsaved keystroke, never
+        #: restarted, so no edit stays unsaved longer than this.
+        self._max_timer = QTimer(self)
+        self._max_timer.setSingleShot(True)
+        self._max_timer.setInterval(max(delay_ms, max_delay_ms))
+        self._max_timer.timeout.connect(self.flush)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -238,6 +249,7 @@ class CaptionEditor(QWidget):
     def flush(self) -> bool:
         """Save now if there are edits. False if it could not (conflict or write error)."""
         self._timer.stop()
+        self._max_timer.stop()
         if self._path is None or not self.is_dirty():
             return True
         if self._conflict:
@@ -321,6 +333,7 @@ class CaptionEditor(QWidget):
     def discard_unsaved(self) -> None:
         self._held.clear()
         self._timer.stop()
+        self._max_timer.stop()
         if self._path is not None:
             self._set_text(self._disk_text or "", reset_undo=True)
         self._conflict = False
@@ -376,6 +389,7 @@ class CaptionEditor(QWidget):
 
     def _show_conflict(self) -> None:
         self._timer.stop()
+        self._max_timer.stop()
         self._conflict = True
         self.conflict_bar.show_message("This caption was changed on disk by another program while you were "
                                        "editing it. Reload the file, or keep your text and overwrite it?")
@@ -411,8 +425,11 @@ class CaptionEditor(QWidget):
         if self.is_dirty():
             self._set_state("Editing…")
             self._timer.start()
+            if not self._max_timer.isActive():
+                self._max_timer.start()
         else:
             self._timer.stop()
+            self._max_timer.stop()
 
     def _set_state(self, state: str) -> None:
         self._state = state
