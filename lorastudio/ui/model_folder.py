@@ -12,14 +12,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-#: ``model_index.json`` ``_class_name`` → (config family id, display name, edit model?)
-PIPELINES: dict[str, tuple[str, str, bool]] = {
-    "FluxKontextPipeline": ("kontext", "FLUX.1 Kontext", True),
-    "QwenImageEditPlusPipeline": ("qwen-edit-plus", "Qwen-Image-Edit-Plus", True),
-    "FluxPipeline": ("flux", "FLUX.1 (text-to-image)", False),
-    "QwenImagePipeline": ("qwen-image", "Qwen-Image (text-to-image)", False),
-    "Flux2Pipeline": ("flux2", "FLUX.2", True),
-    "Flux2KleinPipeline": ("flux2-klein", "FLUX.2", True),
+#: ``model_index.json`` ``_class_name`` → (config family id, display name, trains edit pairs?,
+#: trains text-to-image sets?). Kept equal to the training families (a test checks it).
+PIPELINES: dict[str, tuple[str, str, bool, bool]] = {
+    "FluxKontextPipeline": ("kontext", "FLUX.1 Kontext", True, False),
+    "QwenImageEditPlusPipeline": ("qwen-edit-plus", "Qwen-Image-Edit-Plus", True, False),
+    "FluxPipeline": ("flux", "FLUX.1 (text-to-image)", False, True),
+    "QwenImagePipeline": ("qwen-image", "Qwen-Image (text-to-image)", False, True),
+    "Flux2Pipeline": ("flux2", "FLUX.2", True, True),
+    "Flux2KleinPipeline": ("flux2-klein", "FLUX.2 [klein]", True, True),
 }
 
 
@@ -34,8 +35,10 @@ class ModelFolderInfo:
     family: str = ""
     #: What to show the artist: the family's name, or what is wrong.
     display_name: str = ""
-    #: Image-editing model (paired datasets) rather than text-to-image.
+    #: Trains image-editing datasets (before/after pairs).
     edit: bool = False
+    #: Trains text-to-image datasets (image + caption); FLUX.2 trains both kinds.
+    text_to_image: bool = False
     #: A sentence explaining an unsupported or broken folder ("" when supported).
     message: str = ""
 
@@ -43,8 +46,24 @@ class ModelFolderInfo:
     def summary(self) -> str:
         if not self.supported:
             return self.message
-        kind = "image editing (before → after pairs)" if self.edit else "text-to-image (image + caption)"
-        return f"{self.display_name} · {kind}"
+        kinds = (["image editing (before → after pairs)"] if self.edit else []) + \
+            (["text-to-image (image + caption)"] if self.text_to_image else [])
+        return f"{self.display_name} · {' and '.join(kinds)}"
+
+    def dataset_note(self, mode: str) -> str:
+        """Why this model cannot train a dataset of ``mode`` ("paired"/"single"), or "" when it
+        can: the same check the trainer makes before it loads anything."""
+        if not self.supported or mode not in ("paired", "single"):
+            return ""
+        if mode == "paired" and not self.edit:
+            editors = ", ".join(v[1] for v in PIPELINES.values() if v[2])
+            return (f"{self.display_name} is a text-to-image model, but the dataset has before/after pairs. "
+                    f"Choose an image-editing model folder ({editors}).")
+        if mode == "single" and not self.text_to_image:
+            t2i = ", ".join(v[1] for v in PIPELINES.values() if v[3])
+            return (f"{self.display_name} is an image-editing model, but the dataset has no _start/_end pairs "
+                    f"(text-to-image sets). Choose a text-to-image model folder ({t2i}).")
+        return ""
 
 
 def detect_model_folder(path: str | Path | None) -> ModelFolderInfo:
@@ -72,5 +91,6 @@ def detect_model_folder(path: str | Path | None) -> ModelFolderInfo:
         names = ", ".join(sorted({v[1] for v in PIPELINES.values()}))
         return ModelFolderInfo(folder, False, class_name=class_name,
                                message=f"Unsupported model: {class_name}. LoRA Studio trains {names}.")
-    family, display, edit = known
-    return ModelFolderInfo(folder, True, class_name=class_name, family=family, display_name=display, edit=edit)
+    family, display, edit, text_to_image = known
+    return ModelFolderInfo(folder, True, class_name=class_name, family=family, display_name=display, edit=edit,
+                           text_to_image=text_to_image)

@@ -48,6 +48,14 @@ TRIGGER_TIP = ("An optional word added to every caption (e.g. <i>sks_bgremove</i
                "to switch the effect on.")
 DEFAULT_TIP = "The caption used for sets that have no .txt file."
 NAME_TIP = "File name of the LoRA: OUTPUT/NAME.safetensors"
+#: The LoRA file's key layout (config ``output.format``, one of ``config.OUTPUT_FORMATS``), as the
+#: artist's tools name it.
+OUTPUT_FORMAT_LABELS = {"diffusers": "diffusers (Python, diffusers pipelines)",
+                        "comfyui": "ComfyUI / kohya (Forge, SwarmUI)"}
+FORMAT_TIP = ("Which key names the LoRA file uses. “diffusers” loads with diffusers' load_lora_weights "
+              "(ComfyUI also reads it for FLUX.1 and Qwen-Image). “ComfyUI / kohya” writes the names ComfyUI, "
+              "Forge and kohya's scripts use (for FLUX the original BFL layout with fused q/k/v); diffusers "
+              "loads it too.")
 
 PRESET_TIP = ("<b>Fit to my GPU</b>: pick your card's memory. LoRA Studio chooses the resolution and the "
               "fastest memory savers that fit this model on it (worked out from the model folder), and shows "
@@ -270,8 +278,13 @@ class SettingsForm(QWidget):
         theme.set_role(self.output_file, "muted")
         self.output_file.setWordWrap(True)
         self.output_file.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.output_format = QComboBox()
+        for fmt, label in OUTPUT_FORMAT_LABELS.items():
+            self.output_format.addItem(label, fmt)
+        self.output_format.setToolTip(FORMAT_TIP)
         form.addRow("Folder", self.output_dir)
         form.addRow("Name", self.output_name)
+        form.addRow("Format", self.output_format)
         form.addRow("", self.output_file)
         layout.addWidget(box)
 
@@ -299,6 +312,7 @@ class SettingsForm(QWidget):
             w.toggled.connect(self._memory_changed)
         self.quantization.currentIndexChanged.connect(self._memory_changed)
         self.output_dir.changed.connect(self._changed)
+        self.output_format.currentIndexChanged.connect(self._changed)
         self.model_info: ModelFolderInfo = detect_model_folder("")
         self._dataset_mode = None
 
@@ -327,6 +341,7 @@ class SettingsForm(QWidget):
             self.default_caption.setText(config.dataset.default_caption)
             self.output_dir.set_text(str(config.output.dir))
             self.output_name.setText(config.output.name)
+            self.output_format.setCurrentIndex(max(0, self.output_format.findData(config.output.format)))
             self.set_project_path(project_path)
         finally:
             self._loading = False
@@ -355,7 +370,8 @@ class SettingsForm(QWidget):
             train={"steps": self.steps.value(), "learning_rate": lr, "rank": rank, "resolution": resolution,
                    "seed": self.seed.value(), "sample_every": self.sample_every.value(),
                    "checkpoint_every": self.checkpoint_every.value(), **self.memory_values()},
-            output={"dir": Path(out_dir).expanduser(), "name": self.output_name.text().strip()},
+            output={"dir": Path(out_dir).expanduser(), "name": self.output_name.text().strip(),
+                    "format": self.output_format.currentData() or "diffusers"},
         )
         return validate(config)
 
@@ -381,11 +397,9 @@ class SettingsForm(QWidget):
             self.model_info = detect_model_folder(self.model.text())
         info = self.model_info
         summary = info.summary
-        if info.supported and self._dataset_mode == "paired" and not info.edit:
-            summary += ("<br>Note: this is a text-to-image model, but the dataset has before/after pairs. "
-                        "Choose an editing model (FLUX.1 Kontext, Qwen-Image-Edit-Plus).")
-        elif info.supported and self._dataset_mode == "single" and info.edit:
-            summary += ("<br>Note: this is an image-editing model, but the dataset has no _start/_end pairs.")
+        note = info.dataset_note(self._dataset_mode or "")
+        if note:
+            summary += f"<br>Note: {note}"
         self.family.setText(summary)
         theme.set_role(self.family, "ok" if info.supported else ("muted" if not self.model.text() else "error"))
         lr = parse_lr(self.lr.currentText())
