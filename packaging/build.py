@@ -121,6 +121,8 @@ def check_bundle(bundle: Path) -> list[str]:
     for name in ("torch", "diffusers", "transformers", "peft", "safetensors", "accelerate", "huggingface_hub"):
         if not list(contents.glob(f"{name}-*.dist-info")):
             problems.append(f"missing package metadata of {name} (copy_metadata)")
+    if not list((contents / "torchvision").glob("_C*")):
+        problems.append("missing torchvision's compiled ops (torchvision/_C*)")
     for name in FORBIDDEN:
         if (contents / name).exists():
             problems.append(f"{name} must not be in the bundle")

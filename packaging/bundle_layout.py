@@ -40,7 +40,7 @@ EXCLUDES = (
     "PyQt5", "PyQt6", "PySide2", "sip", "tkinter", "_tkinter", "turtle", "idlelib",
     "matplotlib", "scipy", "pandas", "sklearn", "IPython", "ipykernel", "jupyter", "notebook",
     "tensorboard", "tensorflow", "keras", "jax", "jaxlib", "flax", "onnx", "onnxruntime", "cv2",
-    "triton", "torch.testing._internal", "torch.utils.tensorboard",
+    "triton", "torch.utils.tensorboard",
     "pytest", "_pytest", "pytestqt", "py", "tests",
 )
 

@@ -263,12 +263,12 @@ def test_bundle_lists_exclude_other_qt_bindings_and_keep_what_the_app_needs():
     for platform in ("linux", "win32"):
         plugins = bundle_layout.REQUIRED_QT_PLUGINS[platform]
         assert any("webp" in p for p in plugins) and any("svgicon" in p for p in plugins)
-    # every distribution named for copy_metadata is installed here (a typo would be silently skipped)
+    # the core names are real, installed distributions (a typo would be skipped with a message)
     from importlib import metadata
 
-    for dist in bundle_layout.METADATA_PACKAGES:
-        if dist == "hf-xet":
-            continue  # optional huggingface_hub accelerator
+    for dist in ("lorastudio", "torch", "diffusers", "transformers", "tokenizers", "safetensors", "accelerate",
+                 "peft", "huggingface_hub", "numpy", "pillow", "PySide6_Essentials", "qasync", "platformdirs"):
+        assert dist in bundle_layout.METADATA_PACKAGES
         metadata.distribution(dist)
 
 
