@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lorastudio import __version__
 
-DEMO_FAMILIES = ("kontext", "qwen-edit-plus", "flux", "qwen-image", "flux2-klein")  # kept equal to training.demo.DEMO_FAMILIES (tested)
+DEMO_FAMILIES = ("kontext", "qwen-edit-plus", "flux", "qwen-image", "flux2-klein", "flux2")  # kept equal to training.demo.DEMO_FAMILIES (tested)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageOps
 from lorastudio.config import Config, DatasetConfig, ModelConfig, OutputConfig, TrainConfig, load_config, save_config
 
 #: Families ``demo`` can write (each has a tiny model).
-DEMO_FAMILIES = ("kontext", "qwen-edit-plus", "flux", "qwen-image", "flux2-klein")
+DEMO_FAMILIES = ("kontext", "qwen-edit-plus", "flux", "qwen-image", "flux2-klein", "flux2")
 #: How many image sets the demo dataset has.
 DEMO_SETS = 12
 #: Side of the generated pictures (training downsizes them to the 64-pixel area).

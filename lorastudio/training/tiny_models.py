@@ -328,6 +328,90 @@ def _qwen_components(zero_cond_t: bool = False, processor: bool = True) -> dict:
     return components
 
 
+#: Mistral's control tokens (the real tekken vocabulary's first entries) that the FLUX.2
+#: [dev] prompt template and the Pixtral processor use.
+MISTRAL_SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[IMG]", "<pad>", "[IMG_BREAK]",
+                          "[IMG_END]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]")
+
+#: Mistral-Small-3.1's chat layout, shortened to text parts: ``<s>[SYSTEM_PROMPT]…
+#: [/SYSTEM_PROMPT][INST]…[/INST]`` (what ``Flux2Pipeline`` renders its prompt through).
+MISTRAL_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% set text = message['content'] if message['content'] is string else message['content']"
+    " | selectattr('type', 'equalto', 'text') | map(attribute='text') | join('') %}"
+    "{% if message['role'] == 'system' %}[SYSTEM_PROMPT]{{ text }}[/SYSTEM_PROMPT]"
+    "{% elif message['role'] == 'user' %}[INST]{{ text }}[/INST]"
+    "{% else %}{{ text }}{{ eos_token }}{% endif %}{% endfor %}"
+)
+
+
+def tiny_mistral_processor():
+    """The ``PixtralProcessor`` FLUX.2 [dev] loads as its ``tokenizer``: a byte-level BPE
+    tokenizer (merges learned from the corpus, Mistral's control tokens first, as in
+    tekken) built in memory with ``tokenizers``, a Pixtral image processor with a tiny
+    pixel budget, and the chat template above."""
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PixtralImageProcessor, PixtralProcessor, PreTrainedTokenizerFast, Qwen2TokenizerFast
+
+    pre = Qwen2TokenizerFast().backend_tokenizer.pre_tokenizer  # byte-level, GPT-style splitting
+    words = []
+    for segment in _corpus_segments():
+        words += [tuple(piece) for piece, _ in pre.pre_tokenize_str(segment)]
+    merges = _learn_merges(words)
+    tokens = list(MISTRAL_SPECIAL_TOKENS) + list(dict.fromkeys(_byte_alphabet() + ["".join(m) for m in merges]))
+    backend = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, unk_token="<unk>"))
+    backend.pre_tokenizer = pre
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
+                                        unk_token="<unk>", pad_token="<pad>", model_max_length=32768,
+                                        extra_special_tokens={"image_token": "[IMG]"})
+    tokenizer.add_special_tokens({"additional_special_tokens": list(MISTRAL_SPECIAL_TOKENS[3:])})
+    image_processor = PixtralImageProcessor(patch_size=14, size={"longest_edge": 112})
+    return PixtralProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=14,
+                            chat_template=MISTRAL_CHAT_TEMPLATE, image_token="[IMG]")
+
+
+def _flux2_components() -> dict:
+    """FLUX.2 [dev] components: Mistral3 (Mistral-Small-3.1 layout) text encoder with 30
+    layers (the pipeline stacks hidden states 10, 20 and 30), a guidance-embedded FLUX.2
+    transformer, and the Pixtral processor as tokenizer."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2Transformer2DModel
+    from transformers import Mistral3Config, Mistral3ForConditionalGeneration
+
+    processor = tiny_mistral_processor()
+    ids = {t: processor.tokenizer.convert_tokens_to_ids(t) for t in MISTRAL_SPECIAL_TOKENS}
+    hidden = 16
+    config = Mistral3Config(
+        text_config={
+            "model_type": "mistral", "vocab_size": (len(processor.tokenizer) + 7) // 8 * 8, "hidden_size": hidden,
+            "intermediate_size": 32, "max_position_embeddings": 1024, "num_attention_heads": 2,
+            "num_hidden_layers": 30, "num_key_value_heads": 1, "head_dim": 8, "rms_norm_eps": 1e-5,
+            "rope_theta": 1000000000.0, "sliding_window": None,
+            "bos_token_id": ids["<s>"], "eos_token_id": ids["</s>"], "pad_token_id": ids["<pad>"],
+        },
+        vision_config={
+            "model_type": "pixtral", "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "intermediate_size": 32, "image_size": 112, "patch_size": 14, "num_channels": 3, "head_dim": 8,
+        },
+        image_token_index=ids["[IMG]"], vision_feature_layer=-1, spatial_merge_size=2,
+        projector_hidden_act="gelu", multimodal_projector_bias=False,
+    )
+    return {
+        "transformer": _seeded(lambda: Flux2Transformer2DModel(
+            patch_size=1, in_channels=128, num_layers=1, num_single_layers=1, attention_head_dim=16,
+            num_attention_heads=2, joint_attention_dim=3 * hidden, timestep_guidance_channels=256,
+            axes_dims_rope=(4, 4, 4, 4), guidance_embeds=True,
+        )),
+        "vae": _flux2_vae(),
+        "text_encoder": _seeded(lambda: Mistral3ForConditionalGeneration(config)),
+        "tokenizer": processor,
+        "scheduler": FlowMatchEulerDiscreteScheduler(
+            num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+            base_image_seq_len=256, max_image_seq_len=4096,
+        ),
+    }
+
+
 def _flux2_vae():
     """``AutoencoderKLFlux2`` in miniature: 8x downsampling and 32 latent channels like the
     real one (so 128 channels after the 2×2 patchify), and batch-norm statistics that are
@@ -383,8 +467,8 @@ def _flux2_klein_components() -> dict:
 
 
 def _pipeline_builders() -> dict[str, Callable[[], object]]:
-    from diffusers import (Flux2KleinPipeline, FluxKontextPipeline, FluxPipeline, QwenImageEditPlusPipeline,
-                           QwenImagePipeline)
+    from diffusers import (Flux2KleinPipeline, Flux2Pipeline, FluxKontextPipeline, FluxPipeline,
+                           QwenImageEditPlusPipeline, QwenImagePipeline)
 
     return {
         "kontext": lambda: FluxKontextPipeline(**_flux_components()),
@@ -396,11 +480,12 @@ def _pipeline_builders() -> dict[str, Callable[[], object]]:
         "qwen-image": lambda: QwenImagePipeline(**_qwen_components(processor=False)),
         # A "base" (not step-distilled) Klein: previews exercise true CFG.
         "flux2-klein": lambda: Flux2KleinPipeline(**_flux2_klein_components(), is_distilled=False),
+        "flux2": lambda: Flux2Pipeline(**_flux2_components()),
     }
 
 
 #: Family ids (plus variants) that have a tiny model.
-TINY_FAMILIES = ("kontext", "flux", "qwen-edit-plus", "qwen-edit-plus-2509", "qwen-image", "flux2-klein")
+TINY_FAMILIES = ("kontext", "flux", "qwen-edit-plus", "qwen-edit-plus-2509", "qwen-image", "flux2-klein", "flux2")
 
 
 def build_tiny_pipeline(family: str):

@@ -57,6 +57,12 @@ def tiny_flux2_klein_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_flux2_dir(tmp_path_factory) -> Path:
+    """A tiny Flux2Pipeline folder (FLUX.2 [dev] layout: Mistral3 text encoder, guidance embedding)."""
+    return _tiny(tmp_path_factory, "flux2")
+
+
+@pytest.fixture(scope="session")
 def demo_project(tmp_path_factory) -> Path:
     """``create_demo()`` for kontext: the project.toml path (model/, dataset/ beside it)."""
     from lorastudio.training.demo import create_demo

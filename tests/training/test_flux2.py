@@ -255,3 +255,51 @@ def test_demo_writes_a_flux2_klein_project(tmp_path):
     plan = make_plan(load_config(project))
     assert plan.family_cls is Flux2KleinFamily and plan.dataset.mode is Mode.PAIRED and len(plan.sets) == 12
 
+
+
+def test_flux2_dev_layout_with_guidance_and_its_loop(tiny_flux2_dir, demo_project, tmp_path):
+    """FLUX.2 [dev] (Mistral3 text encoder, guidance embedding): one step as Flux2Pipeline
+    computes it (guidance 1.0 in training), previews, and 2 training steps with 2 references
+    whose LoRA loads back into Flux2Pipeline."""
+    from diffusers import Flux2Pipeline as P
+
+    family = Flux2Family(tiny_flux2_dir, CPU, torch.float32)
+    family.load_encoders()
+    refs_img = [_image((64, 64), 1), _image((64, 32), 2)]
+    refs = [family.encode_image(i)[None] for i in refs_img]
+    target = family.encode_image(_image((64, 64), 0))
+    prompt = family.collate_prompts([family.encode_prompt("invert the colours", refs_img)])
+    family.free_encoders()
+    tr = family.load_transformer()
+    assert tr.config.guidance_embeds
+    noisy = torch.randn(1, *target.shape, generator=torch.Generator().manual_seed(0))
+    sigma = torch.tensor([0.6])
+    with torch.no_grad():
+        ours = family.predict(tr, noisy, sigma, refs, prompt)
+        latents, latent_ids = P._pack_latents(noisy), P._prepare_latent_ids(noisy)
+        packed = torch.cat([P._pack_latents(r).squeeze(0) for r in refs], dim=0)[None]
+        out = tr(hidden_states=torch.cat([latents, packed], 1), timestep=sigma, guidance=torch.tensor([1.0]),
+                 encoder_hidden_states=prompt["prompt_embeds"], txt_ids=P._prepare_text_ids(prompt["prompt_embeds"]),
+                 img_ids=torch.cat([latent_ids, P._prepare_image_ids(refs)], 1), return_dict=False)[0]
+        theirs = P._unpack_latents_with_ids(out[:, : latents.size(1)], latent_ids)
+    torch.testing.assert_close(ours, theirs)
+    assert family.sample(tr, refs_img[:1], "invert the colours", (64, 64), steps=2, seed=0).size == (64, 64)
+
+    data = _multi_input_dataset(tmp_path / "data", sets=2)
+    cfg = load_config(make_config(demo_project, tmp_path / "run", model=tiny_flux2_dir, dataset=data, steps=2,
+                                  resolution=32, rank=4, alpha=8.0, learning_rate=2e-2, sample_sets=0))
+    result = train(cfg, NullSink(), keep_model=True)
+    assert result.family.name == "flux2" and len(result.losses) == 2
+    s = result.cached[0]
+    x0, inputs, prompt = collate(result.family, [s], CPU, torch.float32)
+    noise, sigmas = noise_and_sigmas(tuple(x0.shape), 0, 1, 0)
+    noisy = (1 - sigmas.view(-1, 1, 1, 1)) * x0 + sigmas.view(-1, 1, 1, 1) * noise
+    result.transformer.eval()
+    pipe = P.from_pretrained(str(tiny_flux2_dir), local_files_only=True)
+    pipe.load_lora_weights(str(result.lora))
+    with torch.no_grad():
+        expected = result.family.predict(result.transformer, noisy, sigmas, inputs, prompt)
+        loaded = result.family.predict(pipe.transformer, noisy, sigmas, inputs, prompt)
+    torch.testing.assert_close(loaded, expected, atol=1e-5, rtol=1e-4)
+    _, meta = read_lora_file(result.lora)
+    assert meta["modelspec.architecture"] == "flux.2-dev/lora"

@@ -59,7 +59,7 @@ def _run(model, inputs):
 
 
 CASES = [("kontext", "flux1", "tiny_kontext_dir"), ("flux", "flux1", "tiny_flux_dir"),
-         ("flux2-klein", "flux2", "tiny_flux2_klein_dir")]
+         ("flux2-klein", "flux2", "tiny_flux2_klein_dir"), ("flux2", "flux2", "tiny_flux2_dir")]
 
 
 @pytest.mark.parametrize("family,arch,fixture", CASES, ids=[c[0] for c in CASES])

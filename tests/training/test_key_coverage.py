@@ -29,7 +29,7 @@ from test_formats_helpers import apply_comfy_lora, diffusers_kohya_flux1_convert
 
 RANK, ALPHA = 4, 8.0
 FIXTURES = {"kontext": "tiny_kontext_dir", "flux": "tiny_flux_dir", "qwen-edit-plus": "tiny_qwen_edit_plus_dir",
-            "qwen-image": "tiny_qwen_image_dir", "flux2-klein": "tiny_flux2_klein_dir"}
+            "qwen-image": "tiny_qwen_image_dir", "flux2-klein": "tiny_flux2_klein_dir", "flux2": "tiny_flux2_dir"}
 
 
 @pytest.fixture(scope="module")
