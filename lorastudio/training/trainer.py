@@ -495,7 +495,7 @@ def describe_plan(plan: Plan) -> list[str]:
              f"steps:      {c.train.steps} (batch {c.train.batch_size}, learning rate {c.train.learning_rate:g}, "
              f"rank {c.train.rank}, alpha {c.train.alpha or c.train.rank:g})",
              f"resolution: {c.train.resolution} (area {c.train.resolution}² per target)",
-             f"output:     {c.output.lora_path}",
+             f"output:     {c.output.lora_path} ({c.output.format} format)",
              f"run folder: {c.output.run_dir}"]
     buckets: dict[tuple[int, int], int] = {}
     for s in plan.sets:

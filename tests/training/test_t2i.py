@@ -120,7 +120,7 @@ def test_dry_run_refuses_pairs_on_a_text_to_image_model(capsys, demo_project, ti
 
 def test_flux2_takes_both_kinds_in_a_dry_run(capsys, demo_project, tiny_flux2_klein_dir, single_dataset, tmp_path):
     code, out = _dry_run(capsys, make_config(demo_project, tmp_path / "a", model=tiny_flux2_klein_dir))
-    assert code == 0 and "paired" in out
+    assert code == 0 and "paired" in out and "(diffusers format)" in out
     code, out = _dry_run(capsys, make_config(demo_project, tmp_path / "b", model=tiny_flux2_klein_dir,
                                              dataset=single_dataset))
     assert code == 0 and "single" in out
