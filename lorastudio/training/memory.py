@@ -98,7 +98,9 @@ def quantize_blocks(transformer: torch.nn.Module, kind: str, compute_dtype: torc
                 if kind == "int8":
                     layer = bnb.nn.Linear8bitLt(child.in_features, child.out_features, bias=child.bias is not None,
                                                 has_fp16_weights=False, threshold=6.0)
-                    layer.weight = bnb.nn.Int8Params(weight.to(torch.float16), requires_grad=False,
+                    # Int8Params quantizes only when moved *from the CPU* (a GPU tensor would stay
+                    # fp16 and unquantized), so stage the weight there.
+                    layer.weight = bnb.nn.Int8Params(weight.to("cpu", torch.float16), requires_grad=False,
                                                      has_fp16_weights=False)
                 else:
                     layer = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None,
