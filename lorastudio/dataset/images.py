@@ -237,10 +237,11 @@ def _refuse_too_many_pixels(path: Path, size: tuple[int, int], limit: int | None
 
 def _too_large(path: Path, size: tuple[int, int] | None, limit: int | None = None) -> ImageTooLargeError:
     limit = pixel_limit() if limit is None else limit
-    what = f"{size[0]}x{size[1]} pixels" if size else "too many pixels"
+    # Pillow refuses more than twice its limit while opening, before the size is known to us.
+    what = f"is {size[0]}x{size[1]} pixels" if size else "has far too many pixels"
     cap = f" (the limit is {limit / 1e6:.0f} megapixels)" if limit else ""
     return ImageTooLargeError(
-        path, f"{_quoted(path)} is {what}{cap}, too large to load safely. Scale it down in an image "
+        path, f"{_quoted(path)} {what}{cap}, too large to load safely. Scale it down in an image "
               "editor; training uses a few megapixels at most.")
 
 

@@ -23,10 +23,10 @@ HERE = Path(__file__).parent
 INJECT_DIR = HERE / "inject"
 REPO = HERE.parent.parent
 
-#: The run every fault test trains: 6 steps, a checkpoint every 2, 32 px, rank 4, 4 sets.
+#: The run every fault test trains: 6 steps, a checkpoint every 2, 32 px, rank 4, 3 sets.
 RUN = {"steps": 6, "checkpoint_every": 2, "sample_every": 0, "sample_sets": 0, "sample_steps": 2,
        "resolution": 32, "rank": 4, "learning_rate": 5e-3, "seed": 7}
-SETS = 4
+SETS = 3
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +36,7 @@ def demo(tmp_path_factory) -> Path:
 
     project = create_demo(tmp_path_factory.mktemp("rel-demo") / "demo", "kontext")
     root = project.parent
-    names = sorted({p.name.split("_")[0] for p in (root / "dataset").iterdir()})
+    names = sorted({p.stem.split("_")[0] for p in (root / "dataset").iterdir()})
     for extra in names[SETS:]:
         for f in (root / "dataset").glob(f"{extra}*"):
             f.unlink()

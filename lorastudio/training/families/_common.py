@@ -40,6 +40,90 @@ def offline_kwargs() -> dict[str, Any]:
     return {"local_files_only": True, "use_safetensors": True}
 
 
+#: Component classes that carry no weights (tokenizers, schedulers …): nothing to check there.
+_WEIGHTLESS = ("Tokenizer", "TokenizerFast", "Processor", "Scheduler", "FeatureExtractor")
+
+
+def check_component_files(model_dir: Path) -> None:
+    """Every weight-carrying component of a local folder is complete on disk, cheaply.
+
+    ``detect_family`` already checked that each component folder exists and holds
+    safetensors (never pickles). This goes one level deeper, reading only file headers, so
+    an interrupted download or copy is named in a sentence before anything loads instead of
+    failing deep inside diffusers: a component without its ``config.json``, a sharded
+    model whose ``*.safetensors.index.json`` names a shard that is not there, and a
+    ``.safetensors`` file cut short (its header says the data is longer than the file).
+    Raises :class:`ModelFolderError`.
+    """
+    import json as _json
+
+    from lorastudio.training.families.base import ModelFolderError
+
+    model_dir = Path(model_dir)
+    try:
+        index = _json.loads((model_dir / "model_index.json").read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError) as exc:
+        raise ModelFolderError(f"{model_dir / 'model_index.json'} cannot be read ({exc})") from None
+    for name, value in index.items():
+        if name.startswith("_") or not isinstance(value, list) or len(value) != 2 or not value[1]:
+            continue
+        if str(value[1]).endswith(_WEIGHTLESS):
+            continue
+        folder = model_dir / name
+        if not folder.is_dir():
+            continue  # detect_family names missing component folders
+        if not (folder / "config.json").is_file():
+            raise ModelFolderError(f"{name}/ in {model_dir} has no config.json, so {value[1]} cannot be built from "
+                                   "it. The download or copy is incomplete: get this folder again.")
+        for shard_index in folder.glob("*.safetensors.index.json"):
+            try:
+                shards = set(_json.loads(shard_index.read_text(encoding="utf-8"))["weight_map"].values())
+            except (OSError, ValueError, KeyError, AttributeError) as exc:
+                raise ModelFolderError(f"{shard_index} cannot be read ({exc}); the download may be incomplete") \
+                    from None
+            missing = sorted(s for s in shards if not (folder / s).is_file())
+            if missing:
+                raise ModelFolderError(
+                    f"{name}/ in {model_dir} is incomplete: {shard_index.name} lists {len(shards)} weight files, "
+                    f"but {', '.join(missing[:3])}{' …' if len(missing) > 3 else ''} "
+                    f"{'is' if len(missing) == 1 else 'are'} missing. Was the download interrupted?")
+        for weights in folder.glob("*.safetensors"):
+            problem = safetensors_problem(weights)
+            if problem:
+                raise ModelFolderError(f"{name}/{weights.name} in {model_dir} {problem}. The download or copy was "
+                                       "probably interrupted: get this file again.")
+
+
+def safetensors_problem(path: Path) -> str:
+    """Why ``path`` is not a whole safetensors file ("" when it looks whole), from its header.
+
+    A safetensors file is an 8-byte header length, a JSON header giving every tensor's byte
+    range, then the data: a file shorter than the header says is cut short.
+    """
+    import json as _json
+    import struct
+
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                return "is empty or cut short (no header)"
+            (length,) = struct.unpack("<Q", head)
+            if length > min(size - 8, 100 * 1024 * 1024):
+                return "is cut short or not a safetensors file (its header is incomplete)"
+            header = _json.loads(fh.read(length))
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    except (ValueError, UnicodeDecodeError):
+        return "is not a valid safetensors file (its header is not readable)"
+    ends = [int(v["data_offsets"][1]) for k, v in header.items()
+            if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v]
+    if ends and 8 + length + max(ends) > size:
+        return f"is cut short ({size:,} bytes, its header needs {8 + length + max(ends):,})"
+    return ""
+
+
 def load_pipeline(pipeline_class: type, model_dir: Path, dtype: torch.dtype, **components: Any):
     """``pipeline_class.from_pretrained`` on a local folder: the path a real model takes.
 

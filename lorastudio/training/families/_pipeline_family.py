@@ -25,6 +25,7 @@ from PIL import Image
 from lorastudio.dataset.model import Mode
 from lorastudio.training.families._common import (
     PromptMemo,
+    check_component_files,
     check_latent_size,
     dtype_kwargs,
     free_memory,
@@ -65,6 +66,7 @@ class PipelineFamily(ModelFamily):
         #: The VAE used for previews, kept once loaded (small next to the transformer).
         self._sample_vae = None
         self._memo = PromptMemo()
+        self._files_checked = False
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -79,6 +81,12 @@ class PipelineFamily(ModelFamily):
         import diffusers
 
         return getattr(diffusers, cls.transformer_class_name)
+
+    def check_files(self) -> None:
+        """Refuse an incomplete model folder in words before the first load from it (once)."""
+        if not self._files_checked:
+            check_component_files(self.model_dir)
+            self._files_checked = True
 
     def check_input_count(self, count: int) -> None:
         """Refuse, in words, a set this model cannot take (before any tensor work)."""
@@ -108,6 +116,7 @@ class PipelineFamily(ModelFamily):
 
     def load_encoders(self) -> None:
         if self._encoders is None:
+            self.check_files()
             pipe = load_pipeline(self.pipeline_class(), self.model_dir, self.dtype, transformer=None)
             pipe.to(self.device)
             quiet_progress(pipe)
@@ -143,6 +152,7 @@ class PipelineFamily(ModelFamily):
     # -- phase 2 -------------------------------------------------------------------------------
 
     def load_transformer(self) -> torch.nn.Module:
+        self.check_files()
         transformer = self.transformer_class().from_pretrained(
             str(self.model_dir), subfolder="transformer", **offline_kwargs(), **dtype_kwargs(self.dtype))
         transformer.requires_grad_(False)
