@@ -7,7 +7,8 @@ with latents and text embeddings cached (the trainer's own cache, warmed first, 
 side encodes anything while timed). The plain loop, written out below, is what a minimal
 script would do per step: batch → noise → predict → MSE → backward → clip → AdamW step.
 Our trainer adds events (one flushed JSON line per step), the stop check, the fault hook and
-the schedule. Prints steps/s of each and the ratio; the goal is an overhead under 10%.
+the schedule. Prints steps/s of each and the ratio; the goal is an overhead under 10%. On a CUDA GPU it
+also prints each side's peak GPU memory (``torch.cuda.max_memory_allocated`` over the run).
 
 The timed part of each side is its training steps only (model loading, caching, the final
 checkpoint and LoRA export are outside it): for the trainer the ``rate`` of its last
@@ -28,6 +29,20 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _reset_peak() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_gb() -> float:
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 1024 ** 3 if torch.cuda.is_available() else float("nan")
 
 
 def plain_loop(config, steps: int) -> float:
@@ -138,13 +153,21 @@ def main(argv: list[str] | None = None) -> int:
     data["train"] = {**data.get("train", {}), "steps": args.steps, "resolution": args.resolution, "rank": args.rank,
                      "sample_every": 0, "sample_sets": 0, "checkpoint_every": 0, "learning_rate": 1e-4}
     results: dict[str, list[float]] = {"plain": [], "ours": []}
+    peaks: dict[str, list[float]] = {"plain": [], "ours": []}
     for r in range(args.rounds):
         data["output"] = {"dir": str(work / "out"), "name": f"bench{r}"}
         cfg_path = work / f"bench{r}.toml"
         cfg_path.write_text(tomli_w.dumps(data), encoding="utf-8")
         config = load_config(cfg_path)
+        _reset_peak()
         results["plain"].append(plain_loop(config, args.steps))  # also warms the cache
+        peaks["plain"].append(_peak_gb())
+        import gc
+
+        gc.collect()
+        _reset_peak()
         results["ours"].append(ours(config))
+        peaks["ours"].append(_peak_gb())
     plain, mine = max(results["plain"]), max(results["ours"])
     print(f"family {args.family}, {args.steps} steps, resolution {args.resolution}, rank {args.rank}, "
           f"best of {args.rounds} rounds")
@@ -152,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"lorastudio : {mine:8.2f} steps/s  (rounds: {', '.join(f'{x:.2f}' for x in results['ours'])})")
     ratio = mine / plain if plain else math.nan
     print(f"ratio      : {ratio:.3f}  (overhead {100 * (1 - ratio):+.1f}%; goal: under 10%)")
+    if not math.isnan(max(peaks["plain"])):
+        print(f"peak GPU memory: plain {max(peaks['plain']):.2f} GB, lorastudio {max(peaks['ours']):.2f} GB")
     return 0
 
 

@@ -272,3 +272,17 @@ def test_gpu_fit_benchmark_code_path_runs_tiny(capsys):
     out = capsys.readouterr().out
     assert "0 run(s) failed" in out and out.count("steps/s") == 1
     assert "8-bit weights" in out and "4-bit weights" in out and "CPU offload" in out
+
+
+def test_dry_run_prints_the_estimate(demo_project, tmp_path, capsys):
+    from lorastudio.training.worker import dry_run_command
+
+    cfg = make_config(demo_project, tmp_path, **{**TRAIN, "quantization": "int8", "gradient_checkpointing": True,
+                                                 "optimizer": "adamw8bit", "resolution": 64})
+    assert dry_run_command(cfg) == 0
+    out = capsys.readouterr().out
+    assert "memory:     8-bit weights, gradient checkpointing, 8-bit AdamW" in out
+    # the demo's edit sets have one input: 16 target + 16 input + 512 text tokens at 64 px
+    assert "GB GPU memory" in out and "(544 tokens per sample)" in out
+    assert "per step on an RTX 4090-class GPU" in out and "this GPU:" in out
+    assert "dry run: nothing trained" in out
