@@ -82,6 +82,10 @@ def sample_command(args) -> int:
     if args.lora and not Path(args.lora).is_file():
         print(f"error: --lora {args.lora}: file not found", file=sys.stderr)
         return 2
+    if args.lora and Path(args.lora).suffix.lower() != ".safetensors":  # never unpickle a LoRA (.bin/.pt/.ckpt)
+        print(f"error: --lora {args.lora}: LoRA Studio reads .safetensors LoRAs only; {Path(args.lora).suffix or 'this'} "
+              "files are pickles, and loading a pickle can run code hidden in it", file=sys.stderr)
+        return 2
     limit = family_cls.max_inputs
     if limit is not None and len(images) > limit:
         print(f"error: {family_cls.display_name} takes at most {limit} input image(s), got {len(images)}",

@@ -67,7 +67,15 @@ def _install_network_block() -> None:
         def __init__(self, family=-1, type=-1, proto=-1, fileno=None):  # noqa: A002
             fam = socket.AF_INET if family == -1 else family
             if fileno is None and fam in (socket.AF_INET, socket.AF_INET6):
-                _record(f"network: socket({fam!r})")
+                import traceback
+
+                stack = traceback.extract_stack()[:-1]
+                where = " <- ".join(f"{'/'.join(f.filename.rsplit('/', 2)[-2:])}:{f.lineno}" for f in stack[-5:][::-1])
+                # urllib3 (imported by huggingface_hub) creates one AF_INET6 socket at import to
+                # see whether the machine has IPv6 (bind to ::1, no traffic): refused all the
+                # same, but recorded as a probe, not as network access.
+                probe = stack[-1].name == "_has_ipv6" and "urllib3" in stack[-1].filename
+                _record(f"{'probe' if probe else 'network'}: socket({fam!r}) at {where}")
                 raise OSError("network access blocked by the reliability tests")
             super().__init__(family, type, proto, fileno)
 
