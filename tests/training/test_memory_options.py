@@ -84,7 +84,8 @@ def test_exact_options_give_the_plain_runs_lora(demo_project, tmp_path, baseline
 
 @pytest.mark.parametrize("kind,layer", [("int8", "Linear8bitLt"), ("int4", "Linear4bit")])
 def test_quantized_base_trains_a_normal_float_lora(demo_project, tiny_kontext_dir, tmp_path, baseline, kind, layer):
-    result, _ = _train(demo_project, tmp_path, quantization=kind)
+    result, events = _train(demo_project, tmp_path, quantization=kind, sample_sets=1)
+    assert [e for e in events if e["event"] == "sample"]  # previews run on the quantized model too
     block = memory.blocks(result.transformer)[0]
     base_layer = block.attn.to_q.base_layer
     assert type(base_layer).__name__ == layer and type(base_layer).__module__.startswith("bitsandbytes")
