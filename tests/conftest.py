@@ -8,3 +8,21 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 # Qt widgets render offscreen in tests (set before any Qt import).
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+# Long runs (``@pytest.mark.soak``) are opt-in: skipped unless --run-soak is given or the
+# marker is selected explicitly (``-m soak``).
+def pytest_addoption(parser):
+    parser.addoption("--run-soak", action="store_true", default=False,
+                     help="run the @pytest.mark.soak tests (minutes to hours)")
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+
+    if config.getoption("--run-soak") or "soak" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="soak test: run with --run-soak (or -m soak)")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)
