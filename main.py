@@ -2,7 +2,8 @@
 
 In a bundle ``sys.executable`` is the app itself, not a Python interpreter, so the GUI
 starts its training worker as ``<app> --worker CONFIG``; this file routes that to the
-worker, ``--self-test`` to the bundle's smoke test, and everything else to the CLI
+worker, ``--self-test`` to the bundle's smoke test, a lone existing path (a folder dropped
+on the app's icon) to the app with that folder open, and everything else to the CLI
 (``<app> demo DIR``, ``<app> train …``, no arguments: the app). ``freeze_support`` must run
 first so multiprocessing children of a frozen app (DataLoader workers, accelerate) don't
 start a second GUI.
@@ -55,6 +56,15 @@ def ensure_std_streams() -> None:
             setattr(sys, f"__{name}__", stream)
 
 
+def _commands() -> set[str]:
+    import argparse
+
+    from lorastudio.cli import build_parser
+
+    return {name for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction)
+            for name in action.choices}
+
+
 def _entry(argv: list[str]) -> int:
     from lorastudio.cli import main as cli_main
 
@@ -62,6 +72,9 @@ def _entry(argv: list[str]) -> int:
         return cli_main(["worker", *argv[1:]])
     if argv and argv[0] == "--self-test":
         return cli_main(["self-test", *argv[1:]])
+    if len(argv) == 1 and not argv[0].startswith("-") and argv[0] not in _commands() and os.path.exists(argv[0]):
+        # A folder or project dropped on the app's icon, or "Open with LoRA Studio".
+        return cli_main(["gui", argv[0]])
     return cli_main(argv)
 
 

@@ -84,10 +84,22 @@ def folder_size(path: Path) -> int:
     return total
 
 
+def cuda_bytes(bundle: Path) -> int:
+    """Bytes of the CUDA libraries: nvidia/* and torch's own CUDA libraries."""
+    contents = bundle / "_internal"
+    total = folder_size(contents / "nvidia") if (contents / "nvidia").is_dir() else 0
+    for p in (contents / "torch" / "lib").glob("*"):
+        if p.is_file() and not p.is_symlink() and ("cuda" in p.name.lower() or "nvrtc" in p.name.lower()
+                                                   or "nvshmem" in p.name.lower()):
+            total += p.stat().st_size
+    return total
+
+
 def breakdown(bundle: Path, top: int = 15) -> list[tuple[str, int]]:
-    """Sizes of what the bundle holds, one level into the contents folder (and into nvidia/)."""
+    """Sizes of what the bundle holds: its executables (the bytecode archive is inside them)
+    and one level into the contents folder (and into nvidia/)."""
     contents = bundle / "_internal" if (bundle / "_internal").is_dir() else bundle
-    entries: list[tuple[str, int]] = []
+    entries: list[tuple[str, int]] = [(p.name, p.stat().st_size) for p in bundle.iterdir() if p.is_file()]
     for child in contents.iterdir():
         if child.name == "nvidia" and child.is_dir():  # the CUDA libraries, one line per package
             for sub in child.iterdir():
@@ -180,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     report["bundle_bytes"] = size
     report["top"] = [{"path": name, "bytes": n} for name, n in breakdown(bundle)]
     log(f"bundle: {bundle}")
-    log(f"size:   {size / 1e9:.2f} GB ({sum(1 for _ in bundle.rglob('*'))} files)")
+    cuda = cuda_bytes(bundle)
+    report["cuda_bytes"] = cuda
+    log(f"size:   {size / 1e9:.2f} GB ({sum(1 for _ in bundle.rglob('*'))} files), of which CUDA libraries "
+        f"{cuda / 1e9:.2f} GB")
     log("largest parts:")
     for name, n in breakdown(bundle):
         log(f"  {n / 1e6:9.1f} MB  {name}")

@@ -71,3 +71,48 @@ def executable_name(name: str = APP_NAME, platform: str = sys.platform) -> str:
 def child_executable_name(platform: str = sys.platform) -> str:
     """The executable the app starts its children with (see CLI_NAME)."""
     return executable_name(CLI_NAME if platform == "win32" else APP_NAME, platform)
+
+
+
+def windows_version_text(version: str) -> str:
+    """The exe's Windows version resource (Explorer's Details tab) in the text format of
+    PyInstaller's ``version=`` file (the format ``pyi-grab_version`` writes). A text file and
+    not a ``VSVersionInfo`` object because PyInstaller's versioninfo module imports only on
+    Windows, and the text can be checked anywhere."""
+    numbers = [int(p) for p in version.split(".")[:4] if p.isdigit()]
+    parts = tuple(numbers + [0] * (4 - len(numbers)))
+    strings = {
+        "CompanyName": "LoRA Studio",
+        "FileDescription": "LoRA Studio: train LoRAs on your own GPU, offline",
+        "FileVersion": version,
+        "InternalName": APP_NAME,
+        "OriginalFilename": f"{APP_NAME}.exe",
+        "ProductName": "LoRA Studio",
+        "ProductVersion": version,
+        "LegalCopyright": "Apache-2.0 license",
+    }
+    table = ",\n".join(f"          StringStruct({k!r}, {v!r})" for k, v in strings.items())
+    return f"""# UTF-8
+VSVersionInfo(
+  ffi=FixedFileInfo(
+    filevers={parts!r},
+    prodvers={parts!r},
+    mask=0x3f,
+    flags=0x0,
+    OS=0x40004,
+    fileType=0x1,
+    subtype=0x0,
+    date=(0, 0)
+  ),
+  kids=[
+    StringFileInfo([
+      StringTable(
+        '040904B0',
+        [
+{table}
+        ])
+    ]),
+    VarFileInfo([VarStruct('Translation', [1033, 1200])])
+  ]
+)
+"""

@@ -89,6 +89,18 @@ def test_entry_maps_the_bundle_flags(monkeypatch):
     assert seen == [["worker", "p.toml", "--resume"], ["self-test", "--steps", "2"], ["check", "DIR"]]
 
 
+def test_a_dropped_path_opens_in_the_app(monkeypatch, tmp_path):
+    main = _load_main()
+    seen = []
+    monkeypatch.setattr("lorastudio.cli.main", lambda argv: seen.append(argv) or 0)
+    main._entry([str(tmp_path)])
+    main._entry([str(tmp_path / "missing.toml")])  # not a path that exists: the CLI says what is wrong
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "check").mkdir()  # a folder named like a command is still the command
+    main._entry(["check"])
+    assert seen == [["gui", str(tmp_path)], [str(tmp_path / "missing.toml")], ["check"]]
+
+
 # -- a windowed app's missing std streams ---------------------------------------------------
 
 
@@ -297,3 +309,39 @@ def test_windows_icon_is_made_from_the_svg(tmp_path):
         rgba = image.convert("RGBA")
         assert rgba.getpixel((128, 128))[3] == 255  # the icon is drawn, not blank
         assert rgba.getpixel((0, 0))[3] == 0  # rounded corners stay transparent
+
+
+def test_windows_version_resource_text():
+    """The text PyInstaller evals into a VSVersionInfo on Windows (its module imports only there):
+    evaluated here against stand-ins with the same signatures."""
+    import lorastudio
+
+    made: dict[str, list] = {}
+
+    def recorder(name, *params):
+        def make(*args, **kwargs):
+            bound = dict(zip(params, args), **kwargs)
+            assert set(bound) <= set(params), (name, bound)
+            made.setdefault(name, []).append(bound)
+            return (name, bound)
+        return make
+
+    namespace = {
+        "VSVersionInfo": recorder("VSVersionInfo", "ffi", "kids"),
+        "FixedFileInfo": recorder("FixedFileInfo", "filevers", "prodvers", "mask", "flags", "OS", "fileType",
+                                  "subtype", "date"),
+        "StringFileInfo": recorder("StringFileInfo", "kids"),
+        "StringTable": recorder("StringTable", "name", "kids"),
+        "StringStruct": recorder("StringStruct", "name", "val"),
+        "VarFileInfo": recorder("VarFileInfo", "kids"),
+        "VarStruct": recorder("VarStruct", "name", "kids"),
+    }
+    text = bundle_layout.windows_version_text(lorastudio.__version__)
+    result = eval(compile(text, "version_info.txt", "eval"), namespace)  # noqa: S307 - our own text
+    assert result[0] == "VSVersionInfo"
+    (ffi,) = made["FixedFileInfo"]
+    numbers = [int(p) for p in lorastudio.__version__.split(".")]
+    assert list(ffi["filevers"][:len(numbers)]) == numbers and len(ffi["filevers"]) == 4
+    strings = {s["name"]: s["val"] for s in made["StringStruct"]}
+    assert strings["FileVersion"] == strings["ProductVersion"] == lorastudio.__version__
+    assert strings["OriginalFilename"] == "LoRAStudio.exe" and strings["ProductName"] == "LoRA Studio"
