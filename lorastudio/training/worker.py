@@ -14,8 +14,13 @@ Exit status: 0 finished or stopped gracefully, 1 error, 2 bad config, 130 interr
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
 import sys
+import threading
+import time
 import traceback
 from pathlib import Path
 
@@ -34,6 +39,104 @@ def _rank() -> int:
         return int(os.environ.get("RANK", "0"))
     except ValueError:
         return 0
+
+
+def _world() -> int:
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+class RankErrors:
+    """How a failure in one process of a multi-process run reaches the one event stream.
+
+    Only rank 0 emits events. When another rank fails, rank 0 is typically inside a
+    collective (the per-step all-reduce) waiting for it: with gloo it then fails with
+    "Connection closed by peer", which says nothing about the cause; with NCCL it may wait
+    until a timeout or until torchrun terminates it, and then no error event is written at
+    all. So a failing rank writes ``run_dir/error.rank<N>.json`` (kind, message, its log)
+    before it exits, and rank 0 watches for such files in a daemon thread: the first one
+    found becomes *the* error event at once ("process 1 of 2 failed: …") and rank 0 exits,
+    blocked collective or not. Rank 0's own failure prefers that message too.
+    """
+
+    def __init__(self, run_dir: Path, rank: int, world: int) -> None:
+        self.run_dir, self.rank, self.world = run_dir, rank, world
+        self.since = time.time() - 5.0  # files older than this run are an earlier run's
+        self._lock = threading.Lock()
+        self._reported = False
+        if world > 1:
+            with contextlib.suppress(OSError):
+                self._path(rank).unlink()
+
+    def _path(self, rank: int) -> Path:
+        return self.run_dir / f"error.rank{rank}.json"
+
+    def write(self, kind: str, message: str, log: str) -> None:
+        if self.world > 1 and self.rank != 0:
+            from lorastudio.fileio import atomic_write_text
+
+            with contextlib.suppress(OSError):
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(self._path(self.rank), json.dumps({"rank": self.rank, "kind": kind,
+                                                                     "message": message, "log": log}))
+
+    def find(self) -> dict | None:
+        for r in range(1, self.world):
+            path = self._path(r)
+            try:
+                if path.stat().st_mtime >= self.since:
+                    return json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+        return None
+
+    def report(self, sink: EventSink, kind: str, message: str, log: str, wait: float = 0.0) -> bool:
+        """Emit the run's one error event (another rank's, if one failed). False if already done."""
+        deadline = time.monotonic() + wait
+        other = self.find()
+        while other is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            other = self.find()
+        with self._lock:
+            if self._reported:
+                return False
+            self._reported = True
+        if other is not None:
+            kind = other.get("kind", "crash")
+            message = f"process {other.get('rank')} of {self.world} failed: {other.get('message', '')}"
+            log = other.get("log") or log
+        sink.emit("error", kind=kind, message=message, log=log)
+        return True
+
+    def on_sigterm(self, sink: EventSink, log: str) -> None:
+        """Rank 0: when the launcher terminates the run (torchrun does, once another process
+        has died), still end with one error event naming the cause, even while the main
+        thread is blocked in a collective (where a Python signal handler would never run):
+        SIGTERM is blocked in every thread and taken by a dedicated thread with sigwait."""
+        if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+            return
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+        def run() -> None:
+            signal.sigwait({signal.SIGTERM})
+            self.report(sink, "crash", "the run was terminated (SIGTERM) by its launcher", log, wait=1.0)
+            os._exit(143)
+
+        threading.Thread(target=run, name="lorastudio-sigterm", daemon=True).start()
+
+    def watch(self, sink: EventSink, log: str, interval: float = 0.2) -> None:
+        """Rank 0 of a multi-process run: report another rank's failure at once, then exit."""
+        def run() -> None:
+            while True:
+                time.sleep(interval)
+                if self.find() is not None:
+                    if self.report(sink, "crash", "", log):
+                        os._exit(1)
+                    return
+
+        threading.Thread(target=run, name="lorastudio-rank-errors", daemon=True).start()
 
 
 def run(config_path: Path, *, jsonl: bool, resume: bool, stop_on_eof: bool) -> int:
@@ -59,6 +162,10 @@ def run(config_path: Path, *, jsonl: bool, resume: bool, stop_on_eof: bool) -> i
         run_dir.mkdir(parents=True, exist_ok=True)
         sink = TerminalSink()
     stop.install_sigint()
+    rank_errors = RankErrors(run_dir, rank, _world())
+    if rank == 0 and rank_errors.world > 1:
+        rank_errors.on_sigterm(sink, str(log_path))  # first: later threads inherit the signal mask
+        rank_errors.watch(sink, str(log_path))
     if rank == 0:
         stop.watch_stdin(stop_on_eof=stop_on_eof)
     if stop_on_eof:  # the GUI's worker: also stop when the GUI process is gone, then never linger
@@ -70,7 +177,8 @@ def run(config_path: Path, *, jsonl: bool, resume: bool, stop_on_eof: bool) -> i
         return 0
     except KeyboardInterrupt:
         _log_traceback(log_path)
-        sink.emit("error", kind="crash", message="interrupted (a second Ctrl+C)", log=str(log_path))
+        rank_errors.write("crash", "interrupted (a second Ctrl+C)", str(log_path))
+        rank_errors.report(sink, "crash", "interrupted (a second Ctrl+C)", str(log_path))
         return 130
     except BaseException as exc:  # every failure becomes one error event
         from lorastudio.training.trainer import classify
@@ -80,8 +188,10 @@ def run(config_path: Path, *, jsonl: bool, resume: bool, stop_on_eof: bool) -> i
         disk = disk_full_message(exc, run_dir)
         if disk:
             message = disk
-        fields = {"log": str(log_path)}
-        sink.emit("error", kind=kind, message=message, **fields)
+        rank_errors.write(kind, message, str(log_path))
+        # In a multi-process run this may be only the echo of another rank's failure: give
+        # its error file a moment to appear, and report the cause rather than the echo.
+        rank_errors.report(sink, kind, message, str(log_path), wait=2.0 if rank_errors.world > 1 else 0.0)
         return 1
     finally:
         stop.restore_sigint()

@@ -17,6 +17,9 @@ library functions so that a fault happens at one precise point of a *real* run:
 - ``block-network``      every IPv4/IPv6 socket, DNS lookup and connection raises
 - ``block-pickle``       ``torch.load`` and ``pickle.load(s)`` raise
 
+``LORASTUDIO_INJECT_RANK=1`` limits the faults to the process of that rank (multi-process runs);
+``fault#R`` limits one fault to rank R.
+
 A hang first creates the file named by ``LORASTUDIO_INJECT_MARK`` (so the test knows the
 process is exactly there) and then sleeps until the test kills it. Every blocked network
 or pickle call is also appended to ``LORASTUDIO_INJECT_LOG``, so a call a library catches
@@ -30,7 +33,14 @@ import sys
 import time
 from pathlib import Path
 
-SPEC = [s.strip() for s in os.environ.get("LORASTUDIO_INJECT", "").split(",") if s.strip()]
+def _for_this_rank(item: str) -> str | None:
+    """``fault#R`` applies to the process of rank R only (multi-process runs)."""
+    fault, _, rank = item.partition("#")
+    return fault if not rank or os.environ.get("RANK", "0") == rank else None
+
+
+SPEC = [f for f in (_for_this_rank(s.strip()) for s in os.environ.get("LORASTUDIO_INJECT", "").split(",")
+                    if s.strip()) if f]
 MARK = os.environ.get("LORASTUDIO_INJECT_MARK", "")
 LOG = os.environ.get("LORASTUDIO_INJECT_LOG", "")
 
@@ -164,6 +174,9 @@ def _install_family_faults() -> None:
 def _install() -> None:
     if not SPEC:
         return
+    only_rank = os.environ.get("LORASTUDIO_INJECT_RANK")
+    if only_rank is not None and os.environ.get("RANK") != only_rank:
+        return  # multi-process runs: the fault is for one rank only
     if "block-network" in SPEC:
         _install_network_block()
     if "block-pickle" in SPEC:
