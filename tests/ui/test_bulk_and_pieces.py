@@ -104,7 +104,8 @@ def test_supported_model_folders(tmp_path, class_name):
 def test_display_names():
     assert PIPELINES["FluxKontextPipeline"][1] == "FLUX.1 Kontext"
     assert PIPELINES["QwenImageEditPlusPipeline"][1] == "Qwen-Image-Edit-Plus"
-    assert PIPELINES["Flux2KleinPipeline"][1] == "FLUX.2"
+    assert PIPELINES["Flux2Pipeline"][1] == "FLUX.2"
+    assert PIPELINES["Flux2KleinPipeline"][1] == "FLUX.2 [klein]"  # = the training family's display name
 
 
 def test_unsupported_model_folders(tmp_path):
