@@ -189,6 +189,17 @@ def test_block_offload_swaps_copies_in_and_out(tiny_kontext_dir):
     assert seen and seen[0] is not held and torch.equal(seen[0], held)  # a fresh copy ran ...
     assert block.attn.to_q.base_layer.weight is held  # ... and the CPU one is back
     assert all(p.requires_grad for n, p in block.named_parameters() if "lora_" in n)
+    # a whole step: the checkpoint recompute stops early (no forward hook), yet afterwards at
+    # most one block still holds a swapped-in copy, and the LoRA got gradients
+    transformer.train()
+    out = transformer(hidden_states=torch.randn(1, 16, 64), timestep=torch.tensor([0.5]),
+                      guidance=torch.tensor([1.0]), pooled_projections=torch.randn(1, 32),
+                      encoder_hidden_states=torch.randn(1, 8, 32), txt_ids=torch.zeros(8, 3),
+                      img_ids=torch.zeros(16, 3), return_dict=False)[0]
+    out.pow(2).mean().backward()
+    assert len(offload.onloaded) <= 1
+    assert any(p.grad is not None and p.grad.abs().sum() > 0
+               for n, p in transformer.named_parameters() if "lora_B" in n)
     offload.remove()
 
 
