@@ -175,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"lorastudio : {mine:8.2f} steps/s  (rounds: {', '.join(f'{x:.2f}' for x in results['ours'])})")
     ratio = mine / plain if plain else math.nan
     print(f"ratio      : {ratio:.3f}  (overhead {100 * (1 - ratio):+.1f}%; goal: under 10%)")
+    import statistics
+
+    med = statistics.median(results["ours"]) / statistics.median(results["plain"])
+    print(f"median ratio: {med:.3f}  (medians {statistics.median(results['plain']):.2f} vs "
+          f"{statistics.median(results['ours']):.2f} steps/s; steadier than best-of on a busy machine)")
     if not math.isnan(max(peaks["plain"])):
         print(f"peak GPU memory: plain {max(peaks['plain']):.2f} GB, lorastudio {max(peaks['ours']):.2f} GB")
     return 0
