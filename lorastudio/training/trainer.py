@@ -477,7 +477,8 @@ def classify(exc: BaseException) -> tuple[str, str]:
     text = str(exc)
     if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text.lower():
         return "oom", ("out of GPU memory: " + text.splitlines()[0] if text else "out of GPU memory") + \
-            " — try a lower train.resolution or rank, or train.gradient_checkpointing = true"
+            " — try train.gradient_checkpointing = true, train.quantization = \"int8\" (or \"int4\"), " \
+            "a lower train.resolution or rank; `lorastudio train CONFIG --dry-run` estimates the memory"
     return "crash", f"{type(exc).__name__}: {text}"
 
 

@@ -75,7 +75,8 @@ ADAM8_TIP = ("<b>8-bit AdamW</b>: keep the optimizer's running averages in 8 bit
              "per LoRA parameter; training is the same for practical purposes.")
 
 ADVICE = {
-    "oom": "The GPU ran out of memory. Lower the resolution or rank, or close other programs that use the GPU.",
+    "oom": "The GPU ran out of memory. Pick your card in “Fit to my GPU” (GPU memory) and check the estimate, "
+           "lower the resolution or rank, or close other programs that use the GPU.",
     "nan": "The loss became NaN: the learning rate is probably too high — the balloon popped. "
            "Try a lower learning rate (1e-4).",
     "data": "A problem with the training data: check the Problems list in the Dataset tab.",
