@@ -68,10 +68,14 @@ _FLUX_TARGETS = ("attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "attn.a
 _QWEN_TARGETS = ("attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "attn.add_q_proj", "attn.add_k_proj",
                  "attn.add_v_proj", "attn.to_add_out", "img_mlp.net.0.proj", "img_mlp.net.2", "txt_mlp.net.0.proj",
                  "txt_mlp.net.2")
+_FLUX2_TARGETS = ("attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "attn.add_q_proj", "attn.add_k_proj",
+                  "attn.add_v_proj", "attn.to_add_out", "ff.linear_in", "ff.linear_out", "ff_context.linear_in",
+                  "ff_context.linear_out", "attn.to_qkv_mlp_proj", "attn.to_out")
 #: Module-name suffixes the LoRA targets, per family (kept equal to the training families'
 #: ``lora_target_modules`` by a test); families not listed: every block linear.
 LORA_TARGETS: dict[str, tuple[str, ...]] = {"kontext": _FLUX_TARGETS, "flux": _FLUX_TARGETS,
-                                            "qwen-edit-plus": _QWEN_TARGETS, "qwen-image": _QWEN_TARGETS}
+                                            "qwen-edit-plus": _QWEN_TARGETS, "qwen-image": _QWEN_TARGETS,
+                                            "flux2": _FLUX2_TARGETS, "flux2-klein": _FLUX2_TARGETS}
 BLOCK_PREFIXES = ("transformer_blocks.", "single_transformer_blocks.")
 #: Pixels per side of one transformer token (8× VAE, 2×2 patches) for every family here.
 PIXELS_PER_TOKEN = 16

@@ -22,10 +22,10 @@ def tiny_dirs(tmp_path_factory):
     from lorastudio.training.tiny_models import build_tiny_model
 
     root = tmp_path_factory.mktemp("estimate")
-    return {f: build_tiny_model(f, root / f) for f in ("kontext", "qwen-edit-plus")}
+    return {f: build_tiny_model(f, root / f) for f in ("kontext", "qwen-edit-plus", "flux2-klein")}
 
 
-@pytest.mark.parametrize("family", ["kontext", "qwen-edit-plus"])
+@pytest.mark.parametrize("family", ["kontext", "qwen-edit-plus", "flux2-klein"])
 def test_header_counts_equal_torch_counts(tiny_dirs, family):
     import torch
 
