@@ -120,15 +120,23 @@ def test_missing_std_streams_get_usable_objects(monkeypatch):
             stream.close()
 
 
-def test_main_with_closed_stdout_still_runs(tmp_path):
-    """fd 1 and 2 closed, as in a windowed exe started with nothing attached: argparse's
-    version output (a plain ``write``) must not crash the process."""
+def test_closed_std_fds_at_start_are_replaced():
+    """fd 0-2 closed at start-up, as in a windowed exe with nothing attached: Python then sets
+    the streams to None, and main.py's guard must give them objects libraries can write to."""
     if sys.platform == "win32":
         pytest.skip("closes POSIX file descriptors")
-    code = (f"import os, runpy, sys; os.close(1); os.close(2); sys.argv = ['main.py', '--version']; "
-            f"runpy.run_path({str(MAIN)!r}, run_name='__main__')")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, env=_env())
-    assert proc.returncode == 0
+    code = ("import runpy, sys\n"
+            "if sys.stdout is not None or sys.stderr is not None: sys.exit(10)  # nothing to test\n"
+            f"main = runpy.run_path({str(MAIN)!r})\n"
+            "main['ensure_std_streams']()\n"
+            "sys.stdout.write('x'); sys.stderr.write('y'); sys.stdout.flush(); sys.stdin.read()\n")
+
+    def close_std_fds():
+        for fd in (0, 1, 2):
+            os.close(fd)
+
+    proc = subprocess.run([sys.executable, "-c", code], timeout=60, env=_env(), preexec_fn=close_std_fds)
+    assert proc.returncode == 0, proc.returncode
 
 
 # -- a frozen app starts its children through main.py ---------------------------------------
