@@ -107,7 +107,8 @@ def test_quantized_qwen_edit_lora_loads(demo_project, tiny_qwen_edit_plus_dir, t
     assert _loads_in_pipeline(result, tiny_qwen_edit_plus_dir) > 1e-4
 
 
-FAMILIES = ["tiny_kontext_dir", "tiny_flux_dir", "tiny_qwen_edit_plus_dir", "tiny_qwen_image_dir"]
+FAMILIES = ["tiny_kontext_dir", "tiny_flux_dir", "tiny_qwen_edit_plus_dir", "tiny_qwen_image_dir",
+            "tiny_flux2_klein_dir"]
 
 
 @pytest.mark.parametrize("fixture", FAMILIES)
