@@ -14,7 +14,7 @@ from PIL import Image
 from lorastudio.config import load_config
 from lorastudio.dataset.model import Mode
 from lorastudio.training.events import NullSink
-from lorastudio.training.families import FAMILIES, InputCountError, check_dataset_mode
+from lorastudio.training.families import FAMILIES, check_dataset_mode
 from lorastudio.training.families.flux2 import Flux2Family, Flux2KleinFamily
 from lorastudio.training.lora import add_lora, read_lora_file
 from lorastudio.training.trainer import collate, make_plan, noise_and_sigmas, train
