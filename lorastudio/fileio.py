@@ -11,8 +11,38 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import IO, Iterator
+
+
+_writes = threading.Condition()
+_active_writes = 0
+
+
+@contextlib.contextmanager
+def writing() -> Iterator[None]:
+    """Mark a save in progress (every :func:`atomic_writer` does; checkpoints wrap theirs).
+
+    A process that must end abruptly (a multi-process run whose other rank failed, a
+    worker whose app is gone) calls :func:`wait_for_writes` first, so a save that is
+    almost done — a checkpoint, the LoRA — completes rather than being thrown away.
+    """
+    global _active_writes
+    with _writes:
+        _active_writes += 1
+    try:
+        yield
+    finally:
+        with _writes:
+            _active_writes -= 1
+            _writes.notify_all()
+
+
+def wait_for_writes(timeout: float) -> bool:
+    """Block until no save is in progress (True) or ``timeout`` seconds pass (False)."""
+    with _writes:
+        return _writes.wait_for(lambda: _active_writes == 0, timeout)
 
 
 @contextlib.contextmanager
@@ -26,6 +56,12 @@ def atomic_writer(path: str | os.PathLike[str], clean_stale: bool = False) -> It
     behind (the target is untouched); ``clean_stale`` removes such leftovers of processes
     that no longer run first (worth it for big files such as LoRAs).
     """
+    with writing(), _atomic_writer(path, clean_stale) as pair:
+        yield pair
+
+
+@contextlib.contextmanager
+def _atomic_writer(path: str | os.PathLike[str], clean_stale: bool) -> Iterator[tuple[IO[bytes], Path]]:
     path = Path(path)
     if clean_stale:
         remove_stale_temps(path)

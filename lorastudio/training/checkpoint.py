@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lorastudio.fileio import atomic_write_text
+from lorastudio.fileio import atomic_write_text, writing
 
 KEEP = 3
 MANIFEST = "manifest.json"
@@ -142,6 +142,12 @@ def save_checkpoint(run_dir: Path, step: int, lora_state: dict[str, torch.Tensor
                     optimizer: torch.optim.Optimizer, scheduler: Any, info: dict[str, Any],
                     keep: int = KEEP) -> Path:
     """Write checkpoint ``step`` completely, then rename it into place; prune to ``keep``."""
+    with writing():  # a process ending abruptly waits for this save (fileio.wait_for_writes)
+        return _save_checkpoint(run_dir, step, lora_state, optimizer, scheduler, info, keep)
+
+
+def _save_checkpoint(run_dir: Path, step: int, lora_state: dict[str, torch.Tensor],
+                     optimizer: torch.optim.Optimizer, scheduler: Any, info: dict[str, Any], keep: int) -> Path:
     from safetensors.torch import save_file
 
     root = checkpoint_dir(run_dir)
@@ -159,6 +165,8 @@ def save_checkpoint(run_dir: Path, step: int, lora_state: dict[str, torch.Tensor
         (tmp / "scheduler.json").write_text(json.dumps(_scheduler_state(scheduler)), encoding="utf-8")
         save_file(_rng_tensors(), str(tmp / "rng.safetensors"))
         files = sorted(p.name for p in tmp.iterdir())
+        for name in files:  # on disk before the manifest says they are: a power cut cannot
+            _fsync_file(tmp / name)  # leave a manifest naming files the disk never got
         manifest = {"step": step, **info, "files": files}
         atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2))
         _fsync_dir(tmp)
@@ -171,6 +179,19 @@ def save_checkpoint(run_dir: Path, step: int, lora_state: dict[str, torch.Tensor
         raise
     prune(run_dir, keep)
     return final
+
+
+def _fsync_file(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:

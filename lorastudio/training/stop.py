@@ -117,6 +117,9 @@ class StopSignal:
         ``grace`` seconds later (stuck in a driver call, say), end it, so no orphan keeps
         the GPU. A normal graceful stop (checkpoint, LoRA) finishes long before."""
         time.sleep(grace)
+        from lorastudio.fileio import wait_for_writes
+
+        wait_for_writes(60.0)  # never cut a checkpoint or LoRA write short
         os._exit(EXIT_ORPHAN_TIMEOUT)
 
     def install_sigint(self) -> None:

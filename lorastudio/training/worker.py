@@ -25,12 +25,15 @@ import traceback
 from pathlib import Path
 
 from lorastudio.config import ConfigError, load_config
+from lorastudio.fileio import wait_for_writes
 from lorastudio.training.events import EventSink, JsonlSink, NullSink, TerminalSink, redirect_stdio
 from lorastudio.training.stop import EVENTS_CLOSED, StopSignal
 
 #: Seconds a worker whose GUI is gone may take to save and exit before it ends itself
 #: (``LORASTUDIO_ORPHAN_GRACE`` overrides; a checkpoint of a large model takes well under this).
 ORPHAN_GRACE = 600.0
+#: Seconds a process that must end at once still gives a save in progress to complete.
+SAVE_GRACE = 60.0
 
 
 def _rank() -> int:
@@ -122,6 +125,7 @@ class RankErrors:
         def run() -> None:
             signal.sigwait({signal.SIGTERM})
             self.report(sink, "crash", "the run was terminated (SIGTERM) by its launcher", log, wait=1.0)
+            wait_for_writes(SAVE_GRACE)  # a checkpoint being written completes first
             os._exit(143)
 
         threading.Thread(target=run, name="lorastudio-sigterm", daemon=True).start()
@@ -133,6 +137,7 @@ class RankErrors:
                 time.sleep(interval)
                 if self.find() is not None:
                     if self.report(sink, "crash", "", log):
+                        wait_for_writes(SAVE_GRACE)  # a checkpoint being written completes first
                         os._exit(1)
                     return
 

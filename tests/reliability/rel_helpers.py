@@ -7,7 +7,51 @@ import os
 import time
 from pathlib import Path
 
-import torch
+HERE = Path(__file__).parent
+INJECT_DIR = HERE / "inject"
+REPO = HERE.parent.parent
+
+#: The run every fault test trains: 6 steps, a checkpoint every 2, 32 px, rank 4, 3 sets.
+RUN = {"steps": 6, "checkpoint_every": 2, "sample_every": 0, "sample_sets": 0, "sample_steps": 2,
+       "resolution": 32, "rank": 4, "learning_rate": 5e-3, "seed": 7}
+SETS = 3
+
+
+def write_config(demo: Path, out_dir: Path, dataset: Path | None = None, model: Path | None = None,
+                 name: str = "rel_lora", **train) -> Path:
+    """A config in ``out_dir`` training :data:`RUN` (overridden by ``train``), output in ``out_dir/output``."""
+    from lorastudio.config import load_config, save_config
+
+    config = load_config(demo / "project.toml")
+    for key, value in {**RUN, **train}.items():
+        setattr(config.train, key, value)
+    if dataset is not None:
+        config.dataset.path = Path(dataset)
+    if model is not None:
+        config.model.path = Path(model)
+    config.output.dir = out_dir / "output"
+    config.output.name = name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "config.toml"
+    save_config(config, path)
+    return path
+
+
+def worker_env(tmp: Path, inject: str = "", fault: str = "", **extra: str) -> dict[str, str]:
+    """The environment for a worker process: offline, the injector on PYTHONPATH when asked."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LORASTUDIO_FAULT", "LORASTUDIO_INJECT"))}
+    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
+    if inject:
+        env["PYTHONPATH"] = os.pathsep.join([str(INJECT_DIR), str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env["LORASTUDIO_INJECT"] = inject
+        env["LORASTUDIO_INJECT_MARK"] = str(tmp / "inject.mark")
+        env["LORASTUDIO_INJECT_LOG"] = str(tmp / "inject.log")
+    if fault:
+        env["LORASTUDIO_FAULT"] = fault
+    env.update(extra)
+    return env
+
+
 
 
 class TickMeter:
@@ -46,6 +90,7 @@ def pid_gone(pid: int) -> bool:
 
 def assert_checkpoint_loadable(cp_path: Path) -> dict:
     """Every file the manifest lists is there and loads (safetensors / JSON), tensors finite."""
+    import torch
     from safetensors.torch import load_file
 
     manifest = json.loads((cp_path / "manifest.json").read_text(encoding="utf-8"))
@@ -64,6 +109,8 @@ def assert_checkpoint_loadable(cp_path: Path) -> dict:
 
 
 def assert_same_tensors(a: dict, b: dict) -> None:
+    import torch
+
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), f"{k} differs"

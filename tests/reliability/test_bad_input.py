@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 import bad_images as bad
-from conftest import write_config, worker_env
+from rel_helpers import write_config, worker_env
 
 # -- the dataset check, thumbnails and decoding of broken files ---------------------------------
 

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HERE, write_config, worker_env
-from rel_helpers import pid_gone
+from rel_helpers import HERE, pid_gone, worker_env, write_config
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="process checks read /proc")
 

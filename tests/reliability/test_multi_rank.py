@@ -16,8 +16,7 @@ import time
 
 import pytest
 
-from conftest import worker_env, write_config
-from rel_helpers import assert_checkpoint_loadable
+from rel_helpers import assert_checkpoint_loadable, worker_env, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform == "win32", reason="gloo launch on POSIX")]
 

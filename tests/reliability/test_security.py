@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, worker_env, write_config
-from rel_helpers import inet_sockets
+from rel_helpers import REPO, inet_sockets, worker_env, write_config
 
 SOURCE = REPO / "lorastudio"
 

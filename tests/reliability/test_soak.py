@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import worker_env, write_config
-from rel_helpers import rss_kb
+from rel_helpers import rss_kb, worker_env, write_config
 
 pytestmark = [pytest.mark.soak, pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")]
 

@@ -25,8 +25,7 @@ import pytest
 from lorastudio import protocol
 from lorastudio.ui.runner import WorkerRunner
 
-from conftest import RUN, worker_env, write_config
-from rel_helpers import TickMeter, assert_checkpoint_loadable, assert_same_tensors
+from rel_helpers import RUN, TickMeter, assert_checkpoint_loadable, assert_same_tensors, worker_env, write_config
 
 #: (id, injector spec, LORASTUDIO_FAULT, killed by the test, last good checkpoint, words in the message, kind)
 CASES = [
