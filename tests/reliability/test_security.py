@@ -34,7 +34,7 @@ def _attempts(tmp: Path) -> list[str]:
 def test_train_and_sample_run_with_network_and_pickle_blocked_and_no_socket_open(demo, tmp_path):
     from lorastudio import protocol
 
-    cfg = write_config(demo, tmp_path / "run", steps=100000, sample_every=2, sample_sets=1, sample_steps=1,
+    cfg = write_config(demo, tmp_path / "run", steps=100000, sample_every=3, sample_sets=1, sample_steps=1,
                        checkpoint_every=3)
     env = worker_env(tmp_path, inject="block-network,block-pickle")
     worker = subprocess.Popen([sys.executable, "-m", "lorastudio", "worker", str(cfg)], stdin=subprocess.PIPE,
@@ -47,7 +47,7 @@ def test_train_and_sample_run_with_network_and_pickle_blocked_and_no_socket_open
             events.append(ev)
             if ev["event"] in ("progress", "sample", "checkpoint"):
                 sockets_seen += inet_sockets(worker.pid)  # while it trains, samples and saves
-            if ev["event"] == "checkpoint" and ev["step"] >= 6:
+            if ev["event"] == "checkpoint" and ev["step"] >= 3:
                 worker.stdin.write(b"stop\n")
                 worker.stdin.flush()
             if ev["event"] in ("done", "error"):
