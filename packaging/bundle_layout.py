@@ -6,6 +6,7 @@ tree without building anything.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -26,7 +27,7 @@ METADATA_PACKAGES = (
     "accelerate", "peft",
     "pillow", "filelock", "fsspec", "packaging", "regex", "requests", "tqdm", "pyyaml", "psutil",
     "importlib_metadata", "typing_extensions", "jinja2", "sympy",
-    "platformdirs", "qasync", "PySide6_Essentials", "shiboken6", "tomli_w",
+    "platformdirs", "qasync", "PySide6_Essentials", "shiboken6", "tomli_w", "bitsandbytes",
 )
 
 #: Packages kept as ``.py`` sources next to their bytecode (``pyz+py``): they read their own
@@ -116,3 +117,19 @@ VSVersionInfo(
   ]
 )
 """
+
+
+_BNB_LIB = re.compile(r"libbitsandbytes_(cuda\d+|rocm\d+|xpu\d+)\.(so|dll|dylib)$")
+
+
+def keep_binary(dest_name: str, torch_cuda: str | None) -> bool:
+    """False for bitsandbytes kernels built for another CUDA (or ROCm/XPU) than the bundled torch.
+
+    bitsandbytes ships one library per toolkit (cuda118 … cuda132, rocm…, xpu…: ~125 MB) and
+    loads the one named after ``torch.version.cuda``; the bundle has exactly one torch, so
+    it needs exactly that one (and the CPU one). Without a CUDA torch, nothing is dropped.
+    """
+    match = _BNB_LIB.search(dest_name.replace("\\", "/").rsplit("/", 1)[-1])
+    if match is None or not torch_cuda:
+        return True
+    return match.group(1) == "cuda" + torch_cuda.replace(".", "")

@@ -353,3 +353,15 @@ def test_windows_version_resource_text():
     strings = {s["name"]: s["val"] for s in made["StringStruct"]}
     assert strings["FileVersion"] == strings["ProductVersion"] == lorastudio.__version__
     assert strings["OriginalFilename"] == "LoRAStudio.exe" and strings["ProductName"] == "LoRA Studio"
+
+
+def test_only_the_bitsandbytes_kernels_for_the_bundled_cuda():
+    keep = bundle_layout.keep_binary
+    assert keep("bitsandbytes/libbitsandbytes_cuda130.so", "13.0")
+    assert keep("bitsandbytes/libbitsandbytes_cpu.so", "13.0")
+    assert not keep("bitsandbytes/libbitsandbytes_cuda118.so", "13.0")
+    assert not keep("bitsandbytes/libbitsandbytes_rocm72.so", "13.0")
+    assert not keep("bitsandbytes\\libbitsandbytes_cuda126.dll", "12.8")
+    assert keep("bitsandbytes\\libbitsandbytes_cuda128.dll", "12.8")
+    assert keep("bitsandbytes/libbitsandbytes_cuda118.so", None)  # CPU torch: leave them all
+    assert keep("torch/lib/libtorch_cuda.so", "13.0") and keep("libcudart.so.13", "13.0")
