@@ -146,7 +146,8 @@ def smoke_test(bundle: Path, steps: int, keep: Path | None) -> float:
     if sys.platform == "win32":
         exe = bundle / executable_name("lorastudio-cli")  # prints to this console; same code as the app
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", HF_HUB_OFFLINE="1")
-    argv = [exe, "--self-test", "--steps", str(steps), *(["--keep", keep] if keep else [])]
+    argv = [exe, "--self-test", "--steps", str(steps),
+            *(["--keep", keep, "--screenshot", Path(keep) / "window.png"] if keep else [])]
     t = time.monotonic()
     run(argv, env=env, cwd=str(bundle.parent))
     return time.monotonic() - t
