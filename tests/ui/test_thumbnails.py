@@ -166,19 +166,41 @@ def test_missing_target_is_drawn_as_missing(qtbot, tmp_path):
     loader.shutdown()
 
 
-def test_visible_rows_are_loaded_first(qtbot, tmp_path):
-    """The newest request is served first (what is on screen beats what scrolled past)."""
+def test_visible_rows_are_loaded_first(qtbot, tmp_path, monkeypatch):
+    """The newest request is served first (what is on screen beats what scrolled past).
+
+    The first decode is held until every request is queued, so the order does not depend on
+    how fast this machine decodes compared with how fast the test queues.
+    """
+    import threading
+
+    from lorastudio.ui import thumbnails
+
     paths = [write_image(tmp_path / f"{i}.png", (50, 50)) for i in range(40)]
+    gate = threading.Event()
+    real_load = thumbnails.load_thumbnail
+
+    def held_load(ref, box, cache_dir):
+        gate.wait(10)
+        return real_load(ref, box, cache_dir)
+
+    monkeypatch.setattr(thumbnails, "load_thumbnail", held_load)
     loader = ThumbnailLoader(None, threads=1)
     order: list[str] = []
     loader.ready.connect(order.append)
-    for p in paths:
+    loader.pixmap(ImageRef.of(paths[0]), 32)
+    # The pool thread has taken the first request and is held in its decode.
+    qtbot.waitUntil(lambda: loader.pending_count() == 1 and not loader._queue.stack, timeout=10000)
+    for p in paths[1:]:
         loader.pixmap(ImageRef.of(p), 32)
+    gate.set()
     qtbot.waitUntil(loader.is_idle, timeout=10000)
     keys = [thumb_key(ImageRef.of(p), 32) for p in paths]
     assert set(order) == set(keys)
-    # The last requested image was done well before the first one.
-    assert order.index(keys[-1]) < order.index(keys[0])
+    # The first request was already being decoded; after it, newest first, down to the second.
+    assert order[0] == keys[0]
+    assert order[1:] == list(reversed(keys[1:]))
+    loader.shutdown()
 
 
 def test_disk_cache_is_trimmed_oldest_first(tmp_path):
