@@ -249,23 +249,34 @@ class Estimate:
 
     def summary(self) -> str:
         """One line for the training panel."""
-        return (f"≈ {self.total_gb:.1f} GB of GPU memory (weights {self.weights / GIB:.1f}, activations "
-                f"{self.activations / GIB:.1f}, LoRA + optimizer {self.lora / GIB:.2f}, overhead "
-                f"{self.overhead / GIB:.1f}) · ≈ {format_seconds(self.step_seconds)}/step on an {REFERENCE_GPU} GPU")
+        return (f"≈ {self.total_gb:.1f} GB of GPU memory (weights {format_gib(self.weights)}, activations "
+                f"{format_gib(self.activations)}, LoRA + optimizer {format_gib(self.lora)}, overhead "
+                f"{format_gib(self.overhead)}) · ≈ {format_seconds(self.step_seconds)}/step on an "
+                f"{REFERENCE_GPU} GPU")
 
     def lines(self, steps: int | None = None) -> list[str]:
         """Lines for ``train --dry-run``."""
         out = [f"memory:     {self.options.describe()}",
-               f"estimate:   ≈ {self.total_gb:.1f} GB GPU memory: weights {self.weights / GIB:.1f}, "
-               f"activations {self.activations / GIB:.1f} ({self.seq_len} tokens per sample), "
-               f"LoRA + optimizer {self.lora / GIB:.2f}, overhead {self.overhead / GIB:.1f}",
+               f"estimate:   ≈ {self.total_gb:.1f} GB GPU memory: weights {format_gib(self.weights)}, "
+               f"activations {format_gib(self.activations)} ({self.seq_len} tokens per sample), "
+               f"LoRA + optimizer {format_gib(self.lora)}, overhead {format_gib(self.overhead)}",
                f"time:       ≈ {format_seconds(self.step_seconds)} per step on an {REFERENCE_GPU} GPU "
                f"({REFERENCE_TFLOPS:g} bf16 TFLOPS; rough, ±50 %)"
                + (f", {steps} steps ≈ {format_seconds(self.step_seconds * steps)}" if steps else "")]
         return out
 
 
+def format_gib(n_bytes: float) -> str:
+    """GB for the big parts, MB for the small ones, so a tiny model's parts do not all read "0.0"."""
+    if n_bytes >= 0.1 * GIB:
+        return f"{n_bytes / GIB:.1f} GB"
+    mib = n_bytes / 2**20
+    return "< 1 MB" if mib < 1 else f"{mib:.0f} MB"
+
+
 def format_seconds(seconds: float) -> str:
+    if seconds < 0.05:
+        return "< 0.1 s"
     if seconds < 10:
         return f"{seconds:.1f} s"
     seconds = int(round(seconds))

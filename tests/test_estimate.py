@@ -136,3 +136,14 @@ def test_bad_files_are_named(tmp_path):
 def test_estimate_does_not_import_torch():
     code = "import sys, lorastudio.estimate; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_small_parts_read_in_megabytes_not_zero():
+    """A tiny model's parts must not all read "0.0 GB" in the panel."""
+    from lorastudio.estimate import GIB, format_gib, format_seconds
+
+    assert format_gib(0) == "< 1 MB"
+    assert format_gib(5 * 2**20) == "5 MB"
+    assert format_gib(2.5 * GIB) == "2.5 GB"
+    assert format_seconds(0.001) == "< 0.1 s"
+    assert format_seconds(3.21) == "3.2 s"

@@ -808,14 +808,21 @@ class TrainingPage(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(self.form)
-        scroll.setMinimumWidth(360)
+        # The settings scroll up and down only: the panel is never narrower than the form, so a
+        # sideways scrollbar (and fields cut off at the right edge) cannot appear.
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        form_width = (self.form.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width()
+                      + 2 * scroll.frameWidth() + 4)
+        scroll.setMinimumWidth(form_width)
+        self.settings_scroll = scroll
         scroll.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
         self.run = RunPanel(loader)
         self.splitter.addWidget(scroll)
         self.splitter.addWidget(self.run)
+        self.splitter.setCollapsible(0, False)
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([420, 860])
+        self.splitter.setSizes([max(440, form_width), 860])
 
 
 def _html(text: str) -> str:
