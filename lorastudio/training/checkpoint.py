@@ -181,7 +181,8 @@ def _save_checkpoint(run_dir: Path, step: int, lora_state: dict[str, torch.Tenso
     return final
 
 
-def _fsync_file(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """Flush a file (or, on POSIX, a folder's entries) to disk; best effort, never raises."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:  # pragma: no cover
@@ -192,21 +193,15 @@ def _fsync_file(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    _fsync(path)
 
 
 def _fsync_dir(path: Path) -> None:
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
+    if os.name == "posix":  # Windows cannot open a folder for fsync
+        _fsync(path)
 
 
 def list_checkpoints(run_dir: Path) -> list[Checkpoint]:
