@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 # Nothing may be fetched from a hub: every model the tests use is built locally.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -26,3 +28,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "soak" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def runners():
+    """Register WorkerRunners: whatever a test leaves running is killed and reaped after it."""
+    made = []
+
+    def register(runner):
+        made.append(runner)
+        return runner
+
+    yield register
+    for r in made:
+        if r.is_running():
+            r.kill()
+        r.wait(10)

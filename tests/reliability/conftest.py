@@ -47,18 +47,3 @@ def reference_lora(demo, tmp_path_factory) -> dict:
     tensors, _meta = read_lora_file(result.lora)
     return tensors
 
-
-@pytest.fixture
-def runners():
-    """Register WorkerRunners: whatever a test leaves running is killed and reaped after it."""
-    made = []
-
-    def register(runner):
-        made.append(runner)
-        return runner
-
-    yield register
-    for r in made:
-        if r.is_running():
-            r.kill()
-        r.wait(10)

@@ -124,18 +124,3 @@ def demo_project(demo_dir, tmp_path) -> Path:
     save_config(config, path)
     return path
 
-
-@pytest.fixture
-def runners():
-    """Register WorkerRunners: whatever a test leaves running is killed and reaped after it."""
-    made = []
-
-    def register(runner):
-        made.append(runner)
-        return runner
-
-    yield register
-    for r in made:
-        if r.is_running():
-            r.kill()
-        r.wait(10)
