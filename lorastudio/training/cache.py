@@ -4,6 +4,7 @@ Layout under ``run_dir/cache/``::
 
     latents/<key>.safetensors   {"latents": (C, h, w)}      one per image at its training size
     prompts/<key>.safetensors   the family's named prompt tensors, one file per set
+    prompts/sample_<key>.safetensors   the preview prompt of each set that gets previews
 
 Keys are sha256 digests of everything the entry depends on, so a changed input
 invalidates exactly its own entry and nothing else:
@@ -77,6 +78,13 @@ def latent_key(file_hash: str, size: tuple[int, int], family: str, model_dir: Pa
 
 def prompt_key(caption: str, trigger: str, family: str, model_dir: Path, input_keys: list[str] | None) -> str:
     return _digest({"kind": "prompt", "caption": caption, "trigger": trigger, "family": family,
+                    "model": str(Path(model_dir).resolve()), "inputs": input_keys})
+
+
+def sample_prompt_key(caption: str, family: str, model_dir: Path, input_keys: list[str] | None) -> str:
+    """A preview's prompt encoding (it may differ from the training one: negative prompts,
+    true CFG), keyed like a set's prompt."""
+    return _digest({"kind": "sample-prompt", "caption": caption, "family": family,
                     "model": str(Path(model_dir).resolve()), "inputs": input_keys})
 
 
@@ -192,6 +200,23 @@ class TrainingCache:
                          prompt=prompt, target_path=image_set.target, input_paths=list(image_set.inputs),
                          input_sizes=list(input_sizes))
 
+    def _prepare_preview(self, cached: CachedSet) -> None:
+        """The preview prompt of one set: from disk when an earlier run encoded it, else
+        encoded now (the family loads its encoders only for a miss) and kept on disk."""
+        images = [resize_to(load_image(p), size) for p, size in zip(cached.input_paths, cached.input_sizes)]
+        depends = bool(getattr(self.family, "prompt_depends_on_inputs", False))
+        input_keys = ([latent_key(file_sha256(p), size, self.family.name, self.family.model_dir)
+                       for p, size in zip(cached.input_paths, cached.input_sizes)] if depends else None)
+        key = sample_prompt_key(cached.caption, self.family.name, self.family.model_dir, input_keys)
+        file = self.root / "prompts" / f"sample_{key}.safetensors"
+        tensors = load_tensors(file)
+        if tensors is not None:
+            self.family.restore_sample(cached.caption, images, tensors)
+            return
+        tensors = self.family.prepare_sample(cached.caption, images)
+        if tensors and self.write:
+            save_tensors(file, tensors)
+
     def build(self, sets: list[ImageSet], on_progress: Callable[[int, int], None] | None = None,
               should_stop: Callable[[], bool] | None = None, previews: int = 0) -> list[CachedSet]:
         """Cache every set; then, encoders still loaded, let the family prepare the first
@@ -204,10 +229,9 @@ class TrainingCache:
                 out.append(self.build_set(image_set))
                 if on_progress is not None:
                     on_progress(i + 1, len(sets))
-            prepare = getattr(self.family, "prepare_sample", None)
-            if prepare is not None and len(out) == len(sets):
+            if len(out) == len(sets):
                 for s in out[:previews]:
-                    prepare(s.caption, [resize_to(load_image(p), size) for p, size in zip(s.input_paths, s.input_sizes)])
+                    self._prepare_preview(s)
         finally:
             if self._encoders_loaded:
                 self.family.free_encoders()

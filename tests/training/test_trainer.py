@@ -109,6 +109,34 @@ def test_warm_cache_skips_encoders_and_a_caption_edit_recomputes_one_prompt(demo
     assert calls["image"] == cold["image"] and calls["prompt"] == cold["prompt"] + 1
 
 
+def test_warm_cache_with_previews_loads_no_encoder(demo_project, tmp_path, monkeypatch):
+    """Preview prompts are kept on disk too: a re-run (or a Resume) with a warm cache goes to
+    step 1 without loading the text encoder(s), which on FLUX.1 (T5-XXL) or Qwen (Qwen2.5-VL
+    7B) costs many GB and up to minutes."""
+    from lorastudio.training.families.kontext import KontextFamily
+
+    loads = []
+    original = KontextFamily.load_encoders
+
+    def counted(self, *a, **k):
+        loads.append(1)
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(KontextFamily, "load_encoders", counted)
+    cfg = make_config(demo_project, tmp_path / "run", steps=2, sample_every=2, sample_sets=1, checkpoint_every=0)
+    samples = tmp_path / "run" / "output" / "test_lora.run" / "samples"
+    _run(cfg)
+    assert len(loads) >= 1
+    first = sorted(p.name for p in samples.glob("*.png"))
+    assert first
+    cold_loads = len(loads)
+    for png in samples.glob("*.png"):
+        png.unlink()
+    _run(cfg)
+    assert len(loads) == cold_loads, "a warm cache must not load any encoder, previews included"
+    assert sorted(p.name for p in samples.glob("*.png")) == first  # the previews are still made
+
+
 def test_loss_falls_on_the_demo_edit(demo_project, tmp_path):
     cfg = make_config(demo_project, tmp_path, steps=30, learning_rate=1e-2, rank=8, sample_sets=0, seed=0)
     result, _ = _run(cfg)

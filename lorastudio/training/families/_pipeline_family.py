@@ -160,8 +160,13 @@ class PipelineFamily(ModelFamily):
 
     # -- phase 3 -------------------------------------------------------------------------------
 
-    def prepare_sample(self, caption: str, input_images: list[Image.Image]) -> None:
+    def prepare_sample(self, caption: str, input_images: list[Image.Image]) -> dict[str, torch.Tensor]:
         self._sample_prompt(caption, input_images)
+        return self._memo.get(self._sample_prompt_key(caption, input_images))
+
+    def restore_sample(self, caption: str, input_images: list[Image.Image],
+                       tensors: dict[str, torch.Tensor]) -> None:
+        self._memo.put(self._sample_prompt_key(caption, input_images), tensors)
 
     def sample(self, transformer: torch.nn.Module, input_images: list[Image.Image], caption: str,
                size: tuple[int, int], steps: int, seed: int) -> Image.Image:
@@ -188,7 +193,7 @@ class PipelineFamily(ModelFamily):
     def _sample_prompt(self, caption: str, input_images: list[Image.Image]) -> dict[str, torch.Tensor]:
         """The prompt tensors for a preview (batch dim 1, on the device), memoized; loads the
         encoders for the call when they are not loaded (see ``PromptMemo``)."""
-        key = (caption, tuple(image_key(i) for i in input_images) if self.prompt_depends_on_inputs else ())
+        key = self._sample_prompt_key(caption, input_images)
         cached = self._memo.get(key)
         if cached is None:
             loaded_here = self._encoders is None
@@ -207,6 +212,9 @@ class PipelineFamily(ModelFamily):
                     free_memory(self.device)
             self._memo.put(key, cached)
         return {name: t.to(self.device) for name, t in cached.items()}
+
+    def _sample_prompt_key(self, caption: str, input_images: list[Image.Image]) -> tuple:
+        return (caption, tuple(image_key(i) for i in input_images) if self.prompt_depends_on_inputs else ())
 
     def _sampling_pipeline(self, transformer: torch.nn.Module):
         """The family's pipeline around ``transformer`` (LoRA layers and all), with the VAE and

@@ -142,10 +142,17 @@ class ModelFamily(abc.ABC):
 
     # -- phase 3: sampling -----------------------------------------------------------------
 
-    def prepare_sample(self, caption: str, input_images: list[Image.Image]) -> None:
+    def prepare_sample(self, caption: str, input_images: list[Image.Image]) -> dict[str, torch.Tensor] | None:
         """Optional: called in phase 1, while the encoders are loaded, for each set that will
         get previews, so ``sample`` can reuse its prompt encoding instead of loading the
-        text encoder(s) again next to the training transformer. Default: nothing."""
+        text encoder(s) again next to the training transformer. Returns the encoding (CPU
+        tensors) for the cache to keep on disk. Default: nothing."""
+        return None
+
+    def restore_sample(self, caption: str, input_images: list[Image.Image],
+                       tensors: dict[str, torch.Tensor]) -> None:
+        """Optional: hand back an encoding ``prepare_sample`` returned in an earlier run, so a
+        warm cache starts training without loading any text encoder. Default: ignored."""
 
     @abc.abstractmethod
     def sample(self, transformer: torch.nn.Module, input_images: list[Image.Image], caption: str,
