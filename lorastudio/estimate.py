@@ -251,7 +251,7 @@ class Estimate:
         """One line for the training panel."""
         return (f"≈ {self.total_gb:.1f} GB of GPU memory (weights {format_gib(self.weights)}, activations "
                 f"{format_gib(self.activations)}, LoRA + optimizer {format_gib(self.lora)}, overhead "
-                f"{format_gib(self.overhead)}) · ≈ {format_seconds(self.step_seconds)}/step on an "
+                f"{format_gib(self.overhead)}) · {approx_seconds(self.step_seconds)}/step on an "
                 f"{REFERENCE_GPU} GPU")
 
     def lines(self, steps: int | None = None) -> list[str]:
@@ -260,9 +260,9 @@ class Estimate:
                f"estimate:   ≈ {self.total_gb:.1f} GB GPU memory: weights {format_gib(self.weights)}, "
                f"activations {format_gib(self.activations)} ({self.seq_len} tokens per sample), "
                f"LoRA + optimizer {format_gib(self.lora)}, overhead {format_gib(self.overhead)}",
-               f"time:       ≈ {format_seconds(self.step_seconds)} per step on an {REFERENCE_GPU} GPU "
+               f"time:       {approx_seconds(self.step_seconds)} per step on an {REFERENCE_GPU} GPU "
                f"({REFERENCE_TFLOPS:g} bf16 TFLOPS; rough, ±50 %)"
-               + (f", {steps} steps ≈ {format_seconds(self.step_seconds * steps)}" if steps else "")]
+               + (f", {steps} steps {approx_seconds(self.step_seconds * steps)}" if steps else "")]
         return out
 
 
@@ -271,18 +271,24 @@ def format_gib(n_bytes: float) -> str:
     if n_bytes >= 0.1 * GIB:
         return f"{n_bytes / GIB:.1f} GB"
     mib = n_bytes / 2**20
-    return "< 1 MB" if mib < 1 else f"{mib:.0f} MB"
+    return "under 1 MB" if mib < 1 else f"{mib:.0f} MB"
 
 
 def format_seconds(seconds: float) -> str:
     if seconds < 0.05:
-        return "< 0.1 s"
+        return "under 0.1 s"
     if seconds < 10:
         return f"{seconds:.1f} s"
     seconds = int(round(seconds))
     if seconds < 3600:
         return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def approx_seconds(seconds: float) -> str:
+    """"≈ 3.2 s", or "under 0.1 s" (never "≈ under …")."""
+    text = format_seconds(seconds)
+    return text if text.startswith("under") else f"≈ {text}"
 
 
 def sequence_length(facts: ModelFacts, resolution: int, num_inputs: int) -> int:

@@ -140,10 +140,11 @@ def test_estimate_does_not_import_torch():
 
 def test_small_parts_read_in_megabytes_not_zero():
     """A tiny model's parts must not all read "0.0 GB" in the panel."""
-    from lorastudio.estimate import GIB, format_gib, format_seconds
+    from lorastudio.estimate import GIB, approx_seconds, format_gib, format_seconds
 
-    assert format_gib(0) == "< 1 MB"
+    assert format_gib(0) == "under 1 MB"
     assert format_gib(5 * 2**20) == "5 MB"
     assert format_gib(2.5 * GIB) == "2.5 GB"
-    assert format_seconds(0.001) == "< 0.1 s"
+    assert format_seconds(0.001) == "under 0.1 s"
+    assert approx_seconds(0.001) == "under 0.1 s" and approx_seconds(3.21) == "≈ 3.2 s"
     assert format_seconds(3.21) == "3.2 s"

@@ -242,6 +242,7 @@ class SettingsForm(QWidget):
         self.adam8.setToolTip(ADAM8_TIP)
         self.estimate_label = QLabel("")
         self.estimate_label.setWordWrap(True)
+        self.estimate_label.setTextFormat(Qt.TextFormat.RichText)  # line breaks; the parts are escaped
         theme.set_role(self.estimate_label, "muted")
         self.estimate_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         preset_label = QLabel("Fit to my GPU")
@@ -490,21 +491,21 @@ class SettingsForm(QWidget):
         self.checkpointing.setEnabled(not self.offload.isChecked())
         facts = self.model_facts()
         if not isinstance(facts, memory_estimate.ModelFacts):
-            self.estimate_label.setText(str(facts))
+            self.estimate_label.setText(_html(str(facts)))
             theme.set_role(self.estimate_label, "muted")
             return
         values = self.memory_values()
         options = memory_estimate.MemoryOptions(**values)
         est = memory_estimate.estimate(facts, resolution=_safe_int(self.resolution.currentText(), 512),
                                        rank=_safe_int(self.rank.currentText(), 16), options=options)
-        text = est.summary()
+        text = _html(est.summary())
         preset_id = self.preset.currentData()
         if preset_id:
             card = memory_preset(preset_id).vram_gb
             text += (f"<br>Fits a {card:g} GB card." if est.fits(card) else
                      f"<br>Does not fit a {card:g} GB card: lower the resolution or rank.")
         steps = self.steps.value()
-        text += f"<br>{steps:,} steps ≈ {memory_estimate.format_seconds(est.step_seconds * steps)} on that GPU."
+        text += f"<br>{steps:,} steps {memory_estimate.approx_seconds(est.step_seconds * steps)} on that GPU."
         if facts.edit:
             text += " (Counted with one input image per set.)"
         self.estimate_label.setText(text)

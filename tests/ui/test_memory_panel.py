@@ -62,6 +62,15 @@ def test_presets_fit_the_model_and_land_in_the_config(qtbot, tmp_path, flux_fold
     form = _form(qtbot, tmp_path, flux_folder)
     assert form.preset.currentData() == ""  # Custom until chosen
     assert "GB of GPU memory" in form.estimate_label.text()
+    # Shown as rich text whatever the numbers say (a "<" in "under 1 MB" once made Qt show
+    # the markup literally): the artist reads line breaks, never "<br>".
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QTextDocument
+
+    assert form.estimate_label.textFormat() == Qt.TextFormat.RichText
+    shown = QTextDocument()
+    shown.setHtml(form.estimate_label.text())
+    assert "<br>" not in shown.toPlainText() and "steps ≈" in shown.toPlainText()
 
     _choose(form, "24gb-1024")
     t = form.config().train
