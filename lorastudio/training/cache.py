@@ -49,6 +49,8 @@ class CachedSet:
     input_paths: list[Path]
     #: (width, height) each input was resized to.
     input_sizes: list[tuple[int, int]]
+    #: Each input's latent cache key (file content, size, family, model).
+    input_keys: list[str]
 
 
 @dataclass
@@ -198,16 +200,15 @@ class TrainingCache:
                 save_tensors(pfile, prompt)
         return CachedSet(name=image_set.name, caption=caption, bucket=bucket, target=target, inputs=inputs,
                          prompt=prompt, target_path=image_set.target, input_paths=list(image_set.inputs),
-                         input_sizes=list(input_sizes))
+                         input_sizes=list(input_sizes), input_keys=input_keys)
 
     def _prepare_preview(self, cached: CachedSet) -> None:
         """The preview prompt of one set: from disk when an earlier run encoded it, else
         encoded now (the family loads its encoders only for a miss) and kept on disk."""
         images = [resize_to(load_image(p), size) for p, size in zip(cached.input_paths, cached.input_sizes)]
         depends = bool(getattr(self.family, "prompt_depends_on_inputs", False))
-        input_keys = ([latent_key(file_sha256(p), size, self.family.name, self.family.model_dir)
-                       for p, size in zip(cached.input_paths, cached.input_sizes)] if depends else None)
-        key = sample_prompt_key(cached.caption, self.family.name, self.family.model_dir, input_keys)
+        key = sample_prompt_key(cached.caption, self.family.name, self.family.model_dir,
+                                cached.input_keys if depends else None)
         file = self.root / "prompts" / f"sample_{key}.safetensors"
         tensors = load_tensors(file)
         if tensors is not None:

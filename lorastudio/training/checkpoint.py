@@ -166,7 +166,7 @@ def _save_checkpoint(run_dir: Path, step: int, lora_state: dict[str, torch.Tenso
         save_file(_rng_tensors(), str(tmp / "rng.safetensors"))
         files = sorted(p.name for p in tmp.iterdir())
         for name in files:  # on disk before the manifest says they are: a power cut cannot
-            _fsync_file(tmp / name)  # leave a manifest naming files the disk never got
+            _fsync(tmp / name)  # leave a manifest naming files the disk never got
         manifest = {"step": step, **info, "files": files}
         atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2))
         _fsync_dir(tmp)
@@ -193,10 +193,6 @@ def _fsync(path: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    _fsync(path)
 
 
 def _fsync_dir(path: Path) -> None:

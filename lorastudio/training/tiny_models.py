@@ -375,7 +375,6 @@ def _flux2_components() -> dict:
     """FLUX.2 [dev] components: Mistral3 (Mistral-Small-3.1 layout) text encoder with 30
     layers (the pipeline stacks hidden states 10, 20 and 30), a guidance-embedded FLUX.2
     transformer, and the Pixtral processor as tokenizer."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2Transformer2DModel
     from transformers import Mistral3Config, Mistral3ForConditionalGeneration
 
     processor = tiny_mistral_processor()
@@ -396,15 +395,24 @@ def _flux2_components() -> dict:
         image_token_index=ids["[IMG]"], vision_feature_layer=-1, spatial_merge_size=2,
         projector_hidden_act="gelu", multimodal_projector_bias=False,
     )
+    return {**_flux2_image_components(hidden, guidance_embeds=True),
+            "text_encoder": _seeded(lambda: Mistral3ForConditionalGeneration(config)),
+            "tokenizer": processor}
+
+
+def _flux2_image_components(text_hidden: int, guidance_embeds: bool) -> dict:
+    """The transformer, VAE and scheduler FLUX.2 [dev] and [klein] share; they differ only in
+    the guidance embedding (dev has one, klein not) and in the text encoder's width (the
+    pipeline stacks three of its hidden states, hence ``3 * text_hidden``)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2Transformer2DModel
+
     return {
         "transformer": _seeded(lambda: Flux2Transformer2DModel(
             patch_size=1, in_channels=128, num_layers=1, num_single_layers=1, attention_head_dim=16,
-            num_attention_heads=2, joint_attention_dim=3 * hidden, timestep_guidance_channels=256,
-            axes_dims_rope=(4, 4, 4, 4), guidance_embeds=True,
+            num_attention_heads=2, joint_attention_dim=3 * text_hidden, timestep_guidance_channels=256,
+            axes_dims_rope=(4, 4, 4, 4), guidance_embeds=guidance_embeds,
         )),
         "vae": _flux2_vae(),
-        "text_encoder": _seeded(lambda: Mistral3ForConditionalGeneration(config)),
-        "tokenizer": processor,
         "scheduler": FlowMatchEulerDiscreteScheduler(
             num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
             base_image_seq_len=256, max_image_seq_len=4096,
@@ -437,7 +445,6 @@ def _flux2_vae():
 def _flux2_klein_components() -> dict:
     """FLUX.2 [klein] components: Qwen3 text encoder (27 layers, because the pipeline stacks
     hidden states 9, 18 and 27), the FLUX.2 transformer without guidance embedding."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2Transformer2DModel
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     tokenizer = tiny_qwen3_tokenizer()
@@ -450,20 +457,9 @@ def _flux2_klein_components() -> dict:
         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
         pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
     )
-    return {
-        "transformer": _seeded(lambda: Flux2Transformer2DModel(
-            patch_size=1, in_channels=128, num_layers=1, num_single_layers=1, attention_head_dim=16,
-            num_attention_heads=2, joint_attention_dim=3 * hidden, timestep_guidance_channels=256,
-            axes_dims_rope=(4, 4, 4, 4), guidance_embeds=False,
-        )),
-        "vae": _flux2_vae(),
-        "text_encoder": _seeded(lambda: Qwen3ForCausalLM(qwen3)),
-        "tokenizer": tokenizer,
-        "scheduler": FlowMatchEulerDiscreteScheduler(
-            num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
-            base_image_seq_len=256, max_image_seq_len=4096,
-        ),
-    }
+    return {**_flux2_image_components(hidden, guidance_embeds=False),
+            "text_encoder": _seeded(lambda: Qwen3ForCausalLM(qwen3)),
+            "tokenizer": tokenizer}
 
 
 def _pipeline_builders() -> dict[str, Callable[[], object]]:

@@ -17,9 +17,9 @@ from lorastudio.training.events import NullSink
 from lorastudio.training.families import FAMILIES, check_dataset_mode
 from lorastudio.training.families.flux2 import Flux2Family, Flux2KleinFamily
 from lorastudio.training.lora import add_lora, read_lora_file
-from lorastudio.training.trainer import collate, make_plan, noise_and_sigmas, train
+from lorastudio.training.trainer import make_plan, train
 
-from test_trainer_helpers import make_config
+from test_trainer_helpers import assert_pipeline_reproduces_lora, make_config, predict_first_set
 
 CPU = torch.device("cpu")
 
@@ -218,22 +218,8 @@ def test_training_loop_and_the_lora_loads_back(kind, demo_project, tiny_flux2_kl
     assert meta["lorastudio.family"] == "flux2-klein" and meta["modelspec.architecture"] == "flux.2-klein/lora"
     assert not [k for k in tensors if k.endswith(".alpha")]  # FLUX.2 diffusers format: alpha folded in
 
-    s = result.cached[0]
-    x0, inputs, prompt = collate(result.family, [s], CPU, torch.float32)
-    noise, sigmas = noise_and_sigmas(tuple(x0.shape), 0, 1, 0)
-    noisy = (1 - sigmas.view(-1, 1, 1, 1)) * x0 + sigmas.view(-1, 1, 1, 1) * noise
-    result.transformer.eval()
-    with torch.no_grad():
-        expected = result.family.predict(result.transformer, noisy, sigmas, inputs, prompt)
-    pipe = Flux2KleinPipeline.from_pretrained(str(tiny_flux2_klein_dir), local_files_only=True)
-    with torch.no_grad():
-        base = result.family.predict(pipe.transformer, noisy, sigmas, inputs, prompt)
-    pipe.load_lora_weights(str(result.lora))
-    with torch.no_grad():
-        loaded = result.family.predict(pipe.transformer, noisy, sigmas, inputs, prompt)
-    err = (loaded - expected).abs().max().item()
-    assert err < 1e-5, err
-    assert (expected - base).abs().max().item() > 1000 * max(err, 1e-9)
+    assert result.family.pipeline_class() is Flux2KleinPipeline
+    assert_pipeline_reproduces_lora(result, tiny_flux2_klein_dir)
 
 
 def test_previews_at_tiny_sizes_still_run(klein):
@@ -290,16 +276,11 @@ def test_flux2_dev_layout_with_guidance_and_its_loop(tiny_flux2_dir, demo_projec
                                   resolution=32, rank=4, alpha=8.0, learning_rate=2e-2, sample_sets=0))
     result = train(cfg, NullSink(), keep_model=True)
     assert result.family.name == "flux2" and len(result.losses) == 2
-    s = result.cached[0]
-    x0, inputs, prompt = collate(result.family, [s], CPU, torch.float32)
-    noise, sigmas = noise_and_sigmas(tuple(x0.shape), 0, 1, 0)
-    noisy = (1 - sigmas.view(-1, 1, 1, 1)) * x0 + sigmas.view(-1, 1, 1, 1) * noise
     result.transformer.eval()
     pipe = P.from_pretrained(str(tiny_flux2_dir), local_files_only=True)
     pipe.load_lora_weights(str(result.lora))
-    with torch.no_grad():
-        expected = result.family.predict(result.transformer, noisy, sigmas, inputs, prompt)
-        loaded = result.family.predict(pipe.transformer, noisy, sigmas, inputs, prompt)
+    expected = predict_first_set(result, result.transformer)
+    loaded = predict_first_set(result, pipe.transformer)
     torch.testing.assert_close(loaded, expected, atol=1e-5, rtol=1e-4)
     _, meta = read_lora_file(result.lora)
     assert meta["modelspec.architecture"] == "flux.2-dev/lora"

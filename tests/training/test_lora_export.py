@@ -12,9 +12,9 @@ import torch
 from lorastudio.config import load_config
 from lorastudio.training.events import NullSink
 from lorastudio.training.lora import KEY_PREFIX, export_metadata, export_state_dict, read_lora_file, save_lora_file
-from lorastudio.training.trainer import collate, noise_and_sigmas, train
+from lorastudio.training.trainer import train
 
-from test_trainer_helpers import make_config
+from test_trainer_helpers import make_config, predict_first_set
 
 HEADER_KEYS = {"lorastudio.family", "lorastudio.base_model", "lorastudio.rank", "lorastudio.alpha",
                "lorastudio.steps", "lorastudio.learning_rate", "lorastudio.resolution", "lorastudio.sets",
@@ -60,15 +60,6 @@ def trained(request, demo_project, tmp_path_factory):
     return family, Path(model), result
 
 
-def _predict(result, transformer) -> torch.Tensor:
-    s = result.cached[0]
-    x0, inputs, prompt = collate(result.family, [s], torch.device("cpu"), torch.float32)
-    noise, sigmas = noise_and_sigmas(tuple(x0.shape), 0, 1, 0)
-    s4 = sigmas.view(-1, 1, 1, 1)
-    with torch.no_grad():
-        return result.family.predict(transformer, (1 - s4) * x0 + s4 * noise, sigmas, inputs, prompt)
-
-
 def _pipeline(result, model: Path):
     return result.family.pipeline_class().from_pretrained(str(model), local_files_only=True)
 
@@ -80,10 +71,10 @@ def test_pipeline_load_lora_weights_reproduces_the_trained_model(trained):
     assert meta["lorastudio.rank"] == "4" and meta["lorastudio.alpha"] == "8.0"
     assert meta["lorastudio.base_model"] == model.name
     pipe = _pipeline(result, model)
-    base = _predict(result, pipe.transformer)
+    base = predict_first_set(result, pipe.transformer)
     pipe.load_lora_weights(str(result.lora))
-    loaded = _predict(result, pipe.transformer)
-    expected = _predict(result, result.transformer)
+    loaded = predict_first_set(result, pipe.transformer)
+    expected = predict_first_set(result, result.transformer)
     err = (loaded - expected).abs().max().item()
     effect = (expected - base).abs().max().item()
     assert err < 1e-5, err
@@ -98,10 +89,10 @@ def test_alpha_tensors_carry_the_scale(trained, tmp_path):
                 for k, v in tensors.items() if not k.endswith(".alpha")}
     path = save_lora_file(tmp_path / "no_alpha.safetensors", no_alpha, {"format": "pt"})
     pipe = _pipeline(result, model)
-    base = _predict(result, pipe.transformer)
+    base = predict_first_set(result, pipe.transformer)
     pipe.load_lora_weights(str(path))
-    half = _predict(result, pipe.transformer)
-    expected = _predict(result, result.transformer)
+    half = predict_first_set(result, pipe.transformer)
+    expected = predict_first_set(result, result.transformer)
     assert (half - expected).abs().max() > 1e-3
     # what is left is the LoRA applied at half the strength: roughly halfway to the trained output
     assert (half - base).abs().max() < 0.8 * (expected - base).abs().max()

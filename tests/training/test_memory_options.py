@@ -20,9 +20,9 @@ from lorastudio.training import memory
 from lorastudio.training.events import NullSink
 from lorastudio.training.lora import read_lora_file
 from lorastudio.training.stop import StopSignal
-from lorastudio.training.trainer import collate, noise_and_sigmas, train
+from lorastudio.training.trainer import train
 
-from test_trainer_helpers import make_config
+from test_trainer_helpers import make_config, predict_first_set
 
 TRAIN = dict(steps=3, learning_rate=2e-2, rank=4, sample_sets=0, resolution=32, seed=3)
 
@@ -40,25 +40,16 @@ def baseline(demo_project, tmp_path_factory):
     return result
 
 
-def _predict(result, transformer):
-    s = result.cached[0]
-    x0, inputs, prompt = collate(result.family, [s], torch.device("cpu"), torch.float32)
-    noise, sigmas = noise_and_sigmas(tuple(x0.shape), 0, 1, 0)
-    s4 = sigmas.view(-1, 1, 1, 1)
-    with torch.no_grad():
-        return result.family.predict(transformer, (1 - s4) * x0 + s4 * noise, sigmas, inputs, prompt)
-
-
 def _loads_in_pipeline(result, model_dir) -> float:
     """Load the LoRA with the family pipeline's load_lora_weights; return how much it changes
     the (unquantized) model's prediction. Every LoRA key must land on a module."""
     pipe = result.family.pipeline_class().from_pretrained(str(model_dir), local_files_only=True)
-    base = _predict(result, pipe.transformer)
+    base = predict_first_set(result, pipe.transformer)
     pipe.load_lora_weights(str(result.lora))
     tensors, _ = read_lora_file(result.lora)
     lora_layers = [n for n, m in pipe.transformer.named_modules() if len(getattr(m, "lora_A", None) or ()) == 1]
     assert len(lora_layers) == len([k for k in tensors if k.endswith(".lora_A.weight")])
-    return (_predict(result, pipe.transformer) - base).abs().max().item()
+    return (predict_first_set(result, pipe.transformer) - base).abs().max().item()
 
 
 @pytest.mark.parametrize("options", [

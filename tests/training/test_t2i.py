@@ -17,10 +17,10 @@ from lorastudio.training.demo import write_demo_dataset
 from lorastudio.training.events import NullSink
 from lorastudio.training.families import PIPELINE_CLASSES
 from lorastudio.training.lora import read_lora_file
-from lorastudio.training.trainer import TrainingError, collate, make_plan, noise_and_sigmas, train
+from lorastudio.training.trainer import TrainingError, make_plan, train
 from lorastudio.ui.model_folder import PIPELINES, detect_model_folder
 
-from test_trainer_helpers import make_config
+from test_trainer_helpers import assert_pipeline_reproduces_lora, make_config
 
 T2I = [("flux", "tiny_flux_dir"), ("qwen-image", "tiny_qwen_image_dir"), ("flux2-klein", "tiny_flux2_klein_dir")]
 
@@ -58,22 +58,7 @@ def test_text_to_image_loop_previews_and_reload(request, family, fixture, demo_p
     assert meta["lorastudio.family"] == family and meta["modelspec.trigger_phrase"] == "zkw"
     assert meta["modelspec.description"].startswith("Text-to-image")
 
-    s = result.cached[0]
-    x0, inputs, prompt = collate(result.family, [s], torch.device("cpu"), torch.float32)
-    noise, sigmas = noise_and_sigmas(tuple(x0.shape), 0, 1, 0)
-    noisy = (1 - sigmas.view(-1, 1, 1, 1)) * x0 + sigmas.view(-1, 1, 1, 1) * noise
-    result.transformer.eval()
-    with torch.no_grad():
-        expected = result.family.predict(result.transformer, noisy, sigmas, inputs, prompt)
-    pipe = result.family.pipeline_class().from_pretrained(str(model), local_files_only=True)
-    with torch.no_grad():
-        base = result.family.predict(pipe.transformer, noisy, sigmas, inputs, prompt)
-    pipe.load_lora_weights(str(result.lora))
-    with torch.no_grad():
-        loaded = result.family.predict(pipe.transformer, noisy, sigmas, inputs, prompt)
-    err = (loaded - expected).abs().max().item()
-    assert err < 1e-5, err
-    assert (expected - base).abs().max().item() > 1000 * max(err, 1e-9)
+    assert_pipeline_reproduces_lora(result, model)
 
 
 def test_the_trainer_writes_the_configured_format(demo_project, tiny_kontext_dir, tmp_path):

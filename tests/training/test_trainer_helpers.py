@@ -72,5 +72,34 @@ def lora_keys_summary(path: Path) -> dict:
         return {"keys": sorted(f.keys()), "meta": dict(f.metadata() or {})}
 
 
+def predict_first_set(result, transformer):
+    """``transformer``'s flow prediction on the run's first cached set, at a fixed noise and
+    timestep: what a LoRA changes, compared across models and loaders."""
+    import torch
+
+    from lorastudio.training.trainer import collate, noise_and_sigmas
+
+    x0, inputs, prompt = collate(result.family, [result.cached[0]], torch.device("cpu"), torch.float32)
+    noise, sigmas = noise_and_sigmas(tuple(x0.shape), 0, 1, 0)
+    s4 = sigmas.view(-1, 1, 1, 1)
+    with torch.no_grad():
+        return result.family.predict(transformer, (1 - s4) * x0 + s4 * noise, sigmas, inputs, prompt)
+
+
+def assert_pipeline_reproduces_lora(result, model_dir: Path) -> None:
+    """The saved LoRA, loaded by the family pipeline's ``load_lora_weights`` into a fresh
+    base model, predicts what the trained model predicts, and that differs from the base."""
+    result.transformer.eval()
+    expected = predict_first_set(result, result.transformer)
+    pipe = result.family.pipeline_class().from_pretrained(str(model_dir), local_files_only=True)
+    base = predict_first_set(result, pipe.transformer)
+    pipe.load_lora_weights(str(result.lora))
+    loaded = predict_first_set(result, pipe.transformer)
+    err = (loaded - expected).abs().max().item()
+    effect = (expected - base).abs().max().item()
+    assert err < 1e-5, err
+    assert effect > 1000 * max(err, 1e-9), (effect, err)
+
+
 def dumps(obj: Any) -> str:  # pragma: no cover - debugging aid in assertion messages
     return json.dumps(obj, indent=1, default=str)[:4000]
