@@ -4,7 +4,8 @@
 
 1. creates a fresh venv (outside the repository; default ``../lorastudio-buildvenv``);
 2. installs torch + torchvision first (``--torch-index`` picks the CUDA wheels for a real
-   build, e.g. https://download.pytorch.org/whl/cu128), then the project and PyInstaller;
+   build, e.g. https://download.pytorch.org/whl/cu128), then the project and PyInstaller,
+   every dependency at the version the tests passed with (the lock ``constraints.txt``);
 3. runs PyInstaller on ``packaging/lorastudio.spec`` (one folder, UPX off);
 4. checks the bundle (executables, Qt plugins, resources, no other Qt binding, no tests),
    prints where it is, its size and what dominates it;
@@ -12,7 +13,7 @@
    through the frozen worker, the LoRA loads) and fails the build if it fails.
 
 Figures (build time, size, top folders, smoke-test time) are written to
-``dist/build-report.json``. Run it with any Python >= 3.10 (the venv is made with the same
+``dist/build-report.json``. Run it with any Python >= 3.11 (the venv is made with the same
 interpreter). It takes a while: most of the time is PyInstaller analysing torch and copying
 several GB of CUDA libraries.
 """
@@ -39,6 +40,8 @@ from bundle_layout import APP_NAME, REQUIRED_QT_PLUGINS, executable_name  # noqa
 #: What this machine's pip installs (the versions the project is tested with). A real
 #: Windows/Linux release build passes ``--torch-index`` for the CUDA wheels.
 DEFAULT_TORCH = ("torch==2.14.1", "torchvision==0.29.1")
+#: The exact versions the suite passed with (all but torch/torchvision; tools/lock.sh writes it).
+LOCK_FILE = ROOT / "constraints.txt"
 #: Folders that must never be in the bundle (other Qt bindings, test code, tkinter).
 FORBIDDEN = ("PyQt5", "PyQt6", "PySide2", "tkinter", "_tkinter", "tests", "pytest", "triton")
 
@@ -72,7 +75,7 @@ def make_venv(venv_dir: Path, reuse: bool, torch: list[str], torch_index: str | 
     # torch first, from the CUDA index when given: the project's own requirement would
     # otherwise pull whatever build the default index has.
     run([*pip, *torch, *(["--index-url", torch_index] if torch_index else [])])
-    run([*pip, str(ROOT), "pyinstaller>=6.10"])
+    run([*pip, "-c", LOCK_FILE, str(ROOT), "pyinstaller>=6.10"])
     return py
 
 
