@@ -1,4 +1,5 @@
-"""Where training events go: a JSON-lines stream (``--jsonl`` / ``worker``) or the terminal.
+"""Where training events go: a JSON-lines stream (``--jsonl`` / ``worker``); the terminal's
+view of them is :mod:`lorastudio.training.terminal`.
 
 In JSON-lines mode stdout must carry *only* events, one per line, or the GUI's reader
 chokes. Python-level redirection (``sys.stdout = …``) is not enough: a C extension, a
@@ -16,7 +17,6 @@ import logging
 import os
 import sys
 import threading
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, TextIO
@@ -81,68 +81,6 @@ class JsonlSink(EventSink):
             self.broken = True
             if self.on_broken is not None:
                 self.on_broken()
-
-
-class TerminalSink(EventSink):
-    """Readable progress for a person at a terminal: one updating line while training."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        super().__init__()
-        self.stream = stream or sys.stdout
-        self._last_progress = 0.0
-        self._in_line = False
-
-    def _line(self, text: str) -> None:
-        if self._in_line:
-            self.stream.write("\n")
-            self._in_line = False
-        self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def _write(self, ev: dict[str, Any]) -> None:
-        kind = ev["event"]
-        if kind == protocol.PROGRESS:
-            now = time.monotonic()
-            if ev["step"] != ev["total"] and now - self._last_progress < 0.2:
-                return
-            self._last_progress = now
-            width = 30
-            filled = int(width * ev["step"] / max(1, ev["total"]))
-            bar = "#" * filled + "-" * (width - filled)
-            loss = ev.get("loss")
-            loss_s = f"{loss:.4f}" if isinstance(loss, float) else "nan"
-            eta = ev.get("eta") or 0.0
-            self.stream.write(f"\r[{bar}] step {ev['step']}/{ev['total']}  loss {loss_s}  "
-                              f"lr {ev.get('lr', 0):.2e}  {ev.get('rate', 0):.2f} steps/s  "
-                              f"eta {_hms(eta)}   ")
-            self.stream.flush()
-            self._in_line = True
-        elif kind == protocol.STARTED:
-            resumed = f", resuming after step {ev['resumed_from']}" if ev.get("resumed_from") else ""
-            self._line(f"Training {ev['family']} LoRA: {ev['sets']} sets, {ev['total']} steps{resumed}")
-            self._line(f"Run folder: {ev['run_dir']}")
-        elif kind == protocol.STATUS:
-            cur = f" ({ev['current']}/{ev['total']})" if "current" in ev and "total" in ev else ""
-            if ev.get("phase") == "caching" and "current" in ev and ev["current"] not in (0, ev.get("total")):
-                return
-            self._line(f"{ev['phase']}: {ev.get('message', '')}{cur}")
-        elif kind == protocol.SAMPLE:
-            self._line(f"sample at step {ev['step']}: {ev['path']}")
-        elif kind == protocol.CHECKPOINT:
-            self._line(f"checkpoint at step {ev['step']}: {ev['path']}")
-        elif kind == protocol.DONE:
-            how = "stopped" if ev.get("stopped") else "finished"
-            self._line(f"{how} after step {ev['step']}: {ev.get('lora')}")
-        elif kind == protocol.ERROR:
-            log = f" (log: {ev['log']})" if ev.get("log") else ""
-            self._line(f"error [{ev['kind']}]: {ev['message']}{log}")
-
-
-def _hms(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 class _TolerantLog(io.TextIOBase):

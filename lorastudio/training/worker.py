@@ -1,8 +1,9 @@
 """``lorastudio train`` and ``lorastudio worker``: run :func:`trainer.train` as a process.
 
-``train CONFIG [--jsonl] [--resume] [--dry-run]`` trains in the foreground: a progress line on
-the terminal, or with ``--jsonl`` only events on stdout. ``worker CONFIG [--resume]`` is what
-the GUI starts: the same events, and it also stops when its stdin ends (the GUI is gone).
+``train CONFIG [--jsonl] [--resume] [--dry-run]`` trains in the foreground: a progress bar on
+a terminal, plain lines into a log or pipe, or with ``--jsonl`` only events on stdout.
+``worker CONFIG [--resume]`` is what the GUI starts: the same events, and it also stops when
+its stdin ends (the GUI is gone).
 
 In JSON-lines mode stdout carries only events: the original stdout descriptor is duplicated
 for them and everything else (fd 1 and 2, logging, warnings, progress bars) goes to
@@ -26,8 +27,9 @@ from pathlib import Path
 
 from lorastudio.config import ConfigError, load_config
 from lorastudio.fileio import wait_for_writes
-from lorastudio.training.events import EventSink, JsonlSink, NullSink, TerminalSink, redirect_stdio
+from lorastudio.training.events import EventSink, JsonlSink, NullSink, redirect_stdio
 from lorastudio.training.stop import EVENTS_CLOSED, StopSignal
+from lorastudio.training.terminal import TerminalSink, quiet_library_bars
 
 #: Seconds a worker whose GUI is gone may take to save and exit before it ends itself
 #: (``LORASTUDIO_ORPHAN_GRACE`` overrides; a checkpoint of a large model takes well under this).
@@ -166,6 +168,7 @@ def run(config_path: Path, *, jsonl: bool, resume: bool, stop_on_eof: bool) -> i
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         sink = TerminalSink()
+        quiet_library_bars()
     stop.install_sigint()
     rank_errors = RankErrors(run_dir, rank, _world())
     if rank == 0 and rank_errors.world > 1:

@@ -35,13 +35,6 @@ def test_train_jsonl_prints_only_events_and_ignores_closed_stdin(demo_project, t
     assert proc.stderr.strip() == ""  # library chatter went to the log too
 
 
-def test_train_without_jsonl_prints_a_readable_progress_line(demo_project, tmp_path):
-    cfg = make_config(demo_project, tmp_path, steps=2, sample_sets=0)
-    proc = run_cli("train", str(cfg))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "step 2/2" in proc.stdout and "finished after step 2" in proc.stdout
-
-
 class Worker:
     """A running worker/train process with its stdout read in a thread."""
 
