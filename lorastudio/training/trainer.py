@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from lorastudio import __version__
 from lorastudio.config import Config, ConfigError
 from lorastudio.dataset import Dataset, ImageSet, Severity, load_image, scan_dataset
+from lorastudio.fileio import writing
 from lorastudio.training import checkpoint as ckpt
 from lorastudio.training import memory
 from lorastudio.training.buckets import resize_to
@@ -331,9 +332,10 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
 
     def save_checkpoint(step: int) -> None:
         emit("status", phase="saving", message=f"checkpoint at step {step}")
-        path = ckpt.save_checkpoint(run_dir, step, peft_state_dict(transformer), optimizer, scheduler,
-                                    checkpoint_info)
-        emit("checkpoint", step=step, path=str(path))
+        with writing():  # the save and its event are one: an error reported meanwhile waits for both
+            path = ckpt.save_checkpoint(run_dir, step, peft_state_dict(transformer), optimizer, scheduler,
+                                        checkpoint_info)
+            emit("checkpoint", step=step, path=str(path))
 
     def make_samples(step: int) -> None:
         emit("status", phase="sampling", message=f"previews at step {step}")

@@ -34,6 +34,9 @@ from lorastudio.training.stop import EVENTS_CLOSED, StopSignal
 ORPHAN_GRACE = 600.0
 #: Seconds a process that must end at once still gives a save in progress to complete.
 SAVE_GRACE = 60.0
+#: The same after the launcher's SIGTERM: torchrun sends SIGKILL 30 s later, and the error
+#: event must be out by then.
+SIGTERM_SAVE_GRACE = 20.0
 
 
 def _rank() -> int:
@@ -95,13 +98,22 @@ class RankErrors:
                 continue
         return None
 
-    def report(self, sink: EventSink, kind: str, message: str, log: str, wait: float = 0.0) -> bool:
-        """Emit the run's one error event (another rank's, if one failed). False if already done."""
+    def report(self, sink: EventSink, kind: str, message: str, log: str, wait: float = 0.0,
+               save_grace: float = SAVE_GRACE) -> bool:
+        """Emit the run's one error event (another rank's, if one failed). False if already done.
+
+        ``error`` is the last event, but rank 0's training thread may be writing a checkpoint
+        when a watcher thread reports another rank's failure. That save (with its
+        ``checkpoint`` event: the trainer holds ``fileio.writing()`` over both) first gets up to
+        ``save_grace`` seconds to complete, so the GUI hears of every checkpoint it can resume
+        from; then the error goes out and the sink takes no more events.
+        """
         deadline = time.monotonic() + wait
         other = self.find()
         while other is None and time.monotonic() < deadline:
             time.sleep(0.1)
             other = self.find()
+        wait_for_writes(save_grace)
         with self._lock:
             if self._reported:
                 return False
@@ -124,8 +136,9 @@ class RankErrors:
 
         def run() -> None:
             signal.sigwait({signal.SIGTERM})
-            self.report(sink, "crash", "the run was terminated (SIGTERM) by its launcher", log, wait=1.0)
-            wait_for_writes(SAVE_GRACE)  # a checkpoint being written completes first
+            self.report(sink, "crash", "the run was terminated (SIGTERM) by its launcher", log, wait=1.0,
+                        save_grace=SIGTERM_SAVE_GRACE)
+            wait_for_writes(SAVE_GRACE)  # a save started meanwhile completes (until the SIGKILL)
             os._exit(143)
 
         threading.Thread(target=run, name="lorastudio-sigterm", daemon=True).start()
@@ -137,7 +150,7 @@ class RankErrors:
                 time.sleep(interval)
                 if self.find() is not None:
                     if self.report(sink, "crash", "", log):
-                        wait_for_writes(SAVE_GRACE)  # a checkpoint being written completes first
+                        wait_for_writes(SAVE_GRACE)  # a save started meanwhile completes too
                         os._exit(1)
                     return
 
