@@ -199,7 +199,7 @@ def run(config_path: Path, *, jsonl: bool, resume: bool, stop_on_eof: bool) -> i
         rank_errors.report(sink, "crash", "interrupted (a second Ctrl+C)", str(log_path))
         return 130
     except BaseException as exc:  # every failure becomes one error event
-        from lorastudio.training.trainer import classify
+        from lorastudio.training.plan import classify
 
         _log_traceback(log_path)
         kind, message = classify(exc)
@@ -258,7 +258,7 @@ def _log_traceback(log_path: Path) -> None:
 
 
 def dry_run_command(config_path: Path) -> int:
-    from lorastudio.training.trainer import TrainingError, describe_plan, make_plan
+    from lorastudio.training.plan import TrainingError, describe_plan, make_plan
 
     try:
         config = load_config(config_path)

@@ -20,6 +20,7 @@ from lorastudio.training import checkpoint as ckpt
 from lorastudio.training import memory
 from lorastudio.training.events import NullSink
 from lorastudio.training.lora import read_lora_file
+from lorastudio.training.optimizer import make_optimizer, optimizer_name
 from lorastudio.training.stop import StopSignal
 from lorastudio.training.trainer import train
 
@@ -163,13 +164,13 @@ def test_adamw8bit_steps_as_torch_adamw_within_fp32_rounding(demo_project, tmp_p
     assert not [e for e in events if e["event"] == "status" and "not available" in e.get("message", "")]
     state = ckpt.latest_checkpoint(load_config(tmp_path / "config.toml").output.run_dir)
     assert state is not None and state.manifest.get("optimizer") == "adamw8bit"
-    assert len(steps) == TRAIN["steps"] and all(memory.optimizer_name(o) == "adamw8bit" for o in optimizers)
+    assert len(steps) == TRAIN["steps"] and all(optimizer_name(o) == "adamw8bit" for o in optimizers)
     assert all(s["state1"].dtype == torch.float32 for s in optimizers[0].state.values())  # 32-bit states
 
     # replay the run's gradients through the plain run's AdamW, from the same initial LoRA
     plain = load_config_like(**{**TRAIN, "optimizer": "adamw"})
     params = [torch.nn.Parameter(p.clone()) for p, _g in steps[0]]
-    reference = memory.make_optimizer(params, plain, warn=pytest.fail)
+    reference = make_optimizer(params, plain, warn=pytest.fail)
     assert type(reference) is torch.optim.AdamW
     hyper = reference.param_groups[0]
     per_param = [_adamw_rounding_bound([(s[i][0], s[i][1]) for s in steps], hyper["lr"], hyper["betas"],
@@ -317,15 +318,15 @@ def test_adamw8bit_runs_8bit_states_and_checkpoints_them():
     t = load_config_like(optimizer="adamw8bit", learning_rate=1e-3)
     torch.manual_seed(0)
     p = torch.nn.Parameter(torch.randn(8192))
-    opt = memory.make_optimizer([p], t, warn=pytest.fail)
-    assert memory.optimizer_name(opt) == "adamw8bit"
+    opt = make_optimizer([p], t, warn=pytest.fail)
+    assert optimizer_name(opt) == "adamw8bit"
     p.grad = torch.randn_like(p)
     opt.step()
     tensors, meta = ckpt._optimizer_parts(opt)
     assert any(v.dtype == torch.uint8 for v in tensors.values())  # the states really are 8-bit
     # round trip through the checkpoint format: the next step is the same as without it
     q = torch.nn.Parameter(p.detach().clone())
-    opt2 = memory.make_optimizer([q], t, warn=pytest.fail)
+    opt2 = make_optimizer([q], t, warn=pytest.fail)
     opt2.load_state_dict(ckpt._optimizer_state(tensors, __import__("json").loads(__import__("json").dumps(meta))))
     grad = torch.randn_like(p)
     p.grad, q.grad = grad.clone(), grad.clone()
@@ -340,8 +341,8 @@ def test_adamw8bit_falls_back_with_a_warning(monkeypatch):
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import fails, as without the library
     warnings = []
     p = torch.nn.Parameter(torch.randn(16))
-    opt = memory.make_optimizer([p], load_config_like(optimizer="adamw8bit"), warn=warnings.append)
-    assert type(opt) is torch.optim.AdamW and memory.optimizer_name(opt) == "adamw"
+    opt = make_optimizer([p], load_config_like(optimizer="adamw8bit"), warn=warnings.append)
+    assert type(opt) is torch.optim.AdamW and optimizer_name(opt) == "adamw"
     assert len(warnings) == 1 and "8-bit AdamW is not available" in warnings[0]
 
 

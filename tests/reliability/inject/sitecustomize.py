@@ -8,6 +8,8 @@ library functions so that a fault happens at one precise point of a *real* run:
 
 - ``hang-step@N``        the Nth training forward pass (``family.predict``) never returns
 - ``raise-family@N``     the Nth ``family.predict`` raises (an exception inside a family)
+- ``nan-family@N``       the Nth ``family.predict`` returns NaN (so that step's loss is NaN)
+- ``oom-family@N``       the Nth ``family.predict`` raises ``torch.OutOfMemoryError``, as CUDA does
 - ``hang-checkpoint@N``  writing checkpoint N stops after ``lora.safetensors``, before the
                          optimizer state and the manifest (the checkpoint is half written)
 - ``pause-checkpoint@N`` writing checkpoint N pauses after ``lora.safetensors`` (first creating
@@ -203,6 +205,7 @@ def _install_save_faults() -> None:
 
 def _install_family_faults() -> None:
     hang_at, raise_at = _arg("hang-step"), _arg("raise-family")
+    nan_at, oom_at = _arg("nan-family"), _arg("oom-family")
     from lorastudio.training.families._flux_common import FluxFamilyBase
 
     real_predict = FluxFamilyBase.predict
@@ -218,7 +221,12 @@ def _install_family_faults() -> None:
             _hang(f"step: forward pass {calls[0]}")
         if calls[0] == raise_at:
             raise IndexError(f"position ids out of range (injected inside the family, forward pass {calls[0]})")
-        return real_predict(self, *args, **kwargs)
+        if calls[0] == oom_at:
+            import torch
+
+            raise torch.OutOfMemoryError(f"CUDA out of memory (injected inside the family, forward pass {calls[0]})")
+        pred = real_predict(self, *args, **kwargs)
+        return pred * float("nan") if calls[0] == nan_at else pred
 
     FluxFamilyBase.predict = predict
 
@@ -236,7 +244,7 @@ def _install() -> None:
     if any(s.split("@")[0] in ("hang-checkpoint", "pause-checkpoint", "diskfull-checkpoint", "hang-lora",
                                "diskfull-lora") for s in SPEC):
         _install_save_faults()
-    if _arg("hang-step") is not None or _arg("raise-family") is not None:
+    if any(_arg(kind) is not None for kind in ("hang-step", "raise-family", "nan-family", "oom-family")):
         _install_family_faults()
 
 
