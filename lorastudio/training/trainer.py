@@ -351,6 +351,11 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
 
     # 4. the loop.
     emit("status", phase="training", message=f"training {t.steps - start_step} steps")
+    # ``accelerator.autocast()`` builds its context anew on every call (~30 µs); the one it
+    # builds (torch.autocast, or a null context without mixed precision) can be re-entered.
+    from accelerate.utils import get_mixed_precision_context_manager
+
+    autocast = get_mixed_precision_context_manager(accelerator.native_amp, accelerator.autocast_handler)
     losses: list[float] = []
     step = start_step
     last_sampled = last_checkpointed = start_step if resume_from else -1
@@ -369,7 +374,7 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
         sigmas = sigmas.to(accelerator.device)
         s4 = sigmas.view(-1, 1, 1, 1).to(dtype)
         noisy = (1 - s4) * x0 + s4 * noise
-        with accelerator.autocast():
+        with autocast:
             pred = family.predict(transformer, noisy, sigmas.to(dtype), inputs, prompt)
         loss = F.mse_loss(pred.float(), (noise - x0).float())
         if fault and fault[1] == step:
