@@ -349,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--pairs", type=int, default=7, help="alternating pairs (bare/ours, ours/bare, …)")
     parser.add_argument("--extras", action="store_true", help="also time the bare loop without each of our extras")
+    parser.add_argument("--extras-pairs", type=int, default=3,
+                        help="alternating pairs per extra for --extras (0: only the per-call timings)")
     parser.add_argument("--profile", choices=["cprofile", "torch"], help="profile steps 11…N of one run of each side")
     parser.add_argument("--workdir", help="keep the models, data and runs here (default: a temp folder)")
     args = parser.parse_args(argv)
@@ -400,8 +402,8 @@ def main(argv: list[str] | None = None) -> int:
             "final-layer proj_out LoRA": lambda w: bare_loop(config, w, final_layer=False),
         }
         print("\nwhat each extra costs the bare loop (like-for-like bare vs bare without it, alternating pairs):")
-        for extra, without in variants.items():
-            r, _ = alternate({"with": lambda w: bare_loop(config, w), "without": without}, args.pairs, steps)
+        for extra, without in variants.items() if args.extras_pairs else ():
+            r, _ = alternate({"with": lambda w: bare_loop(config, w), "without": without}, args.extras_pairs, steps)
             cost = [w / o - 1 for w, o in zip(r["without"], r["with"])]
             print(f"{extra}: step time +{100 * statistics.median(cost):.2f} % median "
                   f"(per pair: {', '.join(f'{100 * c:+.2f}' for c in cost)} %)")
