@@ -81,6 +81,7 @@ def run_one(config: dict, resolution: int, options, steps: int, device, dtype, r
 
     from lorastudio import estimate as E
     from lorastudio.training import memory
+    from lorastudio.training import optimizer as optimizer_module
     from lorastudio.training.families.kontext import KontextFamily
     from lorastudio.training.lora import add_lora
 
@@ -99,7 +100,7 @@ def run_one(config: dict, resolution: int, options, steps: int, device, dtype, r
     offload = memory.place_transformer(model, device, t)
     model.train()
     warnings: list[str] = []
-    optimizer = memory.make_optimizer(params, t, warnings.append)
+    optimizer = optimizer_module.make_optimizer(params, t, warnings.append)
     family = KontextFamily(Path("."), device, dtype)
 
     latent = resolution // 8
@@ -135,7 +136,7 @@ def run_one(config: dict, resolution: int, options, steps: int, device, dtype, r
             times.append(time.perf_counter() - t0)
     peak = torch.cuda.max_memory_allocated() / E.GIB if cuda else float("nan")
     reserved = torch.cuda.max_memory_reserved() / E.GIB if cuda else float("nan")
-    used = memory.optimizer_name(optimizer)
+    used = optimizer_module.optimizer_name(optimizer)
     if offload is not None:
         offload.remove()
     del model, params, optimizer, offload

@@ -25,7 +25,13 @@ from lorastudio import protocol
 
 
 class EventSink:
-    """Receives events; subclasses decide how to show them. Thread-safe."""
+    """Receives events; subclasses decide how to show them. Thread-safe.
+
+    ``error`` is the last event of a failed run (the protocol's promise), so the sink ends
+    with it: whatever is emitted afterwards is dropped. In a multi-process run rank 0's error
+    is emitted by a watcher thread while the training thread may still be finishing a step or
+    a save in the moment before the process exits; its events must not follow the error.
+    """
 
     #: Keep every event in ``history`` (in-process callers and tests read it; the stream
     #: sinks do not, so a 100,000-step run does not hold 100,000 dicts).
@@ -34,10 +40,14 @@ class EventSink:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.history: list[dict[str, Any]] = []
+        self.ended = False  # an ``error`` event went out: nothing more is written
 
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
         ev = protocol.make_event(event, **fields)
         with self._lock:
+            if self.ended:
+                return ev
+            self.ended = event == protocol.ERROR
             if self.keep_history:
                 self.history.append(ev)
             self._write(ev)

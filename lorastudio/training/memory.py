@@ -1,11 +1,12 @@
-"""Memory savers for the transformer: quantized base weights, block offload, 8-bit AdamW.
+"""Memory savers for the transformer: quantized base weights, block offload, checkpointing.
 
-The trainer calls three functions, in this order::
+The trainer calls, in this order::
 
     transformer = load_transformer(family, t)      # quantized blocks when t.quantization
     params = add_lora(transformer, ...)            # peft puts LoRA layers on the (quantized) linears
     place_transformer(transformer, device, t)      # on the GPU, or streamed block by block
-    optimizer = make_optimizer(params, t, warn)    # AdamW or bitsandbytes' AdamW8bit
+
+(the optimizer, bitsandbytes' AdamW8bit among them, is built in ``optimizer.py``).
 
 Why bitsandbytes (and not torchao or optimum-quanto):
 
@@ -227,51 +228,3 @@ def enable_gradient_checkpointing(transformer: torch.nn.Module) -> None:
     if not getattr(model, "_supports_gradient_checkpointing", False):
         raise RuntimeError(f"{type(model).__name__} does not support gradient checkpointing")
     model.enable_gradient_checkpointing()
-
-
-# -- optimizer -----------------------------------------------------------------------------------
-
-def make_optimizer(params: list[torch.nn.Parameter], train_config,
-                   warn: Callable[[str], None]) -> torch.optim.Optimizer:
-    """AdamW (weight decay 1e-2, as before) or bitsandbytes' AdamW8bit with the same settings.
-
-    Where bitsandbytes is missing or cannot run on this device, falls back to AdamW and says
-    so through ``warn`` (a status event), instead of failing the run.
-    """
-    kwargs = dict(lr=train_config.learning_rate, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
-    if train_config.optimizer == "adamw8bit":
-        try:
-            import bitsandbytes as bnb
-
-            optimizer = bnb.optim.AdamW8bit(params, **kwargs)
-            _probe(optimizer, params)
-            return optimizer
-        except Exception as exc:  # ImportError, or no backend for this device
-            warn(f"8-bit AdamW is not available here ({type(exc).__name__}: {str(exc)[:160]}); "
-                 "using the standard AdamW (more memory for the optimizer states, same training)")
-    return torch.optim.AdamW(params, **kwargs)
-
-
-def _probe(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> None:
-    """Run one step with zero learning rate and zero gradients, so a backend that cannot run
-    on this device fails now (and falls back) rather than at step 1; then reset the state."""
-    saved = [g["lr"] for g in optimizer.param_groups]
-    for g in optimizer.param_groups:
-        g["lr"] = 0.0
-    grads = [p.grad for p in params]
-    values = [p.detach().clone() for p in params]
-    try:
-        for p in params:
-            p.grad = torch.zeros_like(p)
-        optimizer.step()
-    finally:
-        for p, g, v in zip(params, grads, values):
-            p.grad = g
-            p.data.copy_(v)  # weight decay × lr 0 changes nothing, but be exact
-        for g, lr in zip(optimizer.param_groups, saved):
-            g["lr"] = lr
-        optimizer.state.clear()
-
-
-def optimizer_name(optimizer: torch.optim.Optimizer) -> str:
-    return "adamw8bit" if type(optimizer).__module__.startswith("bitsandbytes") else "adamw"

@@ -6,7 +6,10 @@
 
 Everything model-specific (how latents become tokens, position ids, how inputs join the
 sequence) is behind the family interface (``families/base.py``); this file only moves
-cached tensors, draws noise, and steps the optimizer.
+cached tensors, draws noise, and steps the optimizer. Around it: ``plan.py`` (what a run
+will do, the dry-run text, how an exception becomes an ``error`` event), ``batches.py``
+(which sets make a step's batch, and its noise), ``distributed.py`` (the per-step
+all-reduce), ``optimizer.py`` and ``memory.py`` (AdamW; quantization, offload, checkpointing).
 
 Flow matching (rectified flow, as FLUX and Qwen-Image are trained)::
 
@@ -19,8 +22,8 @@ Flow matching (rectified flow, as FLUX and Qwen-Image are trained)::
     loss   = MSE(family.predict(noisy, σ, inputs, prompt), target)
 
 Determinism: data order and noise are pure functions of ``(seed, step)`` (and the process
-rank), not of a generator's running state, so a run resumed from a checkpoint draws exactly
-what an uninterrupted run would have drawn: on the CPU the final LoRA is bit-identical.
+rank; ``batches.py``), so a run resumed from a checkpoint draws exactly what an uninterrupted
+run would have drawn: on the CPU the final LoRA is bit-identical.
 
 Multi-process (``accelerate launch -m lorastudio train CONFIG``): every rank trains on its own
 batch (global batch index ``(step-1)·world + rank``); gradients, the loss and the stop flag
@@ -31,7 +34,6 @@ from __future__ import annotations
 
 import gc
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,37 +43,21 @@ import torch
 import torch.nn.functional as F
 
 from lorastudio import __version__
-from lorastudio.config import Config, ConfigError
-from lorastudio.dataset import Dataset, ImageSet, Severity, load_image, scan_dataset
+from lorastudio.config import Config
+from lorastudio.dataset import load_image
+from lorastudio.fileio import writing
 from lorastudio.training import checkpoint as ckpt
 from lorastudio.training import memory
+from lorastudio.training.batches import Batches, BatchOrder, noise_and_sigmas
 from lorastudio.training.buckets import resize_to
 from lorastudio.training.cache import CachedSet, TrainingCache
+from lorastudio.training.distributed import reduce_step
 from lorastudio.training.events import EventSink
-from lorastudio.training.families.base import EncodedPrompt
 from lorastudio.training.lora import (add_lora, export_metadata, export_state_dict, load_peft_state_dict,
                                       peft_state_dict, save_lora_file)
+from lorastudio.training.optimizer import make_optimizer
+from lorastudio.training.plan import Plan, TrainingError, make_plan
 from lorastudio.training.stop import StopSignal
-
-
-class TrainingError(Exception):
-    """Ends a run with an ``error`` event of ``kind`` (see protocol.ERROR_KINDS)."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-
-
-@dataclass
-class Plan:
-    """What a run will do, known before any model loads (``train --dry-run`` prints it)."""
-
-    config: Config
-    family_cls: type
-    dataset: Dataset
-    sets: list[ImageSet]
-    skipped: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -83,134 +69,6 @@ class Result:
     transformer: Any = None
     family: Any = None
     cached: list = field(default_factory=list)
-
-
-# -- test-only fault injection ------------------------------------------------------------
-
-#: TEST ONLY. ``LORASTUDIO_FAULT="nan@3"`` makes step 3's loss NaN, ``"raise@3"`` raises a
-#: RuntimeError at step 3, ``"oom@3"`` raises torch.OutOfMemoryError at step 3. Read here
-#: and nowhere else; never set it outside tests.
-FAULT_ENV = "LORASTUDIO_FAULT"
-
-
-def _fault() -> tuple[str, int] | None:
-    spec = os.environ.get(FAULT_ENV, "").strip()
-    if not spec:
-        return None
-    kind, _, step = spec.partition("@")
-    return kind, int(step or 1)
-
-
-# -- planning (no torch models) -----------------------------------------------------------
-
-def make_plan(config: Config) -> Plan:
-    """Detect the family and scan the dataset; raise TrainingError (config/data) if unusable."""
-    from lorastudio.training.families import FamilyModeError, ModelFolderError, check_dataset_mode, detect_family
-
-    try:
-        family_cls = detect_family(config.model.path, config.model.family)
-    except ModelFolderError as exc:
-        raise TrainingError("config", f"model.path: {exc}") from None
-    dataset = scan_dataset(config.dataset.path)
-    global_errors = [p for p in dataset.problems if p.severity is Severity.ERROR and p.set_name is None]
-    if global_errors:
-        raise TrainingError("data", f"dataset {config.dataset.path}: {global_errors[0].message}")
-    sets = dataset.trainable_sets()
-    skipped = [s.name for s in dataset.sets if s not in sets]
-    if not sets:
-        first = next((p.message for p in dataset.problems if p.severity is Severity.ERROR), "no image sets found")
-        raise TrainingError("data", f"dataset {config.dataset.path}: nothing to train ({first})")
-    try:  # before any model loads: the message names the model folders that would fit
-        check_dataset_mode(family_cls, dataset.mode)
-    except FamilyModeError as exc:
-        raise TrainingError("data", f"dataset {config.dataset.path}: {exc}") from None
-    limit = family_cls.max_inputs
-    if limit is not None:
-        too_many = [s.name for s in sets if len(s.inputs) > limit]
-        if too_many:
-            raise TrainingError("data", f"{family_cls.display_name} takes at most {limit} input image(s) per set; "
-                                        f"{len(too_many)} set(s) have more: {', '.join(too_many[:5])}")
-    return Plan(config=config, family_cls=family_cls, dataset=dataset, sets=sets, skipped=skipped)
-
-
-# -- data order and noise: pure functions of (seed, step) ---------------------------------
-
-def _mix(*values: int) -> int:
-    h = 0x9E3779B97F4A7C15
-    for v in values:
-        h = (h ^ (int(v) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
-        h ^= h >> 31
-    return h & 0x7FFFFFFFFFFFFFFF
-
-
-class BatchOrder:
-    """Which sets make up the batch of a step: each epoch a seeded shuffle of same-shape batches."""
-
-    def __init__(self, cached: list[CachedSet], batch_size: int, seed: int) -> None:
-        groups: dict[tuple, list[int]] = {}
-        for i, s in enumerate(cached):
-            groups.setdefault((s.bucket, tuple(s.input_sizes)), []).append(i)
-        self.groups = [groups[k] for k in sorted(groups)]
-        self.batch_size = batch_size
-        self.seed = seed
-        self._epochs: dict[int, list[list[int]]] = {}
-        self.per_epoch = sum(math.ceil(len(g) / batch_size) for g in self.groups)
-
-    def _epoch(self, epoch: int) -> list[list[int]]:
-        if epoch not in self._epochs:
-            g = torch.Generator().manual_seed(_mix(self.seed, epoch, 0xDA7A))
-            batches = []
-            for idxs in self.groups:
-                perm = [idxs[i] for i in torch.randperm(len(idxs), generator=g).tolist()]
-                batches += [perm[i:i + self.batch_size] for i in range(0, len(perm), self.batch_size)]
-            order = torch.randperm(len(batches), generator=g).tolist()
-            self._epochs = {epoch: [batches[i] for i in order]}  # keep one epoch in memory
-        return self._epochs[epoch]
-
-    def batch(self, step: int, rank: int = 0, world: int = 1) -> list[int]:
-        index = (step - 1) * world + rank
-        return self._epoch(index // self.per_epoch)[index % self.per_epoch]
-
-
-def collate(family, items: list[CachedSet], device: torch.device, dtype: torch.dtype):
-    """Stack a batch: target (B,C,h,w), inputs [(B,C,h_i,w_i)…], prompt tensors (B,…).
-
-    Cached prompt tensors have no batch dimension; the family batches them
-    (``ModelFamily.collate_prompts``: Qwen pads and masks prompts of different lengths).
-    """
-    target = torch.stack([s.target for s in items]).to(device, dtype)
-    inputs = [torch.stack([s.inputs[j] for s in items]).to(device, dtype) for j in range(len(items[0].inputs))]
-    batched = family.collate_prompts([EncodedPrompt(s.prompt) for s in items])
-    prompt = {k: (t.to(device, dtype) if t.is_floating_point() else t.to(device)) for k, t in batched.items()}
-    return target, inputs, prompt
-
-
-class Batches:
-    """Collated batches; with batch size 1 each set is collated once (on the CPU) and reused."""
-
-    def __init__(self, family, cached: list[CachedSet], dtype: torch.dtype, memo: bool) -> None:
-        self.family, self.cached, self.dtype, self.memo = family, cached, dtype, memo
-        self._done: dict[tuple[int, ...], tuple] = {}
-
-    def get(self, indices: list[int], device: torch.device):
-        key = tuple(indices)
-        batch = self._done.get(key)
-        if batch is None:
-            batch = collate(self.family, [self.cached[i] for i in key], torch.device("cpu"), self.dtype)
-            if self.memo:
-                self._done[key] = batch
-        x0, inputs, prompt = batch
-        if device.type == "cpu":
-            return x0, inputs, prompt
-        return (x0.to(device, non_blocking=True), [i.to(device, non_blocking=True) for i in inputs],
-                {k: v.to(device, non_blocking=True) for k, v in prompt.items()})
-
-
-def noise_and_sigmas(shape: tuple[int, ...], seed: int, step: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(_mix(seed, step, rank, 0x5EED))
-    noise = torch.randn(shape, generator=g)
-    sigmas = torch.sigmoid(torch.randn(shape[0], generator=g))  # logit-normal(0, 1)
-    return noise, sigmas
 
 
 # -- the run ------------------------------------------------------------------------------
@@ -234,7 +92,6 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
     """Train a LoRA as ``config`` says, emitting events on ``sink``. Raises TrainingError."""
     stop = stop or StopSignal()
     t = config.train
-    fault = _fault()
 
     # 1. config, family, dataset: everything that can be wrong before a model loads.
     plan = plan or make_plan(config)
@@ -306,7 +163,7 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
     params = add_lora(transformer, t.rank, alpha, family.lora_target_modules)
     memory.place_transformer(transformer, accelerator.device, t)  # + checkpointing, block offload
     transformer.train()
-    optimizer = memory.make_optimizer(params, t, lambda message: emit("status", phase="loading", message=message))
+    optimizer = make_optimizer(params, t, lambda message: emit("status", phase="loading", message=message))
     from diffusers.optimization import get_scheduler
 
     scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=t.warmup_steps,
@@ -331,9 +188,10 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
 
     def save_checkpoint(step: int) -> None:
         emit("status", phase="saving", message=f"checkpoint at step {step}")
-        path = ckpt.save_checkpoint(run_dir, step, peft_state_dict(transformer), optimizer, scheduler,
-                                    checkpoint_info)
-        emit("checkpoint", step=step, path=str(path))
+        with writing():  # the save and its event are one: an error reported meanwhile waits for both
+            path = ckpt.save_checkpoint(run_dir, step, peft_state_dict(transformer), optimizer, scheduler,
+                                        checkpoint_info)
+            emit("checkpoint", step=step, path=str(path))
 
     def make_samples(step: int) -> None:
         emit("status", phase="sampling", message=f"previews at step {step}")
@@ -351,6 +209,11 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
 
     # 4. the loop.
     emit("status", phase="training", message=f"training {t.steps - start_step} steps")
+    # ``accelerator.autocast()`` builds its context anew on every call (~30 µs); the one it
+    # builds (torch.autocast, or a null context without mixed precision) can be re-entered.
+    from accelerate.utils import get_mixed_precision_context_manager
+
+    autocast = get_mixed_precision_context_manager(accelerator.native_amp, accelerator.autocast_handler)
     losses: list[float] = []
     step = start_step
     last_sampled = last_checkpointed = start_step if resume_from else -1
@@ -359,45 +222,53 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
     stopped = False
     agreed_stop = False  # multi-process: decided by all ranks together in _reduce
     while step < t.steps:
+        # stop between steps: the GUI's stop, Ctrl+C, or (multi-process) any rank's, agreed in the all-reduce
         if (stop.is_set() if world == 1 else agreed_stop):
             stopped = True
             break
         step += 1
+
+        # the batch and its noise: pure functions of (seed, step, rank)
         x0, inputs, prompt = batches.get(order.batch(step, rank, world), accelerator.device)
         noise, sigmas = noise_and_sigmas(tuple(x0.shape), t.seed, step, rank)
         noise = noise.to(accelerator.device, dtype)
         sigmas = sigmas.to(accelerator.device)
+
+        # forward: noise the target to σ, predict the velocity, flow-matching MSE
         s4 = sigmas.view(-1, 1, 1, 1).to(dtype)
         noisy = (1 - s4) * x0 + s4 * noise
-        with accelerator.autocast():
+        with autocast:
             pred = family.predict(transformer, noisy, sigmas.to(dtype), inputs, prompt)
         loss = F.mse_loss(pred.float(), (noise - x0).float())
-        if fault and fault[1] == step:
-            if fault[0] == "nan":
-                loss = loss * float("nan")
-            elif fault[0] == "raise":
-                raise RuntimeError(f"test fault injected at step {step} ({FAULT_ENV})")
-            elif fault[0] == "oom":
-                raise torch.OutOfMemoryError(f"CUDA out of memory (test fault injected at step {step})")
+
+        # backward; with several processes, average gradients, loss and the stop flag
         loss.backward()
         loss_value = None
         if world > 1:
-            loss_value, agreed_stop = _reduce(accelerator, params, loss, stop)
+            loss_value, agreed_stop = reduce_step(accelerator, params, loss, stop)
         if t.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+
+        # a non-finite loss ends the run before the optimizer can spread it into the weights
         loss_value = loss.item() if loss_value is None else loss_value  # the one sync per step
         if not math.isfinite(loss_value):
             raise TrainingError("nan", f"the loss became {loss_value} at step {step}; training stopped. "
                                        "Try a lower learning rate (the guide's range is 1e-4 … 5e-4). "
                                        "The last good checkpoint is kept.")
+
+        # step the optimizer and the learning-rate schedule
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+
+        # report progress (the rate leaves out the time spent on previews and checkpoints)
         losses.append(loss_value)
         elapsed = time.perf_counter() - t0 - paused
         rate = (step - start_step) / elapsed if elapsed > 0 else 0.0
         emit("progress", step=step, total=t.steps, loss=loss_value, lr=scheduler.get_last_lr()[0],
              rate=rate, eta=(t.steps - step) / rate if rate > 0 else None)
+
+        # previews and checkpoints every so many steps (rank 0 only; the last step's come after the loop)
         p0 = time.perf_counter()
         if main and t.sample_every and step % t.sample_every == 0 and step < t.steps:
             make_samples(step)
@@ -426,27 +297,6 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
                   cached=cached if keep_model else [])
 
 
-def _reduce(accelerator, params: list[torch.nn.Parameter], loss: torch.Tensor,
-            stop: StopSignal) -> tuple[float, bool]:
-    """One all-reduce per step: mean gradients, mean loss, and whether any rank wants to stop."""
-    import torch.distributed as dist
-
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    extra = torch.stack([loss.detach().float(), torch.tensor(1.0 if stop.is_set() else 0.0, device=loss.device)])
-    flat = torch.cat([g.reshape(-1).float() for g in grads] + [extra])
-    dist.all_reduce(flat)
-    flat /= accelerator.num_processes
-    offset = 0
-    for p, g in zip(params, grads):
-        n = g.numel()
-        p.grad = flat[offset:offset + n].view_as(g).to(g.dtype)
-        offset += n
-    loss_mean, stop_any = flat[offset].item(), flat[offset + 1].item()
-    if stop_any > 0:
-        stop.request(stop.reason or "another process stopped")
-    return loss_mean, stop_any > 0
-
-
 def _save_png(image, path: Path) -> None:
     import io
 
@@ -457,74 +307,3 @@ def _save_png(image, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def classify(exc: BaseException) -> tuple[str, str]:
-    """(kind, message) of an exception for the ``error`` event."""
-    if isinstance(exc, TrainingError):
-        return exc.kind, exc.message
-    if isinstance(exc, ConfigError):
-        return "config", str(exc)
-    from lorastudio.dataset import ImageError
-
-    if isinstance(exc, ImageError):
-        return "data", str(exc)
-    try:
-        from lorastudio.training.families import ModelFolderError
-
-        if isinstance(exc, ModelFolderError):
-            return "config", f"model.path: {exc}"
-    except ImportError:  # pragma: no cover
-        pass
-    text = str(exc)
-    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text.lower():
-        return "oom", ("out of GPU memory: " + text.splitlines()[0] if text else "out of GPU memory") + \
-            " — try train.gradient_checkpointing = true, train.quantization = \"int8\" (or \"int4\"), " \
-            "a lower train.resolution or rank; `lorastudio train CONFIG --dry-run` estimates the memory"
-    return "crash", f"{type(exc).__name__}: {text}"
-
-
-def describe_plan(plan: Plan) -> list[str]:
-    """Readable lines for ``train --dry-run``: family, sets, buckets, steps (no model loaded)."""
-    from lorastudio.training.buckets import bucket_size
-    from lorastudio.dataset import image_size
-
-    c = plan.config
-    fam = plan.family_cls
-    lines = [f"family:     {fam.display_name} ({fam.name})",
-             f"model:      {c.model.path}",
-             f"dataset:    {c.dataset.path} ({plan.dataset.mode.value}, {len(plan.sets)} sets to train"
-             + (f", {len(plan.skipped)} skipped for errors" if plan.skipped else "") + ")",
-             f"steps:      {c.train.steps} (batch {c.train.batch_size}, learning rate {c.train.learning_rate:g}, "
-             f"rank {c.train.rank}, alpha {c.train.alpha or c.train.rank:g})",
-             f"resolution: {c.train.resolution} (area {c.train.resolution}² per target)",
-             f"output:     {c.output.lora_path} ({c.output.format} format)",
-             f"run folder: {c.output.run_dir}"]
-    buckets: dict[tuple[int, int], int] = {}
-    for s in plan.sets:
-        assert s.target is not None
-        w, h = s.image_sizes.get(s.target) or image_size(s.target)
-        b = bucket_size(w, h, c.train.resolution, fam.size_multiple)
-        buckets[b] = buckets.get(b, 0) + 1
-    lines.append("buckets:    " + ", ".join(f"{w}x{h}: {n}" for (w, h), n in sorted(buckets.items())))
-    lines += describe_estimate(plan)
-    return lines
-
-
-def describe_estimate(plan: Plan) -> list[str]:
-    """The memory/time estimate for the plan (``lorastudio.estimate``), and whether it fits
-    this machine's GPU when there is one. The sequence counts the most inputs any set has."""
-    from lorastudio.estimate import EstimateError, estimate_for_config
-
-    inputs = max((len(s.inputs) for s in plan.sets), default=0)
-    try:
-        est = estimate_for_config(plan.config, num_inputs=inputs)
-    except EstimateError as exc:
-        return [f"estimate:   not available ({exc})"]
-    lines = est.lines(plan.config.train.steps)
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        total = props.total_memory / 1024 ** 3
-        verdict = "fits" if est.total_gb <= total else "does NOT fit: choose a smaller 'Fit to my GPU' preset"
-        lines.append(f"this GPU:   {props.name}, {total:.1f} GB: {verdict}")
-    else:
-        lines.append("this GPU:   none found (training would run on the CPU, very slowly)")
-    return lines

@@ -36,6 +36,9 @@ from lorastudio.training.terminal import TerminalSink, quiet_library_bars
 ORPHAN_GRACE = 600.0
 #: Seconds a process that must end at once still gives a save in progress to complete.
 SAVE_GRACE = 60.0
+#: The same after the launcher's SIGTERM: torchrun sends SIGKILL 30 s later, and the error
+#: event must be out by then.
+SIGTERM_SAVE_GRACE = 20.0
 
 
 def _rank() -> int:
@@ -97,13 +100,22 @@ class RankErrors:
                 continue
         return None
 
-    def report(self, sink: EventSink, kind: str, message: str, log: str, wait: float = 0.0) -> bool:
-        """Emit the run's one error event (another rank's, if one failed). False if already done."""
+    def report(self, sink: EventSink, kind: str, message: str, log: str, wait: float = 0.0,
+               save_grace: float = SAVE_GRACE) -> bool:
+        """Emit the run's one error event (another rank's, if one failed). False if already done.
+
+        ``error`` is the last event, but rank 0's training thread may be writing a checkpoint
+        when a watcher thread reports another rank's failure. That save (with its
+        ``checkpoint`` event: the trainer holds ``fileio.writing()`` over both) first gets up to
+        ``save_grace`` seconds to complete, so the GUI hears of every checkpoint it can resume
+        from; then the error goes out and the sink takes no more events.
+        """
         deadline = time.monotonic() + wait
         other = self.find()
         while other is None and time.monotonic() < deadline:
             time.sleep(0.1)
             other = self.find()
+        wait_for_writes(save_grace)
         with self._lock:
             if self._reported:
                 return False
@@ -126,8 +138,9 @@ class RankErrors:
 
         def run() -> None:
             signal.sigwait({signal.SIGTERM})
-            self.report(sink, "crash", "the run was terminated (SIGTERM) by its launcher", log, wait=1.0)
-            wait_for_writes(SAVE_GRACE)  # a checkpoint being written completes first
+            self.report(sink, "crash", "the run was terminated (SIGTERM) by its launcher", log, wait=1.0,
+                        save_grace=SIGTERM_SAVE_GRACE)
+            wait_for_writes(SAVE_GRACE)  # a save started meanwhile completes (until the SIGKILL)
             os._exit(143)
 
         threading.Thread(target=run, name="lorastudio-sigterm", daemon=True).start()
@@ -139,7 +152,7 @@ class RankErrors:
                 time.sleep(interval)
                 if self.find() is not None:
                     if self.report(sink, "crash", "", log):
-                        wait_for_writes(SAVE_GRACE)  # a checkpoint being written completes first
+                        wait_for_writes(SAVE_GRACE)  # a save started meanwhile completes too
                         os._exit(1)
                     return
 
@@ -189,7 +202,7 @@ def run(config_path: Path, *, jsonl: bool, resume: bool, stop_on_eof: bool) -> i
         rank_errors.report(sink, "crash", "interrupted (a second Ctrl+C)", str(log_path))
         return 130
     except BaseException as exc:  # every failure becomes one error event
-        from lorastudio.training.trainer import classify
+        from lorastudio.training.plan import classify
 
         _log_traceback(log_path)
         kind, message = classify(exc)
@@ -248,7 +261,7 @@ def _log_traceback(log_path: Path) -> None:
 
 
 def dry_run_command(config_path: Path) -> int:
-    from lorastudio.training.trainer import TrainingError, describe_plan, make_plan
+    from lorastudio.training.plan import TrainingError, describe_plan, make_plan
 
     try:
         config = load_config(config_path)

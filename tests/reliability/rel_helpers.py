@@ -37,17 +37,15 @@ def write_config(demo: Path, out_dir: Path, dataset: Path | None = None, model: 
     return path
 
 
-def worker_env(tmp: Path, inject: str = "", fault: str = "", **extra: str) -> dict[str, str]:
+def worker_env(tmp: Path, inject: str = "", **extra: str) -> dict[str, str]:
     """The environment for a worker process: offline, the injector on PYTHONPATH when asked."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LORASTUDIO_FAULT", "LORASTUDIO_INJECT"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LORASTUDIO_INJECT")}
     env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
     if inject:
         env["PYTHONPATH"] = os.pathsep.join([str(INJECT_DIR), str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         env["LORASTUDIO_INJECT"] = inject
         env["LORASTUDIO_INJECT_MARK"] = str(tmp / "inject.mark")
         env["LORASTUDIO_INJECT_LOG"] = str(tmp / "inject.log")
-    if fault:
-        env["LORASTUDIO_FAULT"] = fault
     env.update(extra)
     return env
 

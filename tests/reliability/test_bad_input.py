@@ -201,7 +201,8 @@ def test_odd_images_names_and_encodings_train_and_sample(demo, tmp_path):
 def test_bit_rot_found_only_by_decoding_stops_training_naming_the_file(demo, tmp_path):
     from lorastudio.config import load_config
     from lorastudio.training.events import NullSink
-    from lorastudio.training.trainer import TrainingError, classify, train
+    from lorastudio.training.plan import classify
+    from lorastudio.training.trainer import train
 
     ds = tmp_path / "ds"
     ds.mkdir()

@@ -36,14 +36,13 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_rank1_exception_ends_the_run_with_its_own_message(case, demo, tmp_path):
+def _launch_two_ranks(demo, tmp_path, inject: str):
+    """Train the demo (6 steps, a checkpoint every step) with two CPU processes under
+    ``accelerate launch``, faults injected; return (process, events, elapsed seconds, config)."""
     from lorastudio import protocol
-    from lorastudio.config import load_config
-    from lorastudio.training import checkpoint as ckpt
 
     cfg = write_config(demo, tmp_path, steps=6, checkpoint_every=1)
-    env = worker_env(tmp_path, inject=CASES[case], CUDA_VISIBLE_DEVICES="")
+    env = worker_env(tmp_path, inject=inject, CUDA_VISIBLE_DEVICES="")
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "--main_process_port", str(_free_port()), "-m", "lorastudio", "train", str(cfg), "--jsonl"]
@@ -51,6 +50,15 @@ def test_rank1_exception_ends_the_run_with_its_own_message(case, demo, tmp_path)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, env=env)
     elapsed = time.monotonic() - t0
     events = [protocol.decode(line) for line in proc.stdout.splitlines() if line.strip()]
+    return proc, events, elapsed, cfg
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_rank1_exception_ends_the_run_with_its_own_message(case, demo, tmp_path):
+    from lorastudio.config import load_config
+    from lorastudio.training import checkpoint as ckpt
+
+    proc, events, elapsed, cfg = _launch_two_ranks(demo, tmp_path, CASES[case])
     errors = [e for e in events if e["event"] == "error"]
     print(f"\n{case}: multi-process run with a failing rank 1 ended after {elapsed:.1f} s: {errors}")
     assert proc.returncode != 0
@@ -61,4 +69,30 @@ def test_rank1_exception_ends_the_run_with_its_own_message(case, demo, tmp_path)
     run_dir = load_config(cfg).output.run_dir
     steps = [c.step for c in ckpt.list_checkpoints(run_dir)]
     assert steps == [1, 2], steps  # rank 1 failed in step 3: steps 1 and 2 were saved whole
+    assert_checkpoint_loadable(ckpt.latest_checkpoint(run_dir).path)
+
+
+def test_a_checkpoint_being_written_when_rank1_fails_is_announced_before_the_error(demo, tmp_path):
+    """The race of a loaded machine, forced: rank 0 is writing checkpoint 2 when rank 1 fails.
+
+    Rank 0's watcher thread reports rank 1's failure while rank 0's training thread is still
+    inside the save. Before the fix the error went out at once and the save's ``checkpoint``
+    event followed it (or was lost when the process exited), breaking "``error`` is the last
+    event". Here rank 0's write of checkpoint 2 pauses half way (after its LoRA tensors) until
+    rank 0 starts to end, and rank 1 raises only once rank 0 is paused there, so the failure
+    lands inside the save on every machine. The save must complete and be announced, then the
+    error, naming rank 1, ends the stream.
+    """
+    from lorastudio.config import load_config
+    from lorastudio.training import checkpoint as ckpt
+
+    proc, events, _elapsed, cfg = _launch_two_ranks(
+        demo, tmp_path, "pause-checkpoint@2#0,raise-family@3#1,after-mark#1")
+    kinds = [e["event"] for e in events]
+    assert proc.returncode != 0
+    assert kinds.count("error") == 1 and kinds[-1] == "error", events[-4:]
+    assert "process 1 of 2 failed" in events[-1]["message"] and "IndexError" in events[-1]["message"]
+    assert [e["step"] for e in events if e["event"] == "checkpoint"] == [1, 2], events[-4:]
+    run_dir = load_config(cfg).output.run_dir
+    assert [c.step for c in ckpt.list_checkpoints(run_dir)] == [1, 2]
     assert_checkpoint_loadable(ckpt.latest_checkpoint(run_dir).path)

@@ -27,16 +27,16 @@ from lorastudio.ui.runner import WorkerRunner
 
 from rel_helpers import RUN, TickMeter, assert_checkpoint_loadable, assert_same_tensors, worker_env, write_config
 
-#: (id, injector spec, LORASTUDIO_FAULT, killed by the test, last good checkpoint, words in the message, kind)
+#: (id, injector spec, killed by the test, last good checkpoint, words in the message, kind)
 CASES = [
-    ("sigkill-mid-step", "hang-step@5", "", True, 4, "SIGKILL", "crash"),
-    ("sigkill-mid-checkpoint-write", "hang-checkpoint@4", "", True, 2, "SIGKILL", "crash"),
-    ("sigkill-mid-lora-write", "hang-lora", "", True, 6, "SIGKILL", "crash"),
-    ("exception-in-family", "raise-family@3", "", False, 2, "IndexError: position ids out of range", "crash"),
-    ("cuda-oom", "", "oom@3", False, 2, "out of GPU memory", "oom"),
-    ("nan-loss", "", "nan@5", False, 4, "loss became nan", "nan"),
-    ("disk-full-checkpoint", "diskfull-checkpoint@4", "", False, 2, "disk is full", "crash"),
-    ("disk-full-lora", "diskfull-lora", "", False, 6, "disk is full", "crash"),
+    ("sigkill-mid-step", "hang-step@5", True, 4, "SIGKILL", "crash"),
+    ("sigkill-mid-checkpoint-write", "hang-checkpoint@4", True, 2, "SIGKILL", "crash"),
+    ("sigkill-mid-lora-write", "hang-lora", True, 6, "SIGKILL", "crash"),
+    ("exception-in-family", "raise-family@3", False, 2, "IndexError: position ids out of range", "crash"),
+    ("cuda-oom", "oom-family@3", False, 2, "out of GPU memory", "oom"),
+    ("nan-loss", "nan-family@5", False, 4, "loss became nan", "nan"),
+    ("disk-full-checkpoint", "diskfull-checkpoint@4", False, 2, "disk is full", "crash"),
+    ("disk-full-lora", "diskfull-lora", False, 6, "disk is full", "crash"),
 ]
 
 
@@ -58,7 +58,7 @@ def _collect(runner: WorkerRunner) -> dict[str, list]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_worker_fault_keeps_work_and_resume_matches(case, qtbot, demo, reference_lora, runners, tmp_path):
-    name, inject, fault, kill, good_step, words, kind = case
+    name, inject, kill, good_step, words, kind = case
     from lorastudio.config import load_config
     from lorastudio.training import checkpoint as ckpt
     from lorastudio.training.lora import read_lora_file
@@ -72,7 +72,7 @@ def test_worker_fault_keeps_work_and_resume_matches(case, qtbot, demo, reference
     got = _collect(runner)
     ticks = TickMeter()
     runner.start(protocol.worker_command_line(cfg_path), cwd=str(tmp_path),
-                 env=worker_env(tmp_path, inject=inject, fault=fault))
+                 env=worker_env(tmp_path, inject=inject))
     if kill:
         qtbot.waitUntil(lambda: mark.exists() or bool(got["failed"]), timeout=180_000)
         assert not got["failed"], got["failed"]

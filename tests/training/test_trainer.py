@@ -166,11 +166,27 @@ def test_resume_gives_the_same_lora_as_an_uninterrupted_run(demo_project, tmp_pa
     assert meta["lorastudio.steps"] == "6"
 
 
+def _fault_at(monkeypatch, step: int, fault) -> None:
+    """The family's ``step``-th prediction goes through ``fault(prediction)`` (one step, one
+    prediction here: no gradient checkpointing); the others are untouched."""
+    from lorastudio.training.families.kontext import KontextFamily
+
+    real, calls = KontextFamily.predict, [0]
+
+    def predict(self, *args, **kwargs):
+        calls[0] += 1
+        pred = real(self, *args, **kwargs)
+        return fault(pred) if calls[0] == step else pred
+
+    monkeypatch.setattr(KontextFamily, "predict", predict)
+
+
 def test_nan_loss_stops_without_checkpointing_the_bad_state(demo_project, tmp_path, monkeypatch):
     cfg = make_config(demo_project, tmp_path, steps=6, checkpoint_every=2, sample_sets=0)
-    monkeypatch.setenv("LORASTUDIO_FAULT", "nan@3")
-    with pytest.raises(TrainingError) as info:
-        _run(cfg)
+    with monkeypatch.context() as patch:
+        _fault_at(patch, 3, lambda pred: pred * float("nan"))
+        with pytest.raises(TrainingError) as info:
+            _run(cfg)
     assert info.value.kind == "nan" and "step 3" in info.value.message
     config = load_config(cfg)
     assert [c.step for c in ckpt.list_checkpoints(config.output.run_dir)] == [2]
@@ -181,7 +197,6 @@ def test_nan_loss_stops_without_checkpointing_the_bad_state(demo_project, tmp_pa
     assert not config.output.lora_path.exists()
 
     # resuming that checkpoint with another rank is refused up front, naming the key
-    monkeypatch.delenv("LORASTUDIO_FAULT")
     changed = make_config(demo_project, tmp_path, steps=6, checkpoint_every=2, sample_sets=0, rank=8)
     with pytest.raises(TrainingError) as info:
         _run(changed, resume=True)
@@ -189,18 +204,21 @@ def test_nan_loss_stops_without_checkpointing_the_bad_state(demo_project, tmp_pa
 
 
 def test_oom_and_crash_faults_are_classified(demo_project, tmp_path, monkeypatch):
-    from lorastudio.training.trainer import classify
+    from lorastudio.training.plan import classify
 
     cfg = make_config(demo_project, tmp_path, steps=3, sample_sets=0)
-    monkeypatch.setenv("LORASTUDIO_FAULT", "oom@2")
-    with pytest.raises(torch.OutOfMemoryError) as info:
-        _run(cfg)
+
+    def out_of_memory(_pred):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    with monkeypatch.context() as patch:
+        _fault_at(patch, 2, out_of_memory)
+        with pytest.raises(torch.OutOfMemoryError) as info:
+            _run(cfg)
     assert classify(info.value)[0] == "oom"
 
-    # an exception inside the family's own code (not the fault hook) is a crash, named
+    # an exception inside the family's own code is a crash, named
     from lorastudio.training.families.kontext import KontextFamily
-
-    monkeypatch.delenv("LORASTUDIO_FAULT")
 
     def broken_predict(self, *args, **kwargs):
         raise IndexError("position ids out of range")

@@ -50,7 +50,7 @@ def make_config(project: Path, out_dir: Path, model: Path | None = None, dataset
 
 def cli_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **extra}
-    env.pop("LORASTUDIO_FAULT", None)
+    env.pop("LORASTUDIO_INJECT", None)
     env.update(extra)
     return env
 
@@ -77,7 +77,7 @@ def predict_first_set(result, transformer):
     timestep: what a LoRA changes, compared across models and loaders."""
     import torch
 
-    from lorastudio.training.trainer import collate, noise_and_sigmas
+    from lorastudio.training.batches import collate, noise_and_sigmas
 
     x0, inputs, prompt = collate(result.family, [result.cached[0]], torch.device("cpu"), torch.float32)
     noise, sigmas = noise_and_sigmas(tuple(x0.shape), 0, 1, 0)

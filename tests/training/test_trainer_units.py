@@ -16,7 +16,8 @@ import torch
 from lorastudio import protocol
 from lorastudio.training import checkpoint as ckpt
 from lorastudio.training.stop import StopSignal
-from lorastudio.training.trainer import BatchOrder, TrainingError, classify, noise_and_sigmas
+from lorastudio.training.batches import BatchOrder, noise_and_sigmas
+from lorastudio.training.plan import TrainingError, classify
 
 
 class _Set:

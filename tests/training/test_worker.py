@@ -4,6 +4,7 @@ by end of stdin (worker only) and by SIGINT; error kinds and exit codes."""
 
 from __future__ import annotations
 
+import os
 import queue
 import signal
 import socket
@@ -134,10 +135,15 @@ def test_bad_model_folder_is_a_config_error(demo_project, tmp_path):
     assert "model.path" in events[-1]["message"]
 
 
-@pytest.mark.parametrize("fault,kind", [("raise@2", "crash"), ("nan@2", "nan")])
+#: The reliability tests' fault injector (a ``sitecustomize`` wrapping the family's predict).
+INJECTOR = Path(__file__).resolve().parents[1] / "reliability" / "inject"
+
+
+@pytest.mark.parametrize("fault,kind", [("raise-family@2", "crash"), ("nan-family@2", "nan")])
 def test_faults_end_with_an_error_event(fault, kind, demo_project, tmp_path):
     cfg = make_config(demo_project, tmp_path, steps=4, sample_sets=0)
-    proc = run_cli("train", str(cfg), "--jsonl", LORASTUDIO_FAULT=fault)
+    pythonpath = os.pathsep.join([str(INJECTOR), str(INJECTOR.parents[2]), os.environ.get("PYTHONPATH", "")])
+    proc = run_cli("train", str(cfg), "--jsonl", LORASTUDIO_INJECT=fault, PYTHONPATH=pythonpath.rstrip(os.pathsep))
     assert proc.returncode == 1
     events = events_of(proc.stdout)
     error = events[-1]
@@ -146,7 +152,7 @@ def test_faults_end_with_an_error_event(fault, kind, demo_project, tmp_path):
     log = Path(error["log"])
     assert log.is_file()
     if kind == "crash":
-        assert "test fault injected" in error["message"] and "Traceback" in log.read_text()
+        assert "injected inside the family" in error["message"] and "Traceback" in log.read_text()
 
 
 def test_dry_run_prints_the_plan_without_training(demo_project, tmp_path):

@@ -8,8 +8,17 @@ library functions so that a fault happens at one precise point of a *real* run:
 
 - ``hang-step@N``        the Nth training forward pass (``family.predict``) never returns
 - ``raise-family@N``     the Nth ``family.predict`` raises (an exception inside a family)
+- ``nan-family@N``       the Nth ``family.predict`` returns NaN (so that step's loss is NaN)
+- ``oom-family@N``       the Nth ``family.predict`` raises ``torch.OutOfMemoryError``, as CUDA does
 - ``hang-checkpoint@N``  writing checkpoint N stops after ``lora.safetensors``, before the
                          optimizer state and the manifest (the checkpoint is half written)
+- ``pause-checkpoint@N`` writing checkpoint N pauses after ``lora.safetensors`` (first creating
+                         the mark file, see below) until this process starts to end: it has
+                         emitted an ``error`` event, or a thread waits for the saves in progress
+                         (``fileio.wait_for_writes``, what a process does before it exits); then
+                         the write completes. Holds a save astride another rank's failure.
+- ``after-mark``         this process's ``hang-step``/``raise-family`` fault first waits until
+                         the mark file exists (another process has reached its injected point)
 - ``hang-lora``          writing the LoRA file stops half way through its temporary file
 - ``diskfull-checkpoint@N`` / ``diskfull-lora``  that write fails as a full disk fails:
                          safetensors' own ``SafetensorError`` for ``No space left on device
@@ -61,9 +70,7 @@ def _record(text: str) -> None:
 
 def _hang(where: str) -> None:
     _record(f"hang: {where}")
-    if MARK:
-        with open(MARK, "w", encoding="utf-8") as fh:
-            fh.write(where)
+    _mark(where)
     while True:
         time.sleep(3600)
 
@@ -117,10 +124,48 @@ def _install_pickle_block() -> None:
     torch.load = blocked("torch.load")  # type: ignore[assignment]
 
 
+def _mark(where: str) -> None:
+    if MARK:
+        with open(MARK, "w", encoding="utf-8") as fh:
+            fh.write(where)
+
+
+def _await_mark() -> None:
+    while not (MARK and os.path.exists(MARK)):
+        time.sleep(0.05)
+
+
+def _ending_signal():
+    """A threading.Event set once this process starts to end (see ``pause-checkpoint``)."""
+    import threading
+
+    from lorastudio import fileio
+    from lorastudio.training import events
+
+    ending = threading.Event()
+    real_wait, real_emit = fileio.wait_for_writes, events.EventSink.emit
+
+    def wait_for_writes(timeout):
+        ending.set()
+        return real_wait(timeout)
+
+    def emit(self, event, **fields):
+        ev = real_emit(self, event, **fields)
+        if event == "error":
+            ending.set()
+        return ev
+
+    fileio.wait_for_writes = wait_for_writes  # before the worker module binds it by name
+    events.EventSink.emit = emit
+    return ending
+
+
 def _install_save_faults() -> None:
     import safetensors.torch as st
 
     real_save_file = st.save_file
+    ckpt_pause = _arg("pause-checkpoint")
+    ending = _ending_signal() if ckpt_pause is not None else None
     ckpt_hang, ckpt_full = _arg("hang-checkpoint"), _arg("diskfull-checkpoint")
     lora_hang, lora_full = _arg("hang-lora") is not None, _arg("diskfull-lora") is not None
 
@@ -134,6 +179,11 @@ def _install_save_faults() -> None:
     def save_file(tensors, filename, metadata=None):
         name = os.path.basename(str(filename))
         folder = os.path.basename(os.path.dirname(str(filename)))
+        if ending is not None and folder.startswith(f".tmp-step_{ckpt_pause:06d}-") and name == "optimizer.safetensors":
+            _record(f"pause: checkpoint {ckpt_pause}")
+            _mark(f"checkpoint {ckpt_pause}: {filename}")
+            ending.wait()
+            _record(f"resume: checkpoint {ckpt_pause}")
         for step, hang in ((ckpt_hang, True), (ckpt_full, False)):
             if step is not None and folder.startswith(f".tmp-step_{step:06d}-") and name == "optimizer.safetensors":
                 return _hang(f"checkpoint {step}: {filename}") if hang else disk_full(filename)
@@ -155,18 +205,28 @@ def _install_save_faults() -> None:
 
 def _install_family_faults() -> None:
     hang_at, raise_at = _arg("hang-step"), _arg("raise-family")
+    nan_at, oom_at = _arg("nan-family"), _arg("oom-family")
     from lorastudio.training.families._flux_common import FluxFamilyBase
 
     real_predict = FluxFamilyBase.predict
     calls = [0]
 
+    after_mark = "after-mark" in SPEC
+
     def predict(self, *args, **kwargs):
         calls[0] += 1
+        if after_mark and calls[0] in (hang_at, raise_at):
+            _await_mark()
         if calls[0] == hang_at:
             _hang(f"step: forward pass {calls[0]}")
         if calls[0] == raise_at:
             raise IndexError(f"position ids out of range (injected inside the family, forward pass {calls[0]})")
-        return real_predict(self, *args, **kwargs)
+        if calls[0] == oom_at:
+            import torch
+
+            raise torch.OutOfMemoryError(f"CUDA out of memory (injected inside the family, forward pass {calls[0]})")
+        pred = real_predict(self, *args, **kwargs)
+        return pred * float("nan") if calls[0] == nan_at else pred
 
     FluxFamilyBase.predict = predict
 
@@ -181,9 +241,10 @@ def _install() -> None:
         _install_network_block()
     if "block-pickle" in SPEC:
         _install_pickle_block()
-    if any(s.split("@")[0] in ("hang-checkpoint", "diskfull-checkpoint", "hang-lora", "diskfull-lora") for s in SPEC):
+    if any(s.split("@")[0] in ("hang-checkpoint", "pause-checkpoint", "diskfull-checkpoint", "hang-lora",
+                               "diskfull-lora") for s in SPEC):
         _install_save_faults()
-    if _arg("hang-step") is not None or _arg("raise-family") is not None:
+    if any(_arg(kind) is not None for kind in ("hang-step", "raise-family", "nan-family", "oom-family")):
         _install_family_faults()
 
 

@@ -1,0 +1,139 @@
+"""What a run will do, known before any model loads, and how a failure is told.
+
+:func:`make_plan` detects the family and scans the dataset (everything that can be wrong
+before a model loads raises :class:`TrainingError`); :func:`describe_plan` is the text of
+``lorastudio train --dry-run``; :func:`classify` turns any exception into the ``error``
+event's kind and message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from lorastudio.config import Config, ConfigError
+from lorastudio.dataset import Dataset, ImageSet, Severity, scan_dataset
+
+
+class TrainingError(Exception):
+    """Ends a run with an ``error`` event of ``kind`` (see protocol.ERROR_KINDS)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+@dataclass
+class Plan:
+    """What a run will do, known before any model loads (``train --dry-run`` prints it)."""
+
+    config: Config
+    family_cls: type
+    dataset: Dataset
+    sets: list[ImageSet]
+    skipped: list[str] = field(default_factory=list)
+
+
+def make_plan(config: Config) -> Plan:
+    """Detect the family and scan the dataset; raise TrainingError (config/data) if unusable."""
+    from lorastudio.training.families import FamilyModeError, ModelFolderError, check_dataset_mode, detect_family
+
+    try:
+        family_cls = detect_family(config.model.path, config.model.family)
+    except ModelFolderError as exc:
+        raise TrainingError("config", f"model.path: {exc}") from None
+    dataset = scan_dataset(config.dataset.path)
+    global_errors = [p for p in dataset.problems if p.severity is Severity.ERROR and p.set_name is None]
+    if global_errors:
+        raise TrainingError("data", f"dataset {config.dataset.path}: {global_errors[0].message}")
+    sets = dataset.trainable_sets()
+    skipped = [s.name for s in dataset.sets if s not in sets]
+    if not sets:
+        first = next((p.message for p in dataset.problems if p.severity is Severity.ERROR), "no image sets found")
+        raise TrainingError("data", f"dataset {config.dataset.path}: nothing to train ({first})")
+    try:  # before any model loads: the message names the model folders that would fit
+        check_dataset_mode(family_cls, dataset.mode)
+    except FamilyModeError as exc:
+        raise TrainingError("data", f"dataset {config.dataset.path}: {exc}") from None
+    limit = family_cls.max_inputs
+    if limit is not None:
+        too_many = [s.name for s in sets if len(s.inputs) > limit]
+        if too_many:
+            raise TrainingError("data", f"{family_cls.display_name} takes at most {limit} input image(s) per set; "
+                                        f"{len(too_many)} set(s) have more: {', '.join(too_many[:5])}")
+    return Plan(config=config, family_cls=family_cls, dataset=dataset, sets=sets, skipped=skipped)
+
+
+def classify(exc: BaseException) -> tuple[str, str]:
+    """(kind, message) of an exception for the ``error`` event."""
+    if isinstance(exc, TrainingError):
+        return exc.kind, exc.message
+    if isinstance(exc, ConfigError):
+        return "config", str(exc)
+    from lorastudio.dataset import ImageError
+
+    if isinstance(exc, ImageError):
+        return "data", str(exc)
+    try:
+        from lorastudio.training.families import ModelFolderError
+
+        if isinstance(exc, ModelFolderError):
+            return "config", f"model.path: {exc}"
+    except ImportError:  # pragma: no cover
+        pass
+    text = str(exc)
+    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text.lower():
+        return "oom", ("out of GPU memory: " + text.splitlines()[0] if text else "out of GPU memory") + \
+            " — try train.gradient_checkpointing = true, train.quantization = \"int8\" (or \"int4\"), " \
+            "a lower train.resolution or rank; `lorastudio train CONFIG --dry-run` estimates the memory"
+    return "crash", f"{type(exc).__name__}: {text}"
+
+
+def describe_plan(plan: Plan) -> list[str]:
+    """Readable lines for ``train --dry-run``: family, sets, buckets, steps (no model loaded)."""
+    from lorastudio.training.buckets import bucket_size
+    from lorastudio.dataset import image_size
+
+    c = plan.config
+    fam = plan.family_cls
+    lines = [f"family:     {fam.display_name} ({fam.name})",
+             f"model:      {c.model.path}",
+             f"dataset:    {c.dataset.path} ({plan.dataset.mode.value}, {len(plan.sets)} sets to train"
+             + (f", {len(plan.skipped)} skipped for errors" if plan.skipped else "") + ")",
+             f"steps:      {c.train.steps} (batch {c.train.batch_size}, learning rate {c.train.learning_rate:g}, "
+             f"rank {c.train.rank}, alpha {c.train.alpha or c.train.rank:g})",
+             f"resolution: {c.train.resolution} (area {c.train.resolution}² per target)",
+             f"output:     {c.output.lora_path} ({c.output.format} format)",
+             f"run folder: {c.output.run_dir}"]
+    buckets: dict[tuple[int, int], int] = {}
+    for s in plan.sets:
+        assert s.target is not None
+        w, h = s.image_sizes.get(s.target) or image_size(s.target)
+        b = bucket_size(w, h, c.train.resolution, fam.size_multiple)
+        buckets[b] = buckets.get(b, 0) + 1
+    lines.append("buckets:    " + ", ".join(f"{w}x{h}: {n}" for (w, h), n in sorted(buckets.items())))
+    lines += describe_estimate(plan)
+    return lines
+
+
+def describe_estimate(plan: Plan) -> list[str]:
+    """The memory/time estimate for the plan (``lorastudio.estimate``), and whether it fits
+    this machine's GPU when there is one. The sequence counts the most inputs any set has."""
+    from lorastudio.estimate import EstimateError, estimate_for_config
+
+    inputs = max((len(s.inputs) for s in plan.sets), default=0)
+    try:
+        est = estimate_for_config(plan.config, num_inputs=inputs)
+    except EstimateError as exc:
+        return [f"estimate:   not available ({exc})"]
+    lines = est.lines(plan.config.train.steps)
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        total = props.total_memory / 1024 ** 3
+        verdict = "fits" if est.total_gb <= total else "does NOT fit: choose a smaller 'Fit to my GPU' preset"
+        lines.append(f"this GPU:   {props.name}, {total:.1f} GB: {verdict}")
+    else:
+        lines.append("this GPU:   none found (training would run on the CPU, very slowly)")
+    return lines
