@@ -35,6 +35,7 @@ from lorastudio.ui.settings import Settings, cache_dir, demo_dir
 from lorastudio.ui.thumbnails import ThumbnailLoader
 from lorastudio.ui.training_page import TrainingPage
 from lorastudio.ui.welcome import DemoMaker, WelcomePage
+from lorastudio.ui.window_geometry import place_window
 
 APP_TITLE = "LoRA Studio"
 
@@ -91,8 +92,6 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(APP_TITLE)
         self.setWindowIcon(theme.icon("app"))
         self.setAcceptDrops(True)
-        self.setMinimumSize(960, 640)
-        self.resize(1360, 860)
 
         self.loader = ThumbnailLoader(cache_dir(), self)
         self.runner = WorkerRunner(self, kill_timeout=kill_timeout)
@@ -899,9 +898,7 @@ class MainWindow(QMainWindow):
         self.loader.shutdown()
 
     def _restore_geometry(self) -> None:
-        g = self.settings.geometry()
-        if g is not None:
-            self.restoreGeometry(g)
+        place_window(self, self.settings.geometry())
         s = self.settings.window_state()
         if s is not None:
             self.restoreState(s)

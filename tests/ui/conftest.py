@@ -3,16 +3,30 @@ small generated datasets, and (when the training engine exists) the real demo.""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-# Before anything imports Qt: render offscreen, and keep the user's settings, cache and
-# data folders out of the tests.
-os.environ["QT_QPA_PLATFORM"] = "offscreen"
+#: The screen every GUI test runs on: a common laptop, and what a 1920×1080 panel at 150 %
+#: gives Qt. Qt's offscreen platform is 800×800 unless a screens file says otherwise.
+SCREEN = {"name": "laptop", "x": 0, "y": 0, "width": 1280, "height": 720, "logicalDpi": 96, "dpr": 1}
+
+
+def offscreen_platform(folder: Path, **screen) -> str:
+    """A ``QT_QPA_PLATFORM`` value for Qt's offscreen plugin with one screen of this size and
+    device pixel ratio (the plugin reads ``{"screens": [...]}`` from ``configfile``)."""
+    path = folder / f"screen-{screen['width']}x{screen['height']}@{screen['dpr']}.json"
+    path.write_text(json.dumps({"screens": [screen]}), encoding="utf-8")
+    return f"offscreen:configfile={path}"
+
+
+# Before anything imports Qt: render offscreen on SCREEN, and keep the user's settings, cache
+# and data folders out of the tests.
 _SANDBOX = Path(tempfile.mkdtemp(prefix="lorastudio-ui-tests-"))
+os.environ["QT_QPA_PLATFORM"] = offscreen_platform(_SANDBOX, **SCREEN)
 os.environ["LORASTUDIO_DATA_DIR"] = str(_SANDBOX / "data")
 os.environ["LORASTUDIO_CACHE_DIR"] = str(_SANDBOX / "cache")
 os.environ.pop("LORASTUDIO_THEME", None)
