@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Screenshots of the real LoRA Studio window under Xvfb, at each step of the workflow.
 
-    python tools/screenshots.py [--out screenshots/out] [--fake-worker] [--keep-data]
+    python tools/screenshots.py [--out screenshots/out] [--screen WxH@SCALE ...] [--fake-worker] [--keep-data]
 
 Starts Xvfb (Debian's ``xvfb``) unless a DISPLAY is already set, runs the app on Qt's
 ``xcb`` plugin, drives it like an artist would — real key presses through ``xdotool`` for
@@ -9,6 +9,13 @@ the shortcuts — and captures the X screen with ImageMagick's ``import`` after 
 
     01-welcome, 02-dataset-grid, 03-caption-editing, 04-bulk-captions, 05-training-running,
     06-sample-compare, 07-finished, 08-test-tab, 09-dark-dataset, 10-dark-training
+
+once per screen, into ``OUT/WxH@SCALE/``. ``--screen WxH@SCALE`` (repeatable) is a monitor of
+W×H pixels at SCALE (1.5 = 150 %): Xvfb gets a W×H screen and Qt ``QT_SCALE_FACTOR=SCALE``,
+so the app lays itself out in W/SCALE × H/SCALE logical pixels and draws at SCALE device
+pixels per logical one. The default takes the three screens artists have: a 1280×720 laptop
+at 100 %, a 1920×1080 panel at 150 % (also 1280×720 logical) and a 4K monitor at 200 %.
+The window sizes and places itself from the screen, as it does for an artist.
 
 It uses the built-in demo (``lorastudio demo``) and the real training worker when the
 training engine is installed; with ``--fake-worker`` (or when it is not importable) a
@@ -31,7 +38,20 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-W, H = 1440, 900
+DEFAULT_SCREENS = ("1280x720@1", "1920x1080@1.5", "3840x2160@2")
+
+
+def parse_screen(text: str) -> tuple[int, int, float]:
+    """``WxH@SCALE`` (``@SCALE`` optional) → (width, height, scale); a clear error otherwise."""
+    size, _, scale = text.partition("@")
+    try:
+        w, h = (int(v) for v in size.lower().split("x"))
+        factor = float(scale) if scale else 1.0
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--screen {text!r}: expected WxH@SCALE, e.g. 1920x1080@1.5") from None
+    if w < 320 or h < 240 or not 0.5 <= factor <= 4:
+        raise argparse.ArgumentTypeError(f"--screen {text!r}: at least 320x240 pixels, a scale from 0.5 to 4")
+    return w, h, factor
 
 
 # -- a stand-in worker (only with --fake-worker) ------------------------------------------------
@@ -282,8 +302,10 @@ def run_app(out_dir: Path, use_fake: bool) -> int:
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     window = create_window()
-    window.setGeometry(0, 0, W, H)
     window.show()
+    screen = window.screen()
+    print(f"  screen {screen.geometry().width()}x{screen.geometry().height()} logical at "
+          f"{screen.devicePixelRatio():g}x; window {window.width()}x{window.height()}", flush=True)
     failure: list[BaseException] = []
 
     async def main():
@@ -324,6 +346,8 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "screenshots" / "out"))
     parser.add_argument("--fake-worker", nargs="?", const="", default=None, metavar="CONFIG",
                         help="use a stand-in worker and dataset (no torch needed)")
+    parser.add_argument("--screen", action="append", type=parse_screen, metavar="WxH@SCALE",
+                        help=f"a screen of W×H pixels at SCALE (repeatable; default: {' '.join(DEFAULT_SCREENS)})")
     parser.add_argument("--keep-data", action="store_true", help="keep the temporary data folder")
     parser.add_argument("--in-app", action="store_true", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
@@ -339,36 +363,46 @@ def main() -> int:
         if shutil.which(tool) is None and not (tool == "Xvfb" and os.environ.get("DISPLAY")):
             print(f"missing {tool}: apt-get install xvfb xdotool imagemagick", file=sys.stderr)
             return 2
+    screens = args.screen or [parse_screen(s) for s in DEFAULT_SCREENS]
+    print(f"{'fake' if use_fake else 'real'} worker; screenshots → {out_dir}", flush=True)
+    rc = 0
+    for w, h, scale in screens:
+        rc = take_screen(out_dir / f"{w}x{h}@{scale:g}", w, h, scale, use_fake, args.keep_data) or rc
+    return rc
+
+
+def take_screen(out_dir: Path, w: int, h: int, scale: float, use_fake: bool, keep_data: bool) -> int:
+    """The whole workflow on one Xvfb screen of w×h pixels with Qt scaled by ``scale``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("*.png"):
         old.unlink()
     work = Path(tempfile.mkdtemp(prefix="lorastudio-shots-"))
     env = {**os.environ, "QT_QPA_PLATFORM": "xcb", "LORASTUDIO_DATA_DIR": str(work / "data"),
            "LORASTUDIO_CACHE_DIR": str(work / "cache"), "XDG_CONFIG_HOME": str(work / "config"),
-           "QT_SCALE_FACTOR": "1"}
-    env.pop("LORASTUDIO_THEME", None)
+           "QT_SCALE_FACTOR": f"{scale:g}", "QT_SCALE_FACTOR_ROUNDING_POLICY": "PassThrough"}
+    for name in ("LORASTUDIO_THEME", "QT_SCREEN_SCALE_FACTORS", "QT_AUTO_SCREEN_SCALE_FACTOR"):
+        env.pop(name, None)
     xvfb = None
     if not os.environ.get("DISPLAY") or os.environ.get("LORASTUDIO_FORCE_XVFB"):
         display = ":97"
-        xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", f"{W}x{H}x24", "-nolisten", "tcp"],
+        xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", f"{w}x{h}x24", "-dpi", "96", "-nolisten", "tcp"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)
         env["DISPLAY"] = display
-    print(f"{'fake' if use_fake else 'real'} worker; screenshots → {out_dir}", flush=True)
+    print(f"{w}x{h} at {scale:g}x → {out_dir}", flush=True)
     try:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--in-app", "--out", str(out_dir)]
         if use_fake:
             cmd.append("--fake-worker")
-        rc = subprocess.run(cmd, env=env, timeout=3600).returncode
+        return subprocess.run(cmd, env=env, timeout=3600).returncode
     finally:
         if xvfb is not None:
             xvfb.terminate()
             xvfb.wait(10)
-        if not args.keep_data:
+        if not keep_data:
             shutil.rmtree(work, ignore_errors=True)
         else:
             print(f"data kept in {work}")
-    return rc
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from PySide6.QtGui import QDesktopServices, QFont, QFontMetrics, QMouseEvent, QP
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from lorastudio.ui import theme
-from lorastudio.ui.thumbnails import ImageRef, ThumbnailLoader, thumb_key
+from lorastudio.ui.thumbnails import ImageRef, ThumbnailLoader, device_box, thumb_key
 
 LABEL_H = 24
 GAP = 12
@@ -41,7 +41,8 @@ class ImageStrip(QWidget):
                  empty_message: str = "") -> None:
         super().__init__(parent)
         self._loader = loader
-        self._box = box
+        self._box = box  # logical pixels; decoded at device_box() for the screen's pixel ratio
+        self._keys_box = 0
         self._items: list[StripItem] = []
         self._refs: list[ImageRef | None] = []
         self._rects: list[QRectF] = []
@@ -78,9 +79,14 @@ class ImageStrip(QWidget):
     def set_items(self, items: list[StripItem]) -> None:
         self._items = list(items)
         self._refs = [ImageRef.of(i.path) if i.path else None for i in self._items]
-        self._keys = {thumb_key(r, self._box) for r in self._refs if r is not None}
+        self._remember_keys()
         self.updateGeometry()
         self.update()
+
+    def _remember_keys(self) -> None:
+        """The loader keys of the images shown, to repaint when one arrives."""
+        self._keys_box = device_box(self, self._box)
+        self._keys = {thumb_key(r, self._keys_box) for r in self._refs if r is not None}
 
     def items(self) -> list[StripItem]:
         return list(self._items)
@@ -99,7 +105,7 @@ class ImageStrip(QWidget):
         """Width/height of the slots: the loaded images' average shape (square until known)."""
         ratios = []
         for ref in self._refs:
-            pm = self._loader.cached(ref, self._box) if ref is not None else None
+            pm = self._loader.cached(ref, self._keys_box) if ref is not None else None
             if pm is not None and pm.height() > 0:
                 ratios.append(pm.width() / pm.height())
         if not ratios:
@@ -134,6 +140,9 @@ class ImageStrip(QWidget):
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        if self._keys_box != device_box(self, self._box):  # moved to a screen with another pixel ratio
+            self._remember_keys()
+        box = self._keys_box
         self._rects = self._layout()
         if not self._items:
             if self.empty_message:
@@ -150,12 +159,12 @@ class ImageStrip(QWidget):
                 p.setPen(Qt.PenStyle.NoPen)
                 p.setBrush(c.q("muted"))
                 p.drawPolygon(QPolygonF([QPointF(cx + 8, cy), QPointF(cx + 2, cy - 5), QPointF(cx + 2, cy + 5)]))
-            pm = self._loader.pixmap(ref, self._box) if ref is not None else None
+            pm = self._loader.pixmap(ref, box) if ref is not None else None
             if pm is None:
                 p.setPen(Qt.PenStyle.NoPen)
                 p.setBrush(c.q("placeholder"))
                 p.drawRoundedRect(r, 6, 6)
-                err = self._loader.error(ref, self._box) if ref is not None else None
+                err = self._loader.error(ref, box) if ref is not None else None
                 text = item.empty_text if ref is None else ("cannot open this image" if err else "")
                 if text:
                     bad = (ref is None and item.missing_is_error) or bool(err)

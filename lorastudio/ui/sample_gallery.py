@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (QDialog, QHBoxLayout, QLabel, QListView, QListWid
 
 from lorastudio.ui import theme
 from lorastudio.ui.image_strip import ImageStrip, StripItem
-from lorastudio.ui.thumbnails import ImageRef, ThumbnailLoader, thumb_key
+from lorastudio.ui.thumbnails import ImageRef, ThumbnailLoader, device_box, thumb_key
 
 ICON = 112
 
@@ -72,19 +72,25 @@ class SampleGallery(QListWidget):
         pm.fill(theme.colors().q("placeholder"))
         return QIcon(pm)
 
-    @staticmethod
-    def _icon(pm: QPixmap) -> QIcon:
-        if pm.width() < ICON and pm.height() < ICON:  # small previews (the demo's 64 px) fill the cell
-            pm = pm.scaled(ICON, ICON, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+    def _box(self) -> int:
+        return device_box(self, ICON)
+
+    def _icon(self, pm: QPixmap) -> QIcon:
+        box = self._box()
+        if pm.width() < box and pm.height() < box:  # small previews (the demo's 64 px) fill the cell
+            pm = pm.scaled(box, box, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+        else:
+            pm = QPixmap(pm)  # the loader's pixmap is shared: mark the pixel ratio on a copy
+        pm.setDevicePixelRatio(box / ICON)  # decoded at the screen's pixel ratio: drawn sharp, not blown up
         return QIcon(pm)
 
     def _set_icon(self, item: QListWidgetItem, sample: Sample) -> None:
         ref = ImageRef.of(sample.path)
-        pm = self._loader.pixmap(ref, ICON)
+        pm = self._loader.pixmap(ref, self._box())
         if pm is not None:
             item.setIcon(self._icon(pm))
         else:
-            self._pending[thumb_key(ref, ICON)] = item
+            self._pending[thumb_key(ref, self._box())] = item
 
     def _ready(self, key: str) -> None:
         item = self._pending.pop(key, None)
@@ -92,7 +98,7 @@ class SampleGallery(QListWidget):
             return
         index = item.data(Qt.ItemDataRole.UserRole)
         if index is not None and 0 <= index < len(self.samples):
-            pm = self._loader.cached(ImageRef.of(self.samples[index].path), ICON)
+            pm = self._loader.cached(ImageRef.of(self.samples[index].path), self._box())
             if pm is not None:
                 item.setIcon(self._icon(pm))
 

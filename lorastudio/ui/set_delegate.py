@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QListView, QStyle, QStyledItemDelegate, QStyleOpti
 
 from lorastudio.ui import theme
 from lorastudio.ui.set_model import HasCaptionRole, ImagesRole, SetEntry
-from lorastudio.ui.thumbnails import ImageRef, ThumbnailLoader
+from lorastudio.ui.thumbnails import ImageRef, ThumbnailLoader, device_box
 
 THUMB = 112        # px: every image fits in a THUMB × THUMB box
 GAP = 6            # between input images
@@ -74,7 +74,7 @@ class SetDelegate(QStyledItemDelegate):
 
     def box(self) -> int:
         """Pixels requested from the loader (thumb size × device pixel ratio)."""
-        return round(self.thumb * max(1.0, self._view.devicePixelRatioF()))
+        return device_box(self._view, self.thumb)
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
         return cell_size(self.input_slots, self.paired, self.thumb)

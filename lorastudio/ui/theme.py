@@ -11,9 +11,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QObject, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPalette, QPixmap
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPalette
 from PySide6.QtWidgets import QApplication, QStyleFactory
+
+from lorastudio.ui.svg_icon import svg_icon
 
 THEMES = ("system", "light", "dark")
 
@@ -190,42 +192,11 @@ def icon(name: str, color: str | None = None) -> QIcon:
     res = resources_dir()
     path = res / "icons" / f"{name}.svg" if res else None
     if path is not None and path.is_file():
-        from PySide6.QtSvg import QSvgRenderer
-
         data = path.read_text(encoding="utf-8").replace("currentColor", color)
-        renderer = QSvgRenderer(QByteArray(data.encode("utf-8")))
-        if renderer.isValid():
-            for size in (16, 20, 24, 32, 48, 64, 128):
-                for scale in (1, 2):
-                    pm = QPixmap(QSize(size * scale, size * scale))
-                    pm.fill(Qt.GlobalColor.transparent)
-                    painter = QPainter(pm)
-                    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-                    renderer.render(painter, QRectF(0, 0, size * scale, size * scale))
-                    painter.end()
-                    pm.setDevicePixelRatio(scale)
-                    result.addPixmap(pm)
-            if color == _current.text:
-                muted = _recolored(data.replace(color, _current.muted), 32)
-                if muted is not None:
-                    result.addPixmap(muted, QIcon.Mode.Disabled)
+        muted = data.replace(color, _current.muted) if color == _current.text else None
+        result = svg_icon(data, muted)
     _icon_cache[key] = result
     return result
-
-
-def _recolored(svg: str, size: int) -> QPixmap | None:
-    from PySide6.QtSvg import QSvgRenderer
-
-    renderer = QSvgRenderer(QByteArray(svg.encode("utf-8")))
-    if not renderer.isValid():
-        return None
-    pm = QPixmap(size, size)
-    pm.fill(Qt.GlobalColor.transparent)
-    painter = QPainter(pm)
-    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-    renderer.render(painter, QRectF(0, 0, size, size))
-    painter.end()
-    return pm
 
 
 def set_role(widget, role: str) -> None:

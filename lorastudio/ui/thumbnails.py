@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
 from PySide6.QtGui import QImage, QImageIOHandler, QImageReader, QPixmap
+from PySide6.QtWidgets import QWidget
 
 CACHE_VERSION = "v1"
 #: The disk cache is trimmed to this size (least recently used first) once per session.
@@ -56,6 +57,12 @@ class ImageRef(NamedTuple):
 def thumb_key(ref: ImageRef, box: int) -> str:
     raw = f"{CACHE_VERSION}\0{os.path.abspath(ref.path)}\0{box}\0{ref.mtime_ns}\0{ref.size}"
     return hashlib.sha1(raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def device_box(widget: QWidget, box: int) -> int:
+    """Pixels to decode for an image shown at most ``box`` logical pixels big on ``widget``:
+    times its screen's device pixel ratio, so thumbnails stay sharp at 150 % and 200 %."""
+    return round(box * max(1.0, widget.devicePixelRatioF()))
 
 
 def _scaled_size(reader: QImageReader, box: int) -> QSize | None:
