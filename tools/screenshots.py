@@ -159,11 +159,10 @@ def xdotool(*args: str) -> None:
     subprocess.run(["xdotool", *args], check=False, timeout=10)
 
 
-def snap(out_dir: Path, name: str) -> Path:
-    from PySide6.QtWidgets import QApplication
-
-    for _ in range(5):
-        QApplication.processEvents()
+async def snap(out_dir: Path, name: str) -> Path:
+    # Let Qt paint through the event loop (processEvents() inside this coroutine would run
+    # another task's step, such as a folder scan, while this one is executing).
+    await asyncio.sleep(0.15)
     path = out_dir / f"{name}.png"
     subprocess.run(["import", "-window", "root", str(path)], check=True, timeout=30)
     print(f"  {path}", flush=True)
@@ -183,7 +182,7 @@ async def drive(window, out_dir: Path, use_fake: bool, app) -> None:
     window.activateWindow()
     window.raise_()
     await asyncio.sleep(0.5)
-    snap(out_dir, "01-welcome")
+    await snap(out_dir, "01-welcome")
 
     # The demo: the real one (tiny model + dataset, made by `lorastudio demo`) or a stand-in.
     if use_fake:
@@ -192,11 +191,11 @@ async def drive(window, out_dir: Path, use_fake: bool, app) -> None:
     else:
         window.open_demo()
         await asyncio.sleep(1.0)
-        snap(out_dir, "01b-demo-creating")
+        await snap(out_dir, "01b-demo-creating")
     await wait_for(lambda: window.dataset is not None and window.dataset_page.model.rowCount() > 0, 600, "the demo")
     await wait_for(lambda: window.loader.is_idle(), 60, "thumbnails")
     await asyncio.sleep(1.0)
-    snap(out_dir, "02-dataset-grid")
+    await snap(out_dir, "02-dataset-grid")
 
     # Caption editing: pick a set with a problem, type with real key presses.
     page = window.dataset_page
@@ -208,7 +207,7 @@ async def drive(window, out_dir: Path, use_fake: bool, app) -> None:
     await asyncio.sleep(0.3)
     xdotool("type", "--delay", "30", ", keep the edges crisp" if not use_fake else " and make the moon glow")
     await asyncio.sleep(0.2)
-    snap(out_dir, "03-caption-editing")
+    await snap(out_dir, "03-caption-editing")
     await asyncio.sleep(1.0)  # autosave
 
     window.open_bulk_dialog()
@@ -217,7 +216,7 @@ async def drive(window, out_dir: Path, use_fake: bool, app) -> None:
     dlg.trigger_word.setFocus()
     xdotool("type", "--delay", "30", "zkw_night")
     await asyncio.sleep(0.8)
-    snap(out_dir, "04-bulk-captions")
+    await snap(out_dir, "04-bulk-captions")
     dlg.reject()
     await asyncio.sleep(0.3)
 
@@ -239,11 +238,11 @@ async def drive(window, out_dir: Path, use_fake: bool, app) -> None:
     rp = window.run_panel
     await wait_for(lambda: len(rp.gallery.samples) >= 4 or not window.runner.is_running(), 900, "samples")
     await asyncio.sleep(0.5)
-    snap(out_dir, "05-training-running")
+    await snap(out_dir, "05-training-running")
     if rp.gallery.samples:
         window.show_sample(rp.gallery.samples[-1])
         await asyncio.sleep(1.2)
-        snap(out_dir, "06-sample-compare")
+        await snap(out_dir, "06-sample-compare")
         for v in list(window._viewers):
             v.close()
         await asyncio.sleep(0.3)
@@ -255,10 +254,10 @@ async def drive(window, out_dir: Path, use_fake: bool, app) -> None:
         else:
             xdotool("key", "--clearmodifiers", "ctrl+period")  # Stop (graceful)
             await asyncio.sleep(0.3)
-            snap(out_dir, "06b-stopping")
+            await snap(out_dir, "06b-stopping")
             await wait_for(lambda: not window.runner.is_running(), 120, "the stop")
     await asyncio.sleep(0.8)
-    snap(out_dir, "07-finished")
+    await snap(out_dir, "07-finished")
 
     # Test tab.
     window.tabs.setCurrentWidget(window.test_page)
@@ -270,16 +269,16 @@ async def drive(window, out_dir: Path, use_fake: bool, app) -> None:
         await wait_for(lambda: not tp.is_running(), 600, "test images")
         await wait_for(lambda: window.loader.is_idle(), 30, "thumbnails")
         await asyncio.sleep(1.0)
-    snap(out_dir, "08-test-tab")
+    await snap(out_dir, "08-test-tab")
 
     # Dark theme.
     window.set_theme("dark")
     window.tabs.setCurrentWidget(window.dataset_page)
     await asyncio.sleep(1.0)
-    snap(out_dir, "09-dark-dataset")
+    await snap(out_dir, "09-dark-dataset")
     window.tabs.setCurrentWidget(window.training_page)
     await asyncio.sleep(0.8)
-    snap(out_dir, "10-dark-training")
+    await snap(out_dir, "10-dark-training")
     window.set_theme("system")
     window.ask = lambda *a: "stop" if "stop" in a[2] else "keep"
     window.close()
@@ -317,7 +316,7 @@ def run_app(out_dir: Path, use_fake: bool) -> int:
 
             traceback.print_exc()
             try:
-                snap(out_dir, "zz-failure")
+                await snap(out_dir, "zz-failure")
             except Exception:
                 pass
             window.ask = lambda *a: "stop" if "stop" in a[2] else "keep"

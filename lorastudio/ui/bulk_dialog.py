@@ -16,6 +16,7 @@ from lorastudio.dataset import (CaptionApplyResult, CaptionChange, Dataset, appl
                                 plan_fill_empty, plan_find_replace)
 from lorastudio.dataset.captions import normalize_caption
 from lorastudio.ui import theme
+from lorastudio.ui.window_geometry import size_dialog
 
 PREVIEW_ROWS = 300
 
@@ -31,7 +32,7 @@ class BulkCaptionDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Edit captions in bulk")
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        self.resize(820, 560)
+        size_dialog(self, (820, 560))
         self.dataset = dataset
         self.changes: list[CaptionChange] = []
         self.result: CaptionApplyResult | None = None

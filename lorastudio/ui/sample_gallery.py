@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QDialog, QHBoxLayout, QLabel, QListView, QListWid
 from lorastudio.ui import theme
 from lorastudio.ui.image_strip import ImageStrip, StripItem
 from lorastudio.ui.thumbnails import ImageRef, ThumbnailLoader, device_box, thumb_key
+from lorastudio.ui.window_geometry import size_dialog
 
 ICON = 112
 
@@ -117,7 +118,7 @@ class SampleViewer(QDialog):
         self.setWindowTitle("Sample preview")
         self.setModal(False)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        self.resize(1100, 520)
+        size_dialog(self, (1100, 520))
         self.samples = samples
         self.index = index
         layout = QVBoxLayout(self)

@@ -41,6 +41,13 @@ def default_geometry(available: Rect, fraction: float = FRACTION) -> Rect:
     return x, y, width, height
 
 
+def dialog_size(available: Rect, preferred: tuple[int, int], fraction: float = 0.9) -> tuple[int, int]:
+    """A dialog's first size: what it prefers, but at most ``fraction`` of the available area
+    (less the title bar), so on a small screen it never opens bigger than the screen."""
+    _, _, aw, ah = available
+    return min(preferred[0], round(aw * fraction)), min(preferred[1], round((ah - TITLE_BAR) * fraction))
+
+
 def contains(outer: Rect, inner: Rect) -> bool:
     ox, oy, ow, oh = outer
     ix, iy, iw, ih = inner
@@ -70,6 +77,16 @@ def saved_frame(saved: QByteArray) -> Rect | None:
 
 
 _GEOMETRY_MAGIC = 0x1D9D0CB  # QWidget::saveGeometry's record header
+
+
+def size_dialog(dialog: QWidget, preferred: tuple[int, int]) -> None:
+    """Resize a dialog to ``dialog_size`` on the screen it opens on (its parent's)."""
+    parent = dialog.parentWidget()
+    screen = (parent.screen() if parent is not None else None) or QGuiApplication.primaryScreen()
+    if screen is None:
+        dialog.resize(*preferred)
+        return
+    dialog.resize(*dialog_size(_rect(screen.availableGeometry()), preferred))
 
 
 def place_window(window: QWidget, remembered: QByteArray | None) -> None:

@@ -9,7 +9,7 @@ from PySide6.QtGui import QGuiApplication
 
 from lorastudio.ui.app import create_window
 from lorastudio.ui.settings import Settings
-from lorastudio.ui.window_geometry import (COMFORTABLE, FRACTION, TITLE_BAR, contains, default_geometry,
+from lorastudio.ui.window_geometry import (COMFORTABLE, FRACTION, TITLE_BAR, contains, default_geometry, dialog_size,
                                            fits_a_screen, saved_frame)
 
 LAPTOP = (0, 0, 1280, 720)
@@ -45,6 +45,12 @@ def test_a_remembered_geometry_counts_only_while_it_fits_a_connected_screen():
     assert not fits_a_screen(on_second, [BIG]), "the second monitor was unplugged"
     assert not fits_a_screen((0, 30, 1800, 1000), [LAPTOP]), "saved on a 4K monitor, now on a laptop"
     assert not fits_a_screen((2400, 300, 400, 400), screens), "straddling two screens fits neither"
+
+
+def test_dialogs_keep_their_size_unless_the_screen_is_smaller():
+    assert dialog_size(LAPTOP, (820, 560)) == (820, 560)
+    w, h = dialog_size((0, 0, 1024, 600), (1100, 560))
+    assert w <= 1024 and h + TITLE_BAR <= 600
 
 
 def _rect(r: QRect) -> tuple[int, int, int, int]:
