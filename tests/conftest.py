@@ -1,6 +1,7 @@
 """Session-wide test settings: offline, headless, and no stray user settings."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -8,8 +9,12 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-# Qt widgets render offscreen in tests (set before any Qt import).
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Qt widgets render offscreen in tests (set before any Qt import), on a 1280×720 screen: a
+# common laptop, and what a 1920×1080 panel at 150 % gives Qt. Qt's offscreen platform is
+# 800×800 unless a screens file says otherwise. Every GUI test runs on it, alone or in the suite.
+SCREEN_FILE = Path(__file__).with_name("offscreen_screen.json")
+if os.environ.get("QT_QPA_PLATFORM", "offscreen") == "offscreen":
+    os.environ["QT_QPA_PLATFORM"] = f"offscreen:configfile={SCREEN_FILE}"
 
 
 # Long runs (``@pytest.mark.soak``) are opt-in: skipped unless --run-soak is given or the

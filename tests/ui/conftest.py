@@ -10,9 +10,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-#: The screen every GUI test runs on: a common laptop, and what a 1920×1080 panel at 150 %
-#: gives Qt. Qt's offscreen platform is 800×800 unless a screens file says otherwise.
-SCREEN = {"name": "laptop", "x": 0, "y": 0, "width": 1280, "height": 720, "logicalDpi": 96, "dpr": 1}
+#: The screen every GUI test runs on (tests/conftest.py hands it to Qt's offscreen platform).
+SCREEN_FILE = Path(__file__).parents[1] / "offscreen_screen.json"
+SCREEN = json.loads(SCREEN_FILE.read_text(encoding="utf-8"))["screens"][0]
 
 
 def offscreen_platform(folder: Path, **screen) -> str:
@@ -23,10 +23,11 @@ def offscreen_platform(folder: Path, **screen) -> str:
     return f"offscreen:configfile={path}"
 
 
-# Before anything imports Qt: render offscreen on SCREEN, and keep the user's settings, cache
-# and data folders out of the tests.
+# Before anything imports Qt: render offscreen (on SCREEN: tests/conftest.py), and keep the
+# user's settings, cache and data folders out of the tests.
+if not os.environ.get("QT_QPA_PLATFORM", "").startswith("offscreen"):
+    os.environ["QT_QPA_PLATFORM"] = f"offscreen:configfile={SCREEN_FILE}"
 _SANDBOX = Path(tempfile.mkdtemp(prefix="lorastudio-ui-tests-"))
-os.environ["QT_QPA_PLATFORM"] = offscreen_platform(_SANDBOX, **SCREEN)
 os.environ["LORASTUDIO_DATA_DIR"] = str(_SANDBOX / "data")
 os.environ["LORASTUDIO_CACHE_DIR"] = str(_SANDBOX / "cache")
 os.environ.pop("LORASTUDIO_THEME", None)
