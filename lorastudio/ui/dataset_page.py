@@ -256,7 +256,7 @@ class DatasetPage(QWidget):
         self.vsplit.addWidget(self.problems_panel)
         self.vsplit.setStretchFactor(0, 4)
         self.vsplit.setStretchFactor(1, 1)
-        self.vsplit.setSizes([600, 160])
+        self.vsplit.setSizes([600, 230])  # a short (720 px) screen still shows three or four problems
         left_layout.addWidget(self.vsplit, 1)
 
         self.detail = SetDetail(loader)

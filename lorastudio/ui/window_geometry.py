@@ -63,6 +63,9 @@ def _rect(r: QRect) -> Rect:
     return r.x(), r.y(), r.width(), r.height()
 
 
+_GEOMETRY_MAGIC = 0x1D9D0CB  # QWidget::saveGeometry's record header
+
+
 def saved_frame(saved: QByteArray) -> Rect | None:
     """The outer (frame) rectangle in a ``QWidget.saveGeometry()`` record, read before restoring
     it: ``restoreGeometry`` would quietly pull an off-screen window back, at its old size. The
@@ -74,9 +77,6 @@ def saved_frame(saved: QByteArray) -> Rect | None:
     frame = QRect()
     stream >> frame
     return _rect(frame) if stream.status() == QDataStream.Status.Ok and frame.isValid() else None
-
-
-_GEOMETRY_MAGIC = 0x1D9D0CB  # QWidget::saveGeometry's record header
 
 
 def size_dialog(dialog: QWidget, preferred: tuple[int, int]) -> None:

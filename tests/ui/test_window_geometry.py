@@ -47,6 +47,13 @@ def test_a_remembered_geometry_counts_only_while_it_fits_a_connected_screen():
     assert not fits_a_screen((2400, 300, 400, 400), screens), "straddling two screens fits neither"
 
 
+def test_a_damaged_record_is_no_remembered_geometry():
+    from PySide6.QtCore import QByteArray
+
+    assert saved_frame(QByteArray(b"not a geometry")) is None
+    assert saved_frame(QByteArray()) is None
+
+
 def test_dialogs_keep_their_size_unless_the_screen_is_smaller():
     assert dialog_size(LAPTOP, (820, 560)) == (820, 560)
     w, h = dialog_size((0, 0, 1024, 600), (1100, 560))
