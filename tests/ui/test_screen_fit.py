@@ -1,4 +1,4 @@
-"""The app fits a 1280×720 laptop screen (the screen tests/ui/conftest.py gives Qt).
+"""The app fits a 1280×720 laptop screen (the screen tests/conftest.py gives Qt).
 
 The window opens at the size the app picks from the screen — the tests never resize it —
 and on every page every visible widget lies inside the window (what sits inside a scroll
