@@ -202,8 +202,8 @@ class _Drainer(QRunnable):
                 image, error, cached = load_thumbnail(req.ref, req.box, q.cache_dir)
             except Exception as exc:  # never let a bad file kill a pool thread
                 image, error, cached = QImage(), str(exc), False
-            with q.lock:
-                q.keys.discard(req.key)
+            # The key stays pending until the UI thread has the image (_on_done): dropped here,
+            # a paint in between would not find it in memory and schedule it a second time.
             q.signals.done.emit(req.key, image, error, cached)
 
 
@@ -312,6 +312,8 @@ class ThumbnailLoader(QObject):
             self._pool.start(_Drainer(q))
 
     def _on_done(self, key: str, image: QImage, error: str, from_cache: bool) -> None:
+        with self._queue.lock:
+            self._queue.keys.discard(key)
         if image.isNull():
             self._failed[key] = error or "cannot decode"
         else:
