@@ -25,7 +25,7 @@ from lorastudio.dataset.model import Dataset, Mode, Severity
 from lorastudio.ui import theme
 from lorastudio.ui.bulk_dialog import BulkCaptionDialog
 from lorastudio.ui.caption_editor import MessageBar
-from lorastudio.ui.compare_page import TestPage
+from lorastudio.ui.compare_page import ComparePage
 from lorastudio.ui.dataset_page import DatasetPage
 from lorastudio.ui.project import Project
 from lorastudio.ui.runner import WorkerRunner
@@ -112,10 +112,10 @@ class MainWindow(QMainWindow):
         self.tabs.setDocumentMode(True)
         self.dataset_page = DatasetPage(self.loader)
         self.training_page = TrainingPage(self.loader)
-        self.test_page = TestPage(self.loader)
+        self.compare_page = ComparePage(self.loader)
         self.tabs.addTab(self.dataset_page, "Dataset")
         self.tabs.addTab(self.training_page, "Train")
-        self.tabs.addTab(self.test_page, "Test")
+        self.tabs.addTab(self.compare_page, "Test")
         self.banner = MessageBar("error")
         workspace = QWidget()
         wl = QVBoxLayout(workspace)
@@ -372,7 +372,7 @@ class MainWindow(QMainWindow):
         self.run_panel.phase.setText("Ready to train.")
         self.dataset_page.set_dataset(None, [])
         lora = project.config.output.lora_path
-        self.test_page.set_lora(str(lora) if lora.is_file() else "")
+        self.compare_page.set_lora(str(lora) if lora.is_file() else "")
         self.stack.setCurrentIndex(1)
         self.tabs.setCurrentWidget(self.dataset_page)
         self._watch(project.dataset_dir)
@@ -456,7 +456,7 @@ class MainWindow(QMainWindow):
             parts.append("checking images…")
         self.dataset_status.setText(" · ".join(parts))
         self.form.set_dataset_mode(dataset.mode)
-        self._configure_test_page()
+        self._configure_compare_page()
         self._update_actions()
         if final:
             self.dataset_loaded.emit()
@@ -580,7 +580,7 @@ class MainWindow(QMainWindow):
     def _form_changed(self) -> None:
         self.setWindowModified(True)
         self._sync_caption_context()
-        self._configure_test_page()
+        self._configure_compare_page()
         self._update_actions()
         model = self.form.model.text()
         if model and self.form.model_info.supported:
@@ -699,8 +699,8 @@ class MainWindow(QMainWindow):
         self.run_panel.on_finished(e)
         lora = str(e.get("lora") or "")
         if lora:
-            self.test_page.set_lora(lora)
-        self._configure_test_page()
+            self.compare_page.set_lora(lora)
+        self._configure_compare_page()
         self._update_actions()
         if lora:
             self.statusBar().showMessage(f"LoRA saved: {lora}", 10000)
@@ -714,9 +714,9 @@ class MainWindow(QMainWindow):
         QApplication.alert(self)
 
     def _test_lora(self, path: str) -> None:
-        self.test_page.set_lora(path)
-        self._configure_test_page()
-        self.tabs.setCurrentWidget(self.test_page)
+        self.compare_page.set_lora(path)
+        self._configure_compare_page()
+        self.tabs.setCurrentWidget(self.compare_page)
 
     def show_sample(self, sample: Sample) -> None:
         samples = self.run_panel.gallery.samples
@@ -726,7 +726,7 @@ class MainWindow(QMainWindow):
         self._viewers.append(viewer)
         viewer.show()
 
-    def _configure_test_page(self) -> None:
+    def _configure_compare_page(self) -> None:
         if self.project is None:
             return
         try:
@@ -736,7 +736,7 @@ class MainWindow(QMainWindow):
         model = self.form.model.text()
         sets = self.dataset.sets if self.dataset else []
         paired = self.dataset is None or self.dataset.mode is Mode.PAIRED
-        self.test_page.configure(model, config.output.run_dir if config else None, paired, sets,
+        self.compare_page.configure(model, config.output.run_dir if config else None, paired, sets,
                                  self.form.trigger.text().strip(), self.form.default_caption.text().strip())
 
     # -- look -----------------------------------------------------------------------------
@@ -892,7 +892,7 @@ class MainWindow(QMainWindow):
             if self.runner.is_running():
                 self.runner.kill()
                 self.runner.wait(3)
-        self.test_page.shutdown()
+        self.compare_page.shutdown()
         self.demo.cancel()
         for v in list(self._viewers):
             v.close()

@@ -180,7 +180,7 @@ def test_training_with_a_fake_worker(qtbot, window, tmp_path, monkeypatch):
     assert rp.done_bar.isVisible() and "fake.safetensors" in rp.done_bar.label.text()
     rp.copy_path()
     assert QApplication.clipboard().text() == "fake.safetensors"
-    assert window.test_page.lora.text() == "fake.safetensors"
+    assert window.compare_page.lora.text() == "fake.safetensors"
     assert window.project.path is not None and window.project.path.is_file()
     assert window.act_train.isEnabled()
 
