@@ -27,11 +27,12 @@ from lorastudio.ui.bulk_dialog import BulkCaptionDialog
 from lorastudio.ui.caption_editor import MessageBar
 from lorastudio.ui.compare_page import ComparePage
 from lorastudio.ui.dataset_page import DatasetPage
-from lorastudio.ui.project import Project
+from lorastudio.project import Project
 from lorastudio.ui.runner import WorkerRunner
 from lorastudio.ui.sample_gallery import Sample, SampleViewer
 from lorastudio.ui.set_model import SetEntry, make_entries
-from lorastudio.ui.settings import Settings, cache_dir, demo_dir
+from lorastudio.ui.settings import Settings
+from lorastudio.user_folders import cache_dir, demo_dir
 from lorastudio.ui.thumbnails import ThumbnailLoader
 from lorastudio.ui.training_page import TrainingPage
 from lorastudio.ui.welcome import DemoMaker, WelcomePage

@@ -25,7 +25,7 @@ from lorastudio.config import MEMORY_PRESETS, QUANTIZATION, memory_preset
 from lorastudio.ui.caption_editor import MessageBar
 from lorastudio.ui.loss_chart import LossChart
 from lorastudio.ui.model_folder import ModelFolderInfo, detect_model_folder
-from lorastudio.ui.project import validate, with_changes
+from lorastudio.project import validate, with_changes
 from lorastudio.ui.sample_gallery import Sample, SampleGallery
 from lorastudio.ui.thumbnails import ThumbnailLoader
 
