@@ -172,6 +172,7 @@ class Session:
         self.dataset = None
         self.snapshot = {}
         self.settings = None
+        self.model_supported = False
         self.project_changed(project)
         self.refresh()
 
@@ -182,6 +183,7 @@ class Session:
         self.dataset = None
         self.snapshot = {}
         self.settings = None
+        self.model_supported = False
         self.project_changed(None)
         self.refresh()
 

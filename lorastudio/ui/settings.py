@@ -68,5 +68,21 @@ class Settings:
     def set_last_dir(self, kind: str, path: str | Path) -> None:
         self.q.setValue(f"dirs/{kind}", str(path))
 
+    def last_model(self) -> str:
+        """The base model folder last chosen (a new project starts with it)."""
+        return str(self.q.value("last_model", "") or "")
+
+    def set_last_model(self, path: str) -> None:
+        self.q.setValue("last_model", path)
+
+    def thumb_size(self, default: int) -> int:
+        try:
+            return int(self.q.value("thumb_size", default))
+        except (TypeError, ValueError):
+            return default
+
+    def set_thumb_size(self, size: int) -> None:
+        self.q.setValue("thumb_size", int(size))
+
     def sync(self) -> None:
         self.q.sync()

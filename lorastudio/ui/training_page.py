@@ -377,6 +377,24 @@ class SettingsForm(QWidget):
         )
         return validate(config)
 
+    def valid_config(self) -> Config | None:
+        """The settings as a Config, or None while they are not valid (the form shows why)."""
+        try:
+            return self.config()
+        except ConfigError:
+            return None
+
+    def show_error(self, message: str) -> None:
+        self.error.setText(message)
+        self.error.show()
+
+    def model_path(self) -> str:
+        return self.model.text()
+
+    def caption_context(self) -> tuple[str, str]:
+        """The trigger word and the default caption, as typed."""
+        return self.trigger.text(), self.default_caption.text()
+
     def set_dataset_mode(self, mode) -> None:
         """The dataset's mode (paired / single), to warn about a model of the other kind."""
         self._dataset_mode = getattr(mode, "value", mode)
@@ -650,6 +668,20 @@ class RunPanel(QWidget):
         elif state == "starting":
             self.phase.setText("Starting the trainer…")
 
+    def reset(self) -> None:
+        """A project was opened: no curve, no samples, no message from an earlier run."""
+        self.chart.clear()
+        self.gallery.clear_samples()
+        self.error_bar.hide()
+        self.done_bar.hide()
+        self.phase.setText("Ready to train.")
+
+    def samples(self) -> list[Sample]:
+        return self.gallery.samples
+
+    def refresh_theme(self) -> None:
+        self.chart.update()
+
     def begin(self, resume: bool) -> None:
         self.error_bar.hide()
         self.done_bar.hide()
@@ -667,12 +699,9 @@ class RunPanel(QWidget):
         total = int(e.get("total") or 0)
         resumed = int(e.get("resumed_from") or 0)
         if resumed:
-            self.chart.steps[:] = [s for s in self.chart.steps if s <= resumed]
-            del self.chart.losses[len(self.chart.steps):]
-            self.chart.resumed_from = 0
+            self.chart.resume_at(resumed, total)
         else:
             self.chart.clear(total)
-        self.chart.total = total
         family = e.get("family", "")
         sets = e.get("sets", "?")
         self.phase.setText(f"Training {family} on {sets} sets" + (f", resumed from step {resumed:,}" if resumed else ""))
@@ -824,6 +853,10 @@ class TrainingPage(QWidget):
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setSizes([max(440, form_width), 860])
+
+    def splitters(self) -> dict[str, QSplitter]:
+        """The splitters whose positions are remembered between runs, by settings name."""
+        return {"train": self.splitter}
 
 
 def _html(text: str) -> str:

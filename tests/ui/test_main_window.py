@@ -350,7 +350,7 @@ def test_missing_folder_and_bad_project_are_reported(qtbot, window, tmp_path):
 
 
 def test_resume_needs_a_complete_checkpoint(qtbot, window, tmp_path):
-    from lorastudio.ui.main_window import has_checkpoint
+    from lorastudio.session import has_checkpoint
 
     root = make_dataset(tmp_path / "ds", sets=2)
     open_and_wait(qtbot, window, root)
