@@ -14,25 +14,23 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import (QApplication, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QStackedWidget,
-                               QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QStackedWidget, QTabWidget, QVBoxLayout, QWidget
 
 from lorastudio.config import ConfigError
-from lorastudio.dataset.model import Dataset, Mode
+from lorastudio.dataset.model import Dataset
 from lorastudio.project import Project
-from lorastudio.session import Actions, CannotOpen, Session, dataset_summary, project_for_path
-from lorastudio.ui import help_texts, theme
-from lorastudio.ui.bulk_dialog import BulkCaptionDialog
+from lorastudio.session import Actions, CannotOpen, Session, project_for_path
+from lorastudio.ui import dialogs, theme
 from lorastudio.ui.caption_editor import MessageBar
 from lorastudio.ui.caption_guard import save_captions_or_ask
 from lorastudio.ui.compare_page import ComparePage
+from lorastudio.ui.compare_wiring import CompareWiring
+from lorastudio.ui.dataset_control import DatasetControl
 from lorastudio.ui.dataset_page import DatasetPage
-from lorastudio.ui.folder_watch import FolderWatch
 from lorastudio.ui.run_control import RunControl
 from lorastudio.ui.runner import WorkerRunner
 from lorastudio.ui.sample_gallery import Sample, SampleViewer
 from lorastudio.ui.session_signals import SessionSignals
-from lorastudio.ui.set_model import SetEntry
 from lorastudio.ui.settings import Settings
 from lorastudio.ui.thumbnails import ThumbnailLoader
 from lorastudio.ui.training_page import TrainingPage
@@ -59,7 +57,7 @@ class MainWindow(QMainWindow):
         self._viewers: list[SampleViewer] = []
         self._shut_down = False
         #: Asked before quitting with unsaved work; tests replace it.
-        self.ask = self._ask_user
+        self.ask = lambda title, text, choices: dialogs.ask_user(self, title, text, choices)
 
         self.setWindowTitle(APP_TITLE)
         self.setWindowIcon(theme.icon("app"))
@@ -97,19 +95,19 @@ class MainWindow(QMainWindow):
         self.form = self.training_page.form
         self.run_panel = self.training_page.run
 
-        self.actions = WindowActions(
-            self, self._action_slots(), theme_manager.choice if theme_manager else "system", self.set_theme,
-            self._fill_recent_menu)
-        for name, action in self.actions.by_name.items():
+        self.commands = WindowActions(self, self._action_slots(), theme_manager.choice if theme_manager else "system",
+                                      self.settings.recent)
+        for name, action in self.commands.by_name.items():
             setattr(self, f"act_{name}", action)  # window.act_train … for shortcuts and tests
-        self.toolbar = self.actions.toolbar
+        self.toolbar = self.commands.toolbar
         self.dataset_status = QLabel("")
         self.train_status = QLabel("")
         self.statusBar().setSizeGripEnabled(True)
         self.statusBar().addPermanentWidget(self.train_status)
         self.statusBar().addPermanentWidget(self.dataset_status)
-        self.folder = FolderWatch(self.session, self._current_set_files, self)
-        self.run_control = RunControl(self.session, self.runner, self.run_panel, self.train_status,
+        self.compare = CompareWiring(self.session, self.form, self.compare_page)
+        self.dataset_control = DatasetControl(self.session, self.dataset_page, self.dataset_status, self.banner, self)
+        self.run_control = RunControl(self.session, self.runner, self.training_page, self.train_status,
                                       lambda: self.tabs.setCurrentWidget(self.training_page), self)
         self._connect()
         self._restore_geometry()
@@ -134,7 +132,8 @@ class MainWindow(QMainWindow):
                  "next": self.dataset_page.next_set, "prev": self.dataset_page.previous_set,
                  "find": self._focus_search, "rescan": self.rescan, "train": lambda: self.start_training(False),
                  "resume": lambda: self.start_training(True), "stop": self.stop_training,
-                 "tips": self.show_tips, "about": self.show_about}
+                 "tips": lambda: dialogs.show_tips(self), "about": lambda: dialogs.show_about(self),
+                 "theme": self.set_theme, "open_recent": self.open_path, "clear_recent": self._clear_recent}
         for i in range(len(TAB_ICONS)):
             slots[f"tab_{i}"] = lambda _=False, i=i: self.tabs.setCurrentIndex(i)
         return slots
@@ -147,8 +146,6 @@ class MainWindow(QMainWindow):
         w.recent_requested.connect(self.open_path)
         self.demo.ready.connect(self._demo_ready)
         self.demo.failed.connect(self.welcome.show_demo_error)
-        self.dataset_page.current_set_changed.connect(lambda _name: self.folder.watch_current_set())
-        self.editor.saved.connect(self._caption_saved)
         self.form.changed.connect(self._form_changed)
         rp = self.run_panel
         rp.train_clicked.connect(lambda: self.start_training(False))
@@ -156,15 +153,13 @@ class MainWindow(QMainWindow):
         rp.stop_clicked.connect(self.stop_training)
         rp.test_clicked.connect(self._test_lora)
         rp.sample_clicked.connect(self.show_sample)
-        f = self.folder
-        f.scanned.connect(self._show_dataset)
-        f.status.connect(self.dataset_status.setText)
-        f.unreadable.connect(self.banner.show_message)
-        f.looked.connect(self.editor.check_disk)
+        self.dataset_control.loaded.connect(self.dataset_loaded)
         rc = self.run_control
         rc.finished.connect(self._run_finished)
         rc.message.connect(self.statusBar().showMessage)
+        self.dataset_control.message.connect(self.statusBar().showMessage)
         rc.attention.connect(lambda: QApplication.alert(self))
+        self.signals.dataset_changed.connect(self._dataset_changed)
         self.signals.run_state_changed.connect(self._run_state_changed)
         self.signals.actions_changed.connect(self._show_actions)
 
@@ -181,14 +176,12 @@ class MainWindow(QMainWindow):
     # -- opening --------------------------------------------------------------------------
 
     def open_folder_dialog(self) -> None:
-        start = self.settings.last_dir("dataset") or str(Path.home())
-        folder = QFileDialog.getExistingDirectory(self, "Open a folder of training images", start)
+        folder = dialogs.choose_dataset_folder(self, self.settings)
         if folder:
             self.open_path(folder)
 
     def open_project_dialog(self) -> None:
-        start = self.settings.last_dir("project") or str(Path.home())
-        path, _ = QFileDialog.getOpenFileName(self, "Open a project", start, "LoRA Studio project (*.toml)")
+        path = dialogs.choose_project_file(self, self.settings)
         if path:
             self.open_path(path)
 
@@ -234,16 +227,14 @@ class MainWindow(QMainWindow):
         self.form.load(project.config, project.path)
         self._sync_caption_context()
         self.run_panel.reset()
-        self.dataset_page.set_dataset(None, [])
         lora = project.config.output.lora_path
         self.compare_page.set_lora(str(lora) if lora.is_file() else "")
         self.stack.setCurrentIndex(1)
         self.tabs.setCurrentWidget(self.dataset_page)
-        self.folder.watch(project.dataset_dir)
         self.setWindowModified(False)
         self._update_title()
         self._sync_settings()
-        self.rescan()
+        self.dataset_control.show_folder(project.dataset_dir)
 
     def close_project(self) -> None:
         if self.session.running:
@@ -253,8 +244,7 @@ class MainWindow(QMainWindow):
             return
         self.editor.set_image_set(None)
         self.session.close()
-        self.folder.watch(None)
-        self.dataset_page.set_dataset(None, [])
+        self.dataset_control.show_folder(None)
         self.welcome.set_recent(self.settings.recent())
         self.stack.setCurrentWidget(self.welcome)
         self.setWindowModified(False)
@@ -264,57 +254,21 @@ class MainWindow(QMainWindow):
 
     def rescan(self) -> None:
         """Scan the dataset folder again (coalesced: one scan at a time, the latest wins)."""
-        self.folder.rescan()
+        self.dataset_control.rescan()
 
-    def check_for_changes(self) -> None:
-        """Rescan if the folder's listing differs from the last scan (our own caption saves excluded)."""
-        self.folder.check_for_changes()
-
-    def _current_set_files(self) -> list[Path]:
-        entry = self.dataset_page.current_entry()
-        return [] if entry is None else [*entry.image_set.images, entry.image_set.caption_path]
-
-    def _show_dataset(self, dataset: Dataset, entries: list[SetEntry], snapshot: dict, final: bool) -> None:
-        self.banner.hide()
-        self.session.set_dataset(dataset, snapshot)
-        self.dataset_page.set_dataset(dataset, entries)
-        self.folder.watch_current_set()
-        self.editor.check_disk()
-        self.dataset_status.setText(dataset_summary(dataset, final))
-        self.form.set_dataset_mode(dataset.mode)
-        self._sync_settings()
-        self._configure_compare_page()
-        if final:
-            self.dataset_loaded.emit()
+    def _dataset_changed(self, dataset: Dataset | None) -> None:
+        if dataset is not None:
+            self.form.set_dataset_mode(dataset.mode)
+            self._sync_settings()
+            self.compare.update()
 
     def _app_state_changed(self, state: Qt.ApplicationState) -> None:
         if state == Qt.ApplicationState.ApplicationActive:
-            self.folder.look_soon()
-
-    def _caption_saved(self, name: str, _text: str) -> None:
-        if self.session.project is None:
-            return
-        entry = self.dataset_page.current_entry()
-        if entry is not None and entry.name == name and entry.image_set.caption_path is not None:
-            self.session.note_written(entry.image_set.caption_path)
-        self.folder.watch_current_set()
+            self.dataset_control.look_soon()
 
     def open_bulk_dialog(self) -> None:
-        if self.session.dataset is None:
-            return
-        self.editor.flush()
-        trigger, default_caption = self.form.caption_context()
-        dialog = BulkCaptionDialog(self.session.dataset, self, trigger=trigger, default_caption=default_caption)
-        dialog.applied.connect(self._bulk_applied)
-        self.bulk_dialog = dialog
-        dialog.open()
-
-    def _bulk_applied(self, result) -> None:
-        self.statusBar().showMessage(f"Updated {result.written_count} captions", 6000)
-        for change in result.written:
-            self.dataset_page.update_caption(change.set_name, change.new)
-        self.editor.check_disk()
-        self.rescan()
+        """Trigger word, find and replace, fill empty captions (with the settings' trigger and default)."""
+        self.bulk_dialog = self.dataset_control.open_bulk_dialog(self, *self.form.caption_context())
 
     def _focus_search(self) -> None:
         if self.session.project is not None:
@@ -327,7 +281,7 @@ class MainWindow(QMainWindow):
         self.setWindowModified(True)
         self._sync_caption_context()
         self._sync_settings()
-        self._configure_compare_page()
+        self.compare.update()
         model = self.form.model_path()
         if model and self.form.model_info.supported:
             self.settings.set_last_model(model)
@@ -372,12 +326,9 @@ class MainWindow(QMainWindow):
         project = self.session.project
         if project is None:
             return
-        start = str(project.path or project.default_path())
-        path, _ = QFileDialog.getSaveFileName(self, "Save project as", start, "LoRA Studio project (*.toml)")
-        if path:
-            if not path.endswith(".toml"):
-                path += ".toml"
-            self.save_project(Path(path))
+        path = dialogs.choose_save_path(self, project.path or project.default_path())
+        if path is not None:
+            self.save_project(path)
 
     # -- training -------------------------------------------------------------------------
 
@@ -385,14 +336,7 @@ class MainWindow(QMainWindow):
         if self.session.project is None or self.runner.is_running():
             return False
         self.editor.flush()
-        if self._config_from_form() is None:
-            return False
-        info = self.form.model_info
-        if not info.supported:
-            self.tabs.setCurrentWidget(self.training_page)
-            self.form.show_error(info.message)
-            return False
-        return self.run_control.start(resume, self.save_project)
+        return self._config_from_form() is not None and self.run_control.start(resume, self.save_project)
 
     def stop_training(self) -> None:
         self.run_control.stop()
@@ -404,12 +348,12 @@ class MainWindow(QMainWindow):
 
     def _run_finished(self, lora: str) -> None:
         if lora:
-            self.compare_page.set_lora(lora)
-        self._configure_compare_page()
+            self.compare.set_lora(lora)
+        else:
+            self.compare.update()
 
     def _test_lora(self, path: str) -> None:
-        self.compare_page.set_lora(path)
-        self._configure_compare_page()
+        self.compare.set_lora(path)
         self.tabs.setCurrentWidget(self.compare_page)
 
     def show_sample(self, sample: Sample) -> None:
@@ -420,16 +364,6 @@ class MainWindow(QMainWindow):
         self._viewers.append(viewer)
         viewer.show()
 
-    def _configure_compare_page(self) -> None:
-        """The Test tab uses the settings' model and run folder, and the dataset's sets."""
-        if self.session.project is None:
-            return
-        dataset = self.session.dataset
-        trigger, default_caption = self.form.caption_context()
-        self.compare_page.configure(self.form.model_path(), self.session.run_dir,
-                                    dataset is None or dataset.mode is Mode.PAIRED, dataset.sets if dataset else [],
-                                    trigger.strip(), default_caption.strip())
-
     # -- look -----------------------------------------------------------------------------
 
     def set_theme(self, key: str) -> None:
@@ -438,7 +372,7 @@ class MainWindow(QMainWindow):
             self.theme_manager.set_choice(key)
 
     def refresh_theme(self) -> None:
-        self.actions.refresh_icons()
+        self.commands.refresh_icons()
         self.setWindowIcon(theme.icon("app"))
         for i, name in enumerate(TAB_ICONS):
             self.tabs.setTabIcon(i, theme.icon(name))
@@ -451,60 +385,31 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(APP_TITLE if project is None else f"{project.title}[*] — {APP_TITLE}")
 
     def _show_actions(self, actions: Actions) -> None:
-        self.actions.enable(actions)
+        self.commands.enable(actions)
         self.run_panel.set_state(actions.run_state, can_resume=actions.resumable, can_train=actions.model_supported)
 
-    def _fill_recent_menu(self, menu: QMenu) -> None:
-        menu.clear()
-        recent = self.settings.recent()
-        for p in recent:
-            a = menu.addAction(p)
-            a.triggered.connect(lambda _=False, p=p: self.open_path(p))
-        if recent:
-            menu.addSeparator()
-            menu.addAction("Clear", lambda: (self.settings.clear_recent(), self.welcome.set_recent([])))
-        else:
-            menu.addAction("(none)").setEnabled(False)
-
-    def show_tips(self) -> None:
-        QMessageBox.information(self, "Training tips", help_texts.TRAINING_TIPS)
-
-    def show_about(self) -> None:
-        from lorastudio import __version__
-
-        QMessageBox.about(self, "About LoRA Studio", help_texts.ABOUT.format(version=__version__))
+    def _clear_recent(self) -> None:
+        self.settings.clear_recent()
+        self.welcome.set_recent([])
 
     # -- window events --------------------------------------------------------------------
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if dropped_path(event) is not None:
+        if dialogs.dropped_path(event.mimeData()) is not None:
             event.acceptProposedAction()
         else:
             event.ignore()
 
     def dragMoveEvent(self, event) -> None:
-        if dropped_path(event) is not None:
+        if dialogs.dropped_path(event.mimeData()) is not None:
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:
-        path = dropped_path(event)
+        path = dialogs.dropped_path(event.mimeData())
         if path is not None:
             event.acceptProposedAction()
             # Open after the drop returns, so the drag source is not kept waiting.
             QTimer.singleShot(0, lambda: self.open_path(path))
-
-    def _ask_user(self, title: str, text: str, choices: tuple[str, ...]) -> str:
-        box = QMessageBox(QMessageBox.Icon.Question, title, text, parent=self)
-        buttons = {}
-        labels = {"keep": ("Keep my text", QMessageBox.ButtonRole.AcceptRole),
-                  "discard": ("Discard my edits", QMessageBox.ButtonRole.DestructiveRole),
-                  "stop": ("Stop training and quit", QMessageBox.ButtonRole.AcceptRole),
-                  "cancel": ("Cancel", QMessageBox.ButtonRole.RejectRole)}
-        for c in choices:
-            label, role = labels[c]
-            buttons[box.addButton(label, role)] = c
-        box.exec()
-        return buttons.get(box.clickedButton(), "cancel")
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.runner.is_running():
@@ -555,15 +460,3 @@ class MainWindow(QMainWindow):
             if isinstance(state, QByteArray):
                 splitter.restoreState(state)
 
-
-def dropped_path(event) -> Path | None:
-    """The folder or project file dragged onto the window, if any."""
-    mime = event.mimeData()
-    if not mime.hasUrls():
-        return None
-    for url in mime.urls():
-        if url.isLocalFile():
-            p = Path(url.toLocalFile())
-            if p.is_dir() or p.suffix.lower() == ".toml":
-                return p
-    return None

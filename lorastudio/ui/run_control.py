@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QApplication, QLabel
 
 from lorastudio.session import Session
-from lorastudio.ui.training_page import RunPanel
+from lorastudio.ui.training_page import TrainingPage
 from lorastudio.ui.runner import WorkerRunner
 
 
@@ -28,14 +28,15 @@ class RunControl(QObject):
     #: Something happened that the artist should look at (the window asks for attention).
     attention = Signal()
 
-    def __init__(self, session: Session, runner: WorkerRunner, panel: RunPanel, status: QLabel,
-                 show_panel: Callable[[], None], parent: QObject | None = None) -> None:
+    def __init__(self, session: Session, runner: WorkerRunner, page: TrainingPage, status: QLabel,
+                 show_page: Callable[[], None], parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.session = session
         self.runner = runner
-        self.panel = panel
+        self.form = page.form
+        self.panel = panel = page.run
         self._status = status
-        self._show_panel = show_panel
+        self._show_page = show_page
         r = runner
         r.started.connect(panel.on_started)
         r.status.connect(panel.on_status)
@@ -52,17 +53,22 @@ class RunControl(QObject):
 
     def start(self, resume: bool, save_project: Callable[[], bool]) -> bool:
         """Start the worker on the saved project (the settings were checked already)."""
+        info = self.form.model_info
+        if not info.supported:
+            self._show_page()
+            self.form.show_error(info.message)
+            return False
         blocker = self.session.training_blocker()
         if blocker:
             self.panel.on_failed({"message": blocker, "kind": "data"})
-            self._show_panel()
+            self._show_page()
             return False
         if not save_project():
             return False
         project = self.session.project
         assert project is not None and project.path is not None
         self.panel.begin(resume)
-        self._show_panel()
+        self._show_page()
         self.runner.start_training(project.path, resume=resume)
         return True
 

@@ -12,7 +12,7 @@ from typing import Callable, Mapping
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QMainWindow, QMenu, QToolBar, QToolButton
+from PySide6.QtWidgets import QMainWindow, QToolBar, QToolButton
 
 from lorastudio.session import Actions
 from lorastudio.ui import theme
@@ -91,18 +91,21 @@ class WindowActions:
     """Builds the table's actions into a window (with its menus and toolbar) and enables them."""
 
     def __init__(self, window: QMainWindow, slots: Mapping[str, Callable], theme_choice: str,
-                 choose_theme: Callable[[str], None], fill_recent: Callable[[QMenu], None]) -> None:
+                 recent: Callable[[], list[str]]) -> None:
+        """``slots``: one per action name, plus ``theme(key)``, ``open_recent(path)`` and ``clear_recent()``;
+        ``recent()`` lists the recent projects for the File menu."""
         self.specs = {spec.name: spec for spec in ACTIONS}
         self.by_name = {spec.name: make_action(window, spec, slots[spec.name]) for spec in ACTIONS}
+        self._slots = slots
+        self._recent = recent
         self.theme_group = QActionGroup(window)
         self.theme = {}
         for key, label in THEMES:
             a = QAction(label, window, checkable=True)
-            a.triggered.connect(lambda _=False, key=key: choose_theme(key))
+            a.triggered.connect(lambda _=False, key=key: slots["theme"](key))
             self.theme_group.addAction(a)
             self.theme[key] = a
         self.theme.get(theme_choice, self.theme["system"]).setChecked(True)
-        self._fill_recent = fill_recent
         self._make_menus(window)
         self.toolbar = self._make_toolbar(window)
 
@@ -118,7 +121,7 @@ class WindowActions:
                     menu.addSeparator()
                 elif name == "@recent":
                     self.recent_menu = menu.addMenu("Open &Recent")
-                    self.recent_menu.aboutToShow.connect(lambda: self._fill_recent(self.recent_menu))
+                    self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
                 elif name == "@theme":
                     sub = menu.addMenu("&Theme")
                     for a in self.theme.values():
@@ -144,6 +147,19 @@ class WindowActions:
         for name, text in ICON_TEXT.items():
             self.by_name[name].setIconText(text)
         return tb
+
+    def _fill_recent_menu(self) -> None:
+        menu = self.recent_menu
+        menu.clear()
+        recent = self._recent()
+        for p in recent:
+            a = menu.addAction(p)
+            a.triggered.connect(lambda _=False, p=p: self._slots["open_recent"](p))
+        if recent:
+            menu.addSeparator()
+            menu.addAction("Clear", self._slots["clear_recent"])
+        else:
+            menu.addAction("(none)").setEnabled(False)
 
     def enable(self, actions: Actions) -> None:
         for name, spec in self.specs.items():
