@@ -6,7 +6,7 @@ from __future__ import annotations
 from lorastudio.dataset.model import Mode
 from lorastudio.session import Session
 from lorastudio.ui.compare_page import ComparePage
-from lorastudio.ui.training_page import SettingsForm
+from lorastudio.ui.settings_form import SettingsForm
 
 
 class CompareWiring:
