@@ -9,11 +9,13 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QLabel, QWidget
 
 from lorastudio.dataset.model import Dataset
-from lorastudio.session import Session, dataset_summary
+from lorastudio.project import Project
+from lorastudio.session import dataset_summary
 from lorastudio.ui.bulk_dialog import BulkCaptionDialog
 from lorastudio.ui.caption_editor import MessageBar
 from lorastudio.ui.dataset_page import DatasetPage
 from lorastudio.ui.folder_watch import FolderWatch
+from lorastudio.ui.session_signals import SessionSignals
 from lorastudio.ui.set_model import SetEntry
 
 
@@ -23,10 +25,10 @@ class DatasetControl(QObject):
     #: A status-bar message (text, milliseconds).
     message = Signal(str, int)
 
-    def __init__(self, session: Session, page: DatasetPage, status: QLabel, banner: MessageBar,
+    def __init__(self, signals: SessionSignals, page: DatasetPage, status: QLabel, banner: MessageBar,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.session = session
+        self.session = session = signals.session
         self.page = page
         self.editor = page.caption_editor
         self._status = status
@@ -38,13 +40,14 @@ class DatasetControl(QObject):
         self.folder.looked.connect(self.editor.check_disk)
         page.current_set_changed.connect(lambda _name: self.folder.watch_current_set())
         self.editor.saved.connect(self._caption_saved)
+        signals.project_changed.connect(self._project_changed)
 
-    def show_folder(self, folder: Path | None) -> None:
-        """Show (and watch) the open project's folder, read afresh; None: no project."""
+    def _project_changed(self, project: Project | None) -> None:
+        """Another project (or none): nothing of the last one's folder stays on screen."""
+        self.editor.set_image_set(None)
+        self._banner.hide()
         self.page.set_dataset(None, [])
-        self.folder.watch(folder)
-        if folder is not None:
-            self.folder.rescan()
+        self.folder.watch(project.dataset_dir if project is not None else None)
 
     def rescan(self) -> None:
         self.folder.rescan()

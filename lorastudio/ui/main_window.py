@@ -14,32 +14,28 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QStackedWidget, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QStackedWidget
 
 from lorastudio.config import ConfigError
 from lorastudio.dataset.model import Dataset
 from lorastudio.project import Project
 from lorastudio.session import Actions, CannotOpen, Session, project_for_path
 from lorastudio.ui import dialogs, theme
-from lorastudio.ui.caption_editor import MessageBar
 from lorastudio.ui.caption_guard import save_captions_or_ask
-from lorastudio.ui.compare_page import ComparePage
 from lorastudio.ui.compare_wiring import CompareWiring
 from lorastudio.ui.dataset_control import DatasetControl
-from lorastudio.ui.dataset_page import DatasetPage
 from lorastudio.ui.run_control import RunControl
 from lorastudio.ui.runner import WorkerRunner
 from lorastudio.ui.sample_gallery import Sample, SampleViewer
 from lorastudio.ui.session_signals import SessionSignals
 from lorastudio.ui.settings import Settings
 from lorastudio.ui.thumbnails import ThumbnailLoader
-from lorastudio.ui.training_page import TrainingPage
 from lorastudio.ui.welcome import DemoMaker, WelcomePage
 from lorastudio.ui.window_actions import WindowActions
+from lorastudio.ui.workspace import Workspace
 from lorastudio.user_folders import cache_dir, demo_dir
 
 APP_TITLE = "LoRA Studio"
-TAB_ICONS = ("dataset", "train", "test")
 
 
 class MainWindow(QMainWindow):
@@ -69,28 +65,15 @@ class MainWindow(QMainWindow):
         self.runner = WorkerRunner(self, kill_timeout=kill_timeout)
         self.demo = DemoMaker(self)
 
-        # Pages.
+        # Pages: the welcome page, or a project's tabs.
         self.stack = QStackedWidget()
         self.welcome = WelcomePage()
-        self.tabs = QTabWidget()
-        self.tabs.setDocumentMode(True)
-        self.dataset_page = DatasetPage(self.loader)
-        self.training_page = TrainingPage(self.loader)
-        self.compare_page = ComparePage(self.loader)
-        self.tabs.addTab(self.dataset_page, "Dataset")
-        self.tabs.addTab(self.training_page, "Train")
-        self.tabs.addTab(self.compare_page, "Test")
-        self.banner = MessageBar("error")
-        workspace = QWidget()
-        wl = QVBoxLayout(workspace)
-        wl.setContentsMargins(0, 0, 0, 0)
-        wl.setSpacing(0)
-        wl.addWidget(self.banner)
-        wl.addWidget(self.tabs, 1)
+        self.workspace = ws = Workspace(self.loader)
         self.stack.addWidget(self.welcome)
-        self.stack.addWidget(workspace)
+        self.stack.addWidget(ws)
         self.setCentralWidget(self.stack)
-
+        self.banner, self.tabs = ws.banner, ws.tabs
+        self.dataset_page, self.training_page, self.compare_page = ws.dataset_page, ws.training_page, ws.compare_page
         self.editor = self.dataset_page.caption_editor
         self.form = self.training_page.form
         self.run_panel = self.training_page.run
@@ -105,9 +88,9 @@ class MainWindow(QMainWindow):
         self.statusBar().setSizeGripEnabled(True)
         self.statusBar().addPermanentWidget(self.train_status)
         self.statusBar().addPermanentWidget(self.dataset_status)
-        self.compare = CompareWiring(self.session, self.form, self.compare_page)
-        self.dataset_control = DatasetControl(self.session, self.dataset_page, self.dataset_status, self.banner, self)
-        self.run_control = RunControl(self.session, self.runner, self.training_page, self.train_status,
+        self.compare = CompareWiring(self.signals, self.form, self.compare_page)
+        self.dataset_control = DatasetControl(self.signals, self.dataset_page, self.dataset_status, self.banner, self)
+        self.run_control = RunControl(self.signals, self.runner, self.training_page, self.train_status,
                                       lambda: self.tabs.setCurrentWidget(self.training_page), self)
         self._connect()
         self._restore_geometry()
@@ -134,7 +117,7 @@ class MainWindow(QMainWindow):
                  "resume": lambda: self.start_training(True), "stop": self.stop_training,
                  "tips": lambda: dialogs.show_tips(self), "about": lambda: dialogs.show_about(self),
                  "theme": self.set_theme, "open_recent": self.open_path, "clear_recent": self._clear_recent}
-        for i in range(len(TAB_ICONS)):
+        for i in range(self.tabs.count()):
             slots[f"tab_{i}"] = lambda _=False, i=i: self.tabs.setCurrentIndex(i)
         return slots
 
@@ -219,22 +202,17 @@ class MainWindow(QMainWindow):
         return True
 
     def load_project(self, project: Project) -> None:
-        if self.session.project is not None:
-            self.editor.set_image_set(None)
+        """Show ``project`` (the pieces reset themselves on ``project_changed``; then its folder is read)."""
         self.loader.forget()
-        self.banner.hide()
         self.session.open(project)
         self.form.load(project.config, project.path)
         self._sync_caption_context()
-        self.run_panel.reset()
-        lora = project.config.output.lora_path
-        self.compare_page.set_lora(str(lora) if lora.is_file() else "")
         self.stack.setCurrentIndex(1)
         self.tabs.setCurrentWidget(self.dataset_page)
         self.setWindowModified(False)
         self._update_title()
         self._sync_settings()
-        self.dataset_control.show_folder(project.dataset_dir)
+        self.dataset_control.rescan()
 
     def close_project(self) -> None:
         if self.session.running:
@@ -242,9 +220,7 @@ class MainWindow(QMainWindow):
             return
         if not save_captions_or_ask(self.editor, self.ask):
             return
-        self.editor.set_image_set(None)
         self.session.close()
-        self.dataset_control.show_folder(None)
         self.welcome.set_recent(self.settings.recent())
         self.stack.setCurrentWidget(self.welcome)
         self.setWindowModified(False)
@@ -344,7 +320,7 @@ class MainWindow(QMainWindow):
     def _run_state_changed(self, state: str) -> None:
         running = state != "idle"
         self.form.set_enabled_for_run(running)
-        self.tabs.setTabText(1, "Train ●" if running else "Train")
+        self.workspace.set_running(running)
 
     def _run_finished(self, lora: str) -> None:
         if lora:
@@ -374,11 +350,8 @@ class MainWindow(QMainWindow):
     def refresh_theme(self) -> None:
         self.commands.refresh_icons()
         self.setWindowIcon(theme.icon("app"))
-        for i, name in enumerate(TAB_ICONS):
-            self.tabs.setTabIcon(i, theme.icon(name))
         self.welcome.refresh_icons()
-        self.dataset_page.refresh_theme()
-        self.run_panel.refresh_theme()
+        self.workspace.refresh_theme()
 
     def _update_title(self) -> None:
         project = self.session.project

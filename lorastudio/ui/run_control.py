@@ -15,7 +15,7 @@ from typing import Callable
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QApplication, QLabel
 
-from lorastudio.session import Session
+from lorastudio.ui.session_signals import SessionSignals
 from lorastudio.ui.training_page import TrainingPage
 from lorastudio.ui.runner import WorkerRunner
 
@@ -28,10 +28,10 @@ class RunControl(QObject):
     #: Something happened that the artist should look at (the window asks for attention).
     attention = Signal()
 
-    def __init__(self, session: Session, runner: WorkerRunner, page: TrainingPage, status: QLabel,
+    def __init__(self, signals: SessionSignals, runner: WorkerRunner, page: TrainingPage, status: QLabel,
                  show_page: Callable[[], None], parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.session = session
+        self.session = session = signals.session
         self.runner = runner
         self.form = page.form
         self.panel = panel = page.run
@@ -49,7 +49,8 @@ class RunControl(QObject):
         r.failed.connect(self._on_failed)
         r.log.connect(panel.log)
         r.state_changed.connect(session.set_run_state)
-        session.run_state_changed.connect(self._show_state)
+        signals.run_state_changed.connect(self._show_state)
+        signals.project_changed.connect(self._project_changed)
 
     def start(self, resume: bool, save_project: Callable[[], bool]) -> bool:
         """Start the worker on the saved project (the settings were checked already)."""
@@ -91,6 +92,10 @@ class RunControl(QObject):
             runner.wait(3)
 
     # -- events -----------------------------------------------------------------------------
+
+    def _project_changed(self, project) -> None:
+        if project is not None:
+            self.panel.reset()  # no curve, samples or message from the last project's run
 
     def _show_state(self, state: str) -> None:
         self._status.setText({"idle": "", "stopping": "Stopping…"}.get(state, "Training…"))
