@@ -5,17 +5,31 @@ from __future__ import annotations
 
 from lorastudio.dataset.model import Mode
 from lorastudio.project import Project
-from lorastudio.ui.compare_page import ComparePage
+from lorastudio.ui.run_control import RunControl
 from lorastudio.ui.session_signals import SessionSignals
-from lorastudio.ui.settings_form import SettingsForm
+from lorastudio.ui.workspace import Workspace
 
 
 class CompareWiring:
-    def __init__(self, signals: SessionSignals, form: SettingsForm, page: ComparePage) -> None:
+    def __init__(self, signals: SessionSignals, workspace: Workspace, runs: RunControl) -> None:
         self.session = signals.session
-        self.form = form
-        self.page = page
+        self.form = workspace.training_page.form
+        self.page = workspace.compare_page
+        self._tabs = workspace.tabs
         signals.project_changed.connect(self._project_changed)
+        signals.dataset_changed.connect(lambda _dataset: self.update())
+        runs.finished.connect(self._run_finished)
+        workspace.training_page.run.test_clicked.connect(self._test_clicked)
+
+    def _run_finished(self, lora: str) -> None:
+        if lora:
+            self.set_lora(lora)
+        else:
+            self.update()
+
+    def _test_clicked(self, lora: str) -> None:
+        self.set_lora(lora)
+        self._tabs.setCurrentWidget(self.page)
 
     def _project_changed(self, project: Project | None) -> None:
         if project is not None:  # the LoRA an earlier run left, if any

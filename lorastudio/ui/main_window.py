@@ -88,10 +88,9 @@ class MainWindow(QMainWindow):
         self.statusBar().setSizeGripEnabled(True)
         self.statusBar().addPermanentWidget(self.train_status)
         self.statusBar().addPermanentWidget(self.dataset_status)
-        self.compare = CompareWiring(self.signals, self.form, self.compare_page)
         self.dataset_control = DatasetControl(self.signals, self.dataset_page, self.dataset_status, self.banner, self)
-        self.run_control = RunControl(self.signals, self.runner, self.training_page, self.train_status,
-                                      lambda: self.tabs.setCurrentWidget(self.training_page), self)
+        self.run_control = RunControl(self.signals, self.runner, ws, self.train_status, self)
+        self.compare = CompareWiring(self.signals, ws, self.run_control)
         self._connect()
         self._restore_geometry()
         self.welcome.set_recent(self.settings.recent())
@@ -134,16 +133,13 @@ class MainWindow(QMainWindow):
         rp.train_clicked.connect(lambda: self.start_training(False))
         rp.resume_clicked.connect(lambda: self.start_training(True))
         rp.stop_clicked.connect(self.stop_training)
-        rp.test_clicked.connect(self._test_lora)
         rp.sample_clicked.connect(self.show_sample)
         self.dataset_control.loaded.connect(self.dataset_loaded)
         rc = self.run_control
-        rc.finished.connect(self._run_finished)
         rc.message.connect(self.statusBar().showMessage)
         self.dataset_control.message.connect(self.statusBar().showMessage)
         rc.attention.connect(lambda: QApplication.alert(self))
         self.signals.dataset_changed.connect(self._dataset_changed)
-        self.signals.run_state_changed.connect(self._run_state_changed)
         self.signals.actions_changed.connect(self._show_actions)
 
     # -- compatibility views of the session ------------------------------------------------
@@ -236,7 +232,6 @@ class MainWindow(QMainWindow):
         if dataset is not None:
             self.form.set_dataset_mode(dataset.mode)
             self._sync_settings()
-            self.compare.update()
 
     def _app_state_changed(self, state: Qt.ApplicationState) -> None:
         if state == Qt.ApplicationState.ApplicationActive:
@@ -317,21 +312,6 @@ class MainWindow(QMainWindow):
     def stop_training(self) -> None:
         self.run_control.stop()
 
-    def _run_state_changed(self, state: str) -> None:
-        running = state != "idle"
-        self.form.set_enabled_for_run(running)
-        self.workspace.set_running(running)
-
-    def _run_finished(self, lora: str) -> None:
-        if lora:
-            self.compare.set_lora(lora)
-        else:
-            self.compare.update()
-
-    def _test_lora(self, path: str) -> None:
-        self.compare.set_lora(path)
-        self.tabs.setCurrentWidget(self.compare_page)
-
     def show_sample(self, sample: Sample) -> None:
         samples = self.run_panel.samples()
         index = next((i for i, s in enumerate(samples) if s is sample), 0)
@@ -373,9 +353,7 @@ class MainWindow(QMainWindow):
         else:
             event.ignore()
 
-    def dragMoveEvent(self, event) -> None:
-        if dialogs.dropped_path(event.mimeData()) is not None:
-            event.acceptProposedAction()
+    dragMoveEvent = dragEnterEvent
 
     def dropEvent(self, event: QDropEvent) -> None:
         path = dialogs.dropped_path(event.mimeData())

@@ -15,9 +15,9 @@ from typing import Callable
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QApplication, QLabel
 
-from lorastudio.ui.session_signals import SessionSignals
-from lorastudio.ui.training_page import TrainingPage
 from lorastudio.ui.runner import WorkerRunner
+from lorastudio.ui.session_signals import SessionSignals
+from lorastudio.ui.workspace import Workspace
 
 
 class RunControl(QObject):
@@ -28,15 +28,15 @@ class RunControl(QObject):
     #: Something happened that the artist should look at (the window asks for attention).
     attention = Signal()
 
-    def __init__(self, signals: SessionSignals, runner: WorkerRunner, page: TrainingPage, status: QLabel,
-                 show_page: Callable[[], None], parent: QObject | None = None) -> None:
+    def __init__(self, signals: SessionSignals, runner: WorkerRunner, workspace: Workspace, status: QLabel,
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.session = session = signals.session
         self.runner = runner
-        self.form = page.form
-        self.panel = panel = page.run
+        self.workspace = workspace
+        self.form = workspace.training_page.form
+        self.panel = panel = workspace.training_page.run
         self._status = status
-        self._show_page = show_page
         r = runner
         r.started.connect(panel.on_started)
         r.status.connect(panel.on_status)
@@ -73,6 +73,9 @@ class RunControl(QObject):
         self.runner.start_training(project.path, resume=resume)
         return True
 
+    def _show_page(self) -> None:
+        self.workspace.tabs.setCurrentWidget(self.workspace.training_page)
+
     def stop(self) -> None:
         if self.runner.is_running():
             self.runner.stop()
@@ -98,6 +101,9 @@ class RunControl(QObject):
             self.panel.reset()  # no curve, samples or message from the last project's run
 
     def _show_state(self, state: str) -> None:
+        running = state != "idle"
+        self.form.set_enabled_for_run(running)  # settings are locked while training
+        self.workspace.set_running(running)
         self._status.setText({"idle": "", "stopping": "Stopping…"}.get(state, "Training…"))
 
     def _progress_status(self, e: dict) -> None:
