@@ -1,11 +1,10 @@
 """The main window: welcome page or a project (Dataset · Train · Test tabs), menus, shortcuts.
 
-The window puts the pieces together and shows the state; each piece has one job:
-``lorastudio.session`` holds the open project, its dataset and run and says what may be
-done (``session_signals`` re-emits that for Qt), ``window_actions`` the menus and toolbar
-as tables, ``folder_watch`` the async scans and the watcher, ``run_control`` the training
-worker, ``caption_guard`` saving captions before closing. Modal dialogs are only ever shown
-from plain (synchronous) slots, never inside an async slot.
+The window opens, closes and saves projects and quits; the rest is in pieces with one job
+each (listed in ``lorastudio.ui``): the Qt-free ``Session`` holds the state and says what
+may be done, ``WindowActions`` builds the menus from tables, ``DatasetControl`` shows the
+folder's scans, ``RunControl`` runs the worker, ``CompareWiring`` feeds the Test tab.
+Modal dialogs are only ever shown from plain (synchronous) slots, never inside an async slot.
 """
 
 from __future__ import annotations
