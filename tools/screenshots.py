@@ -260,9 +260,9 @@ async def drive(window, out_dir: Path, use_fake: bool, app) -> None:
     await snap(out_dir, "07-finished")
 
     # Test tab.
-    window.tabs.setCurrentWidget(window.test_page)
+    window.tabs.setCurrentWidget(window.compare_page)
     await asyncio.sleep(0.5)
-    tp = window.test_page
+    tp = window.compare_page
     if not use_fake and tp.lora.text():
         tp.steps.setValue(4)
         tp.generate()

@@ -34,10 +34,9 @@ def sample_command(model: str, lora: str | None, inputs: list[str], prompt: str,
     return protocol.lorastudio_command_line(*args)
 
 
-class TestPage(QWidget):
+class ComparePage(QWidget):
     """Pick inputs (a set, or any images), a prompt, and compare base vs LoRA."""
 
-    __test__ = False  # not a pytest test class, whatever its name
     finished = Signal(bool)
 
     def __init__(self, loader: ThumbnailLoader, parent: QWidget | None = None) -> None:

@@ -198,6 +198,8 @@ class DatasetPage(QWidget):
 
     #: The selected set changed (name, or "" for none).
     current_set_changed = Signal(str)
+    #: The grid's thumbnail size changed (the zoom slider).
+    thumb_size_changed = Signal(int)
 
     def __init__(self, loader: ThumbnailLoader, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -237,6 +239,7 @@ class DatasetPage(QWidget):
         self.zoom.setFixedWidth(110)
         self.zoom.setToolTip("Thumbnail size")
         self.zoom.valueChanged.connect(self.set_thumb_size)
+        self.zoom.valueChanged.connect(self.thumb_size_changed)
         bar.addWidget(self.filter_combo)
         bar.addWidget(self.search, 1)
         bar.addWidget(self.count_label)
@@ -338,6 +341,25 @@ class DatasetPage(QWidget):
         idx = self.proxy.index(row, 0)
         self.grid.selectionModel().setCurrentIndex(idx, QItemSelectionModel.SelectionFlag.ClearAndSelect)
         self.grid.scrollTo(idx)
+
+    @property
+    def caption_editor(self) -> CaptionEditor:
+        return self.detail.caption
+
+    def update_caption(self, name: str, text: str) -> None:
+        """A caption was written outside the editor (the bulk dialog): show it in the grid."""
+        self.model.update_caption(name, text)
+
+    def focus_search(self) -> None:
+        self.search.setFocus()
+        self.search.selectAll()
+
+    def splitters(self) -> dict[str, QSplitter]:
+        """The splitters whose positions are remembered between runs, by settings name."""
+        return {"dataset": self.splitter, "dataset_v": self.vsplit}
+
+    def thumb_size(self) -> int:
+        return self.delegate.thumb
 
     def set_thumb_size(self, size: int) -> None:
         """Zoom the grid: every cell gets the new size at once (uniform item sizes)."""

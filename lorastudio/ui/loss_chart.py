@@ -61,6 +61,14 @@ class LossChart(QWidget):
         self.resumed_from = resumed_from
         self.update()
 
+    def resume_at(self, step: int, total: int) -> None:
+        """A resumed run continues from ``step``: keep the curve up to there, drop what came after."""
+        self.steps[:] = [s for s in self.steps if s <= step]
+        del self.losses[len(self.steps):]
+        self.total = total
+        self.resumed_from = 0
+        self.update()
+
     def add(self, step: int, loss: float | None, total: int | None = None) -> None:
         if total:
             self.total = total

@@ -2,8 +2,8 @@
 
 The worker (``lorastudio worker CONFIG``) prints one JSON event per line on stdout
 (``lorastudio.protocol``) and stops gracefully on a ``stop`` line or the end of stdin. This
-module starts it in its own process group/session (so the whole tree — DataLoader workers
-included — can be ended at once), reads stdout line by line in a ``QThread``, keeps the
+module starts it in its own process group/session (so the worker and any process it starts
+can be ended at once), reads stdout line by line in a ``QThread``, keeps the
 last lines of stderr in a bounded buffer, and re-emits each event as a Qt signal on the
 UI thread. The UI only ever reacts to signals; nothing here blocks it.
 

@@ -1,14 +1,11 @@
 """What the app remembers between runs: recent projects, window geometry, theme, folders.
 
-QSettings stores the small things; the user data folder (platformdirs) holds the demo and
-projects saved on the artist's behalf; the user cache folder holds thumbnails. Tests and
-benchmarks point all of them elsewhere with ``LORASTUDIO_DATA_DIR`` /
-``LORASTUDIO_CACHE_DIR`` and QSettings' own path.
+QSettings stores these small things (tests point it elsewhere with QSettings' own path);
+the folders the app fills (demo, thumbnails) are ``lorastudio.user_folders``.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings
@@ -16,28 +13,6 @@ from PySide6.QtCore import QByteArray, QSettings
 APP_NAME = "LoRA Studio"
 ORG_NAME = "LoRA Studio"
 MAX_RECENT = 10
-
-
-def data_dir() -> Path:
-    env = os.environ.get("LORASTUDIO_DATA_DIR")
-    if env:
-        return Path(env)
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("lorastudio", appauthor=False))
-
-
-def cache_dir() -> Path:
-    env = os.environ.get("LORASTUDIO_CACHE_DIR")
-    if env:
-        return Path(env)
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("lorastudio", appauthor=False))
-
-
-def demo_dir() -> Path:
-    return data_dir() / "demo"
 
 
 class Settings:
@@ -92,6 +67,22 @@ class Settings:
 
     def set_last_dir(self, kind: str, path: str | Path) -> None:
         self.q.setValue(f"dirs/{kind}", str(path))
+
+    def last_model(self) -> str:
+        """The base model folder last chosen (a new project starts with it)."""
+        return str(self.q.value("last_model", "") or "")
+
+    def set_last_model(self, path: str) -> None:
+        self.q.setValue("last_model", path)
+
+    def thumb_size(self, default: int) -> int:
+        try:
+            return int(self.q.value("thumb_size", default))
+        except (TypeError, ValueError):
+            return default
+
+    def set_thumb_size(self, size: int) -> None:
+        self.q.setValue("thumb_size", int(size))
 
     def sync(self) -> None:
         self.q.sync()

@@ -27,7 +27,7 @@ def test_soak_memory_is_flat_in_both_processes(qtbot, demo, tmp_path):
     from lorastudio import protocol
     from lorastudio.ui.runner import WorkerRunner
     from lorastudio.ui.thumbnails import ThumbnailLoader
-    from lorastudio.ui.training_page import RunPanel
+    from lorastudio.ui.run_panel import RunPanel
 
     steps = int(os.environ.get("LORASTUDIO_SOAK_STEPS", "20000"))
     limit_mb = float(os.environ.get("LORASTUDIO_SOAK_GROWTH_MB", "64"))

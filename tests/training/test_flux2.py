@@ -19,7 +19,7 @@ from lorastudio.training.families.flux2 import Flux2Family, Flux2KleinFamily
 from lorastudio.training.lora import add_lora, read_lora_file
 from lorastudio.training.trainer import make_plan, train
 
-from test_trainer_helpers import assert_pipeline_reproduces_lora, make_config, predict_first_set
+from trainer_helpers import assert_pipeline_reproduces_lora, make_config, predict_first_set
 
 CPU = torch.device("cpu")
 

@@ -13,7 +13,7 @@ from lorastudio.training.formats import (BFL_RULES, FormatError, bfl_name, comfy
                                          export_tensors)
 from lorastudio.training.lora import add_lora, export_metadata, peft_state_dict, read_lora_file, save_lora_file
 
-from test_formats_helpers import (apply_comfy_lora, diffusers_converter, diffusers_kohya_flux1_converter, to_bfl)
+from formats_helpers import (apply_comfy_lora, diffusers_converter, diffusers_kohya_flux1_converter, to_bfl)
 
 RANK, ALPHA = 4, 8.0  # alpha ≠ rank: a wrong scale anywhere shows
 

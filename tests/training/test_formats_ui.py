@@ -11,7 +11,7 @@ from lorastudio.config import OUTPUT_FORMATS, config_from_dict  # noqa: E402
 
 
 def test_format_combo_round_trips_the_config(qtbot, tmp_path):
-    from lorastudio.ui.training_page import OUTPUT_FORMAT_LABELS, SettingsForm
+    from lorastudio.ui.settings_form import OUTPUT_FORMAT_LABELS, SettingsForm
 
     assert tuple(OUTPUT_FORMAT_LABELS) == OUTPUT_FORMATS
     (tmp_path / "data").mkdir()

@@ -8,7 +8,7 @@ must put a LoRA on exactly the modules in the file, and each module's effective 
 
 comfyui format: every key prefix must be one ComfyUI's ``model_lora_keys_unet`` maps for
 that model (``lora_unet_`` + its own weight name): for FLUX the BFL-layout weights made
-by ``test_formats_helpers.to_bfl`` (checked against diffusers' converter in
+by ``formats_helpers.to_bfl`` (checked against diffusers' converter in
 ``test_formats``), for Qwen-Image the diffusers module names ComfyUI's Qwen model shares;
 every module has its ``.alpha``. diffusers' loader must accept the file as well.
 """
@@ -25,7 +25,7 @@ from lorastudio.training.formats import ARCHITECTURE, export_tensors, kohya_name
 from lorastudio.training.lora import add_lora, export_metadata, peft_state_dict, save_lora_file
 
 from test_formats import KEY_PROBLEMS, key_warnings
-from test_formats_helpers import apply_comfy_lora, diffusers_kohya_flux1_converter, to_bfl
+from formats_helpers import apply_comfy_lora, diffusers_kohya_flux1_converter, to_bfl
 
 RANK, ALPHA = 4, 8.0
 FIXTURES = {"kontext": "tiny_kontext_dir", "flux": "tiny_flux_dir", "qwen-edit-plus": "tiny_qwen_edit_plus_dir",

@@ -14,7 +14,7 @@ from lorastudio.training.events import NullSink
 from lorastudio.training.lora import KEY_PREFIX, export_metadata, export_state_dict, read_lora_file, save_lora_file
 from lorastudio.training.trainer import train
 
-from test_trainer_helpers import make_config, predict_first_set
+from trainer_helpers import make_config, predict_first_set
 
 HEADER_KEYS = {"lorastudio.family", "lorastudio.base_model", "lorastudio.rank", "lorastudio.alpha",
                "lorastudio.steps", "lorastudio.learning_rate", "lorastudio.resolution", "lorastudio.sets",

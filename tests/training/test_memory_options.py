@@ -24,7 +24,7 @@ from lorastudio.training.optimizer import make_optimizer, optimizer_name
 from lorastudio.training.stop import StopSignal
 from lorastudio.training.trainer import train
 
-from test_trainer_helpers import make_config, predict_first_set
+from trainer_helpers import make_config, predict_first_set
 
 TRAIN = dict(steps=3, learning_rate=2e-2, rank=4, sample_sets=0, resolution=32, seed=3)
 

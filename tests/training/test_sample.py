@@ -13,7 +13,7 @@ from lorastudio.config import load_config
 from lorastudio.training.events import NullSink
 from lorastudio.training.trainer import train
 
-from test_trainer_helpers import make_config
+from trainer_helpers import make_config
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from lorastudio.training.lora import read_lora_file
 from lorastudio.training.trainer import TrainingError, make_plan, train
 from lorastudio.ui.model_folder import PIPELINES, detect_model_folder
 
-from test_trainer_helpers import assert_pipeline_reproduces_lora, make_config
+from trainer_helpers import assert_pipeline_reproduces_lora, make_config
 
 T2I = [("flux", "tiny_flux_dir"), ("qwen-image", "tiny_qwen_image_dir"), ("flux2-klein", "tiny_flux2_klein_dir")]
 

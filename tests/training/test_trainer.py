@@ -18,7 +18,7 @@ from lorastudio.training.lora import read_lora_file
 from lorastudio.training.stop import StopSignal
 from lorastudio.training.trainer import TrainingError, make_plan, train
 
-from test_trainer_helpers import make_config
+from trainer_helpers import make_config
 
 
 class StopAt(NullSink):

@@ -12,7 +12,7 @@ from lorastudio.training.lora import read_lora_file
 from lorastudio.training.stop import StopSignal
 from lorastudio.training.trainer import train
 
-from test_trainer_helpers import make_config
+from trainer_helpers import make_config
 
 
 def test_a_fresh_run_moves_the_previous_runs_checkpoints_aside(demo_project, tmp_path):

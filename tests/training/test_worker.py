@@ -19,7 +19,7 @@ import pytest
 from lorastudio import protocol
 from lorastudio.training import checkpoint as ckpt
 
-from test_trainer_helpers import cli_env, events_of, make_config, run_cli
+from trainer_helpers import cli_env, events_of, make_config, run_cli
 
 
 def test_train_jsonl_prints_only_events_and_ignores_closed_stdin(demo_project, tmp_path):

@@ -1,5 +1,5 @@
 """Fixtures for the GUI tests: offscreen Qt, isolated settings/cache/data, a qasync loop,
-small generated datasets, and (when the training engine exists) the real demo."""
+small generated datasets, and the real demo (tiny model + dataset)."""
 
 from __future__ import annotations
 
@@ -40,22 +40,6 @@ for _fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
 
 HERE = Path(__file__).parent
 FAKE_WORKER = HERE / "fake_worker.py"
-
-
-def training_available() -> bool:
-    """True once the training engine (worker + demo) is importable in this environment."""
-    import importlib.util
-
-    try:
-        return (importlib.util.find_spec("lorastudio.training.worker") is not None
-                and importlib.util.find_spec("lorastudio.training.demo") is not None)
-    except (ImportError, ValueError):
-        return False
-
-
-requires_training = pytest.mark.skipif(
-    not training_available(),
-    reason="lorastudio.training.worker / demo are not importable yet (the training engine is a separate part)")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -112,8 +96,6 @@ def dataset_dir(tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory) -> Path:
     """The real demo (tiny model + dataset) made by `python -m lorastudio demo DIR`."""
-    if not training_available():
-        pytest.skip("lorastudio.training.worker / demo are not importable yet")
     out = tmp_path_factory.mktemp("demo") / "demo"
     proc = subprocess.run([sys.executable, "-m", "lorastudio", "demo", str(out)], capture_output=True, text=True,
                           timeout=600)

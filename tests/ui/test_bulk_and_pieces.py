@@ -15,7 +15,7 @@ from lorastudio.dataset import scan_dataset
 from lorastudio.ui.bulk_dialog import BulkCaptionDialog
 from lorastudio.ui.loss_chart import LossChart, ema, nice_ticks
 from lorastudio.ui.model_folder import PIPELINES, detect_model_folder
-from lorastudio.ui.project import Project, find_project_for, safe_name
+from lorastudio.project import Project, find_project_for, safe_name
 
 from .conftest import make_dataset
 
@@ -197,7 +197,7 @@ def test_ui_never_imports_the_training_stack(path):
 def test_read_only_place_saves_the_project_and_output_in_user_data(tmp_path, monkeypatch):
     import os
 
-    from lorastudio.ui import project as project_module
+    from lorastudio import project as project_module
 
     root = make_dataset(tmp_path / "ro" / "ds", sets=1)
     model = tmp_path / "model"

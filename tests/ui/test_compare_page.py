@@ -7,7 +7,7 @@ import sys
 from lorastudio.cli import build_parser
 from lorastudio.dataset import scan_dataset
 from lorastudio.ui import compare_page
-from lorastudio.ui.compare_page import TestPage, sample_command
+from lorastudio.ui.compare_page import ComparePage, sample_command
 from lorastudio.ui.thumbnails import ThumbnailLoader
 
 from .conftest import make_dataset
@@ -46,7 +46,7 @@ def test_generate_base_and_lora_side_by_side(qtbot, tmp_path, monkeypatch):
 
     monkeypatch.setattr(compare_page.protocol, "lorastudio_command_line", command_line)
     loader = ThumbnailLoader(None)
-    page = TestPage(loader)
+    page = ComparePage(loader)
     qtbot.addWidget(page)
     page.configure(str(tmp_path / "model"), tmp_path / "out", True, sets, trigger="zkw")
     page.set_lora(str(lora))
@@ -70,7 +70,7 @@ def test_failures_are_explained(qtbot, tmp_path, monkeypatch):
                         lambda *a: [sys.executable, "-c", "import sys; print('CUDA out of memory'); sys.exit(1)"])
     root = make_dataset(tmp_path / "ds", sets=1)
     loader = ThumbnailLoader(None)
-    page = TestPage(loader)
+    page = ComparePage(loader)
     qtbot.addWidget(page)
     page.configure("", tmp_path, True, scan_dataset(root).sets)
     page.generate()

@@ -180,7 +180,7 @@ def test_training_with_a_fake_worker(qtbot, window, tmp_path, monkeypatch):
     assert rp.done_bar.isVisible() and "fake.safetensors" in rp.done_bar.label.text()
     rp.copy_path()
     assert QApplication.clipboard().text() == "fake.safetensors"
-    assert window.test_page.lora.text() == "fake.safetensors"
+    assert window.compare_page.lora.text() == "fake.safetensors"
     assert window.project.path is not None and window.project.path.is_file()
     assert window.act_train.isEnabled()
 
@@ -349,7 +349,7 @@ def test_missing_folder_and_bad_project_are_reported(qtbot, window, tmp_path):
 
 
 def test_resume_needs_a_complete_checkpoint(qtbot, window, tmp_path):
-    from lorastudio.ui.main_window import has_checkpoint
+    from lorastudio.session import has_checkpoint
 
     root = make_dataset(tmp_path / "ds", sets=2)
     open_and_wait(qtbot, window, root)

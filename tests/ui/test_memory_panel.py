@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lorastudio.config import config_from_dict
-from lorastudio.ui.training_page import SettingsForm
+from lorastudio.ui.settings_form import SettingsForm
 
 
 def _header_only_safetensors(path: Path, shapes: dict[str, list[int]]) -> None:

@@ -1,8 +1,7 @@
 """The runner and the whole window against the real training worker on the tiny demo model.
 
-These run once the training engine (``lorastudio.training.worker`` and ``demo``) exists;
-until then they are skipped with that reason. The demo is made once per session with
-``python -m lorastudio demo DIR``, exactly as the app makes it.
+The demo is made once per session with ``python -m lorastudio demo DIR``, exactly as the
+app makes it.
 """
 
 from __future__ import annotations
@@ -16,9 +15,7 @@ import pytest
 
 from lorastudio.ui.runner import WorkerRunner
 
-from .conftest import requires_training
-
-pytestmark = [requires_training, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 def _collect(runner: WorkerRunner) -> dict[str, list]:

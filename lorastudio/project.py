@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lorastudio.config import (Config, ConfigError, DatasetConfig, ModelConfig, OutputConfig, TrainConfig,
                                config_from_dict, load_config, save_config)
+from lorastudio.user_folders import data_dir
 
 PROJECT_SUFFIX = ".lorastudio.toml"
 
@@ -71,8 +72,6 @@ class Project:
             return cls.load(existing)
         out_dir = folder.parent / "output"
         if not (_writable_dir(out_dir) or (not out_dir.exists() and _writable_dir(folder.parent))):
-            from lorastudio.ui.settings import data_dir
-
             out_dir = data_dir() / "output"  # beside the dataset is read-only (a DVD, a share)
         config = Config(
             model=ModelConfig(path=Path(model_path) if model_path else Path("")),
@@ -92,8 +91,6 @@ class Project:
 
     def fallback_path(self) -> Path:
         """Where to save when the folder beside the dataset is read-only (the user data folder)."""
-        from lorastudio.ui.settings import data_dir
-
         digest = hashlib.sha1(str(self.dataset_dir).encode("utf-8", "surrogatepass")).hexdigest()[:10]
         return data_dir() / "projects" / f"{safe_name(self.dataset_dir.name)}-{digest}{PROJECT_SUFFIX}"
 
