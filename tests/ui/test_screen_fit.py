@@ -95,7 +95,7 @@ def test_every_page_fits_and_the_key_controls_are_visible(qtbot, window, tmp_pat
     for w in (rp.train_button, rp.stop_button, rp.done_bar):
         assert fully_visible(w), f"{type(w).__name__} on the Train page after a run is cut off"
 
-    window.tabs.setCurrentWidget(window.test_page)
+    window.tabs.setCurrentWidget(window.compare_page)
     settle(qtbot)
     assert widgets_cut_off(window) == [], "Test page"
     assert window.size() == size, "no page grows the window"
