@@ -27,7 +27,9 @@ class _StepBar(tqdm):
     """tqdm's bar showing the trainer's steps/s instead of tqdm's wall-clock estimate; tqdm
     derives the ETA from it ((total - step) / rate, the trainer's own ETA)."""
 
-    trainer_rate: float | None = None
+    def __init__(self, *args: Any, trainer_rate: float | None = None, **kwargs: Any) -> None:
+        self.trainer_rate = trainer_rate  # before tqdm draws the bar for the first time
+        super().__init__(*args, **kwargs)
 
     @property
     def format_dict(self) -> dict[str, Any]:
@@ -45,7 +47,6 @@ class TerminalSink(EventSink):
         self.stream = stream or sys.stdout
         self.live = _is_terminal(self.stream) if live is None else live
         self._bar: _StepBar | None = None
-        self._resumed_from = 0
         self._logged_tenth = -1
         self._logged_at = 0.0
 
@@ -64,8 +65,7 @@ class TerminalSink(EventSink):
             else:
                 self._log_progress(ev)
         elif kind == protocol.STARTED:
-            self._resumed_from = ev.get("resumed_from") or 0
-            resumed = f", resuming after step {self._resumed_from}" if self._resumed_from else ""
+            resumed = f", resuming after step {ev['resumed_from']}" if ev.get("resumed_from") else ""
             self._line(f"Training {ev['family']} LoRA: {ev['sets']} sets, {ev['total']} steps{resumed}")
             self._line(f"Run folder: {ev['run_dir']}")
         elif kind == protocol.STATUS:
@@ -87,14 +87,17 @@ class TerminalSink(EventSink):
             self._line(f"error [{ev['kind']}]: {ev['message']}{log}")
 
     def _draw(self, ev: dict[str, Any]) -> None:
+        rate, figures = ev.get("rate") or None, f"loss {_loss(ev)}, lr {ev.get('lr', 0):.2e}"
         if self._bar is None:
-            # disable=False: a TQDM_DISABLE set for the libraries' bars must not hide this one.
-            self._bar = _StepBar(total=ev["total"], initial=self._resumed_from, file=self.stream,
-                                 dynamic_ncols=True, disable=False, leave=True,
+            # Drawn at the first step (a resumed run's first new one); disable=False: a
+            # TQDM_DISABLE meant for the libraries' bars must not hide this one.
+            self._bar = _StepBar(total=ev["total"], initial=ev["step"], trainer_rate=rate, postfix=figures,
+                                 file=self.stream, dynamic_ncols=True, disable=False, leave=True,
                                  bar_format="{percentage:3.0f}%|{bar}| step {n_fmt}/{total_fmt} "
                                             "[{elapsed}<{remaining}, {rate_fmt}{postfix}]")
-        self._bar.trainer_rate = ev.get("rate") or None
-        self._bar.set_postfix_str(f"loss {_loss(ev)}, lr {ev.get('lr', 0):.2e}", refresh=False)
+            return
+        self._bar.trainer_rate = rate
+        self._bar.set_postfix_str(figures, refresh=False)
         self._bar.update(ev["step"] - self._bar.n)
 
     def _log_progress(self, ev: dict[str, Any]) -> None:

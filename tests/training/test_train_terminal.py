@@ -87,3 +87,24 @@ def test_plain_progress_lines_every_tenth_of_the_run_and_the_last_step():
     assert logged == [1, 10, 19, 29, 38, 48, 57, 67, 76, 86, 95]
     assert lines[-2] == "step 95/95  loss 0.5000  lr 1.00e-04  2.00 steps/s  eta 0:00"
     assert lines[-1] == "finished after step 95: /runs/x.safetensors"
+
+
+def test_the_live_bar_resumes_at_the_first_new_step_and_shows_the_trainers_rate():
+    out = io.StringIO()
+    sink = TerminalSink(out, live=True)
+    sink.emit("started", total=20, family="kontext", sets=2, run_dir="/runs/x", resumed_from=10)
+    for step in range(11, 21):
+        sink.emit("progress", step=step, total=20, loss=0.5, lr=1e-4, rate=2.0, eta=(20 - step) / 2.0)
+        if step == 15:
+            sink.emit("checkpoint", step=15, path="/runs/x/checkpoints/step_000015")
+    sink.emit("done", lora="/runs/x.safetensors", step=20, stopped=False)
+    screen = [line.rsplit("\r", 1)[-1].rstrip() for line in out.getvalue().split("\n")]
+    screen = [line for line in screen if line]
+    assert screen[0] == "Training kontext LoRA: 2 sets, 20 steps, resuming after step 10"
+    assert screen[2] == "checkpoint at step 15: /runs/x/checkpoints/step_000015"
+    assert screen[3].startswith("100%|") and "| step 20/20 [" in screen[3], screen
+    assert "<00:00, " in screen[3] and "2.00it/s, loss 0.5000, lr 1.00e-04]" in screen[3], screen
+    assert screen[4] == "finished after step 20: /runs/x.safetensors" and len(screen) == 5
+    first_draw = out.getvalue().split("Run folder: /runs/x\n", 1)[1].split("\r")[1]
+    assert "| step 11/20 [" in first_draw and "<00:04, " in first_draw, first_draw  # 9 steps at 2/s
+    assert "2.00it/s, loss 0.5000" in first_draw, first_draw
