@@ -14,7 +14,7 @@ import pytest
 
 from lorastudio.training.terminal import TerminalSink
 
-from test_trainer_helpers import cli_env, make_config, run_cli
+from trainer_helpers import cli_env, make_config, run_cli
 
 
 def test_into_a_pipe_every_line_is_a_plain_log_line(demo_project, tmp_path):
