@@ -22,7 +22,7 @@ from lorastudio.training.families.base import EncodedPrompt
 from lorastudio.training.lora import add_lora, export_state_dict, peft_state_dict, read_lora_file
 from lorastudio.training.trainer import BatchOrder, make_plan, noise_and_sigmas, train
 
-from test_trainer_helpers import make_config
+from trainer_helpers import make_config
 
 
 def reference_loop(config) -> tuple[dict[str, torch.Tensor], list[float]]:
