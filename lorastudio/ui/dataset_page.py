@@ -7,6 +7,9 @@ problems panel lists the dataset core's findings; clicking one selects its set.
 
 from __future__ import annotations
 
+from functools import partial
+from html import escape
+
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListView,
                                QPushButton, QSlider, QSplitter, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
@@ -18,6 +21,9 @@ from lorastudio.ui.image_strip import ImageStrip, StripItem
 from lorastudio.ui.set_delegate import THUMB, SetDelegate
 from lorastudio.ui.set_model import SetEntry, SetFilterModel, SetListModel
 from lorastudio.ui.thumbnails import ThumbnailLoader
+
+#: Text shown inside rich text (names, captions, messages): only & < > escaped, as Qt needs.
+_escape = partial(escape, quote=False)
 
 FILTERS = [
     (SetFilterModel.ALL, "All sets"),
@@ -185,7 +191,7 @@ class SetDetail(QWidget):
             rows = []
             for p in s.problems:
                 color = {Severity.ERROR: c.error, Severity.WARNING: c.warning}.get(p.severity, c.info)
-                rows.append(f"<span style='color:{color}'>●</span> {_html(p.message)}")
+                rows.append(f"<span style='color:{color}'>●</span> {_escape(p.message)}")
             self.problems.setText("<br>".join(rows))
             self.problems.show()
         else:
@@ -406,8 +412,4 @@ class DatasetPage(QWidget):
         shown = self.proxy.rowCount()
         text = f"{total} sets" if shown == total else f"{shown} of {total} sets"
         self.count_label.setText(text)
-
-
-def _html(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 

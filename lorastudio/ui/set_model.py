@@ -8,12 +8,17 @@ thumbnail's cache key changes exactly when its file does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
+from html import escape
 from pathlib import Path
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
 
 from lorastudio.dataset.model import Dataset, ImageSet, Problem, Severity
 from lorastudio.ui.thumbnails import ImageRef
+
+#: Text shown inside rich text (names, captions, messages): only & < > escaped, as Qt needs.
+_escape = partial(escape, quote=False)
 
 SetRole = Qt.ItemDataRole.UserRole + 1
 NameRole = Qt.ItemDataRole.UserRole + 2
@@ -82,16 +87,16 @@ class SetListModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DisplayRole or role == NameRole:
             return s.name
         if role == Qt.ItemDataRole.ToolTipRole:
-            parts = [f"<b>{_html(s.name)}</b>"]
+            parts = [f"<b>{_escape(s.name)}</b>"]
             names = [p.name for p in s.inputs] + ([s.target.name] if s.target else ["(no target image)"])
-            parts.append(_html(" → ".join(names)) if s.inputs else _html(names[-1]))
+            parts.append(_escape(" → ".join(names)) if s.inputs else _escape(names[-1]))
             if s.caption:
                 cap = s.caption if len(s.caption) < 200 else s.caption[:200] + "…"
-                parts.append(f"<i>{_html(cap)}</i>")
+                parts.append(f"<i>{_escape(cap)}</i>")
             else:
                 parts.append("<i>no caption</i>")
             for p in s.problems:
-                parts.append(f"{p.severity.value.capitalize()}: {_html(p.message)}")
+                parts.append(f"{p.severity.value.capitalize()}: {_escape(p.message)}")
             return "<br>".join(parts)
         if role == Qt.ItemDataRole.AccessibleTextRole:
             return f"Set {s.name}, {len(s.inputs)} inputs, {len(s.problems)} problems"
@@ -240,10 +245,6 @@ class SetFilterModel(QSortFilterProxyModel):
             if self._text not in hay:
                 return False
         return True
-
-
-def _html(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 __all__ = ["SetListModel", "SetFilterModel", "SetEntry", "make_entries", "Path"]
