@@ -21,10 +21,13 @@ def render_png(svg: Path, size: int = 256):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PIL import Image
     from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QRectF, Qt
-    from PySide6.QtGui import QGuiApplication, QImage, QPainter
+    from PySide6.QtGui import QImage, QPainter
     from PySide6.QtSvg import QSvgRenderer
+    from PySide6.QtWidgets import QApplication
 
-    _app = QGuiApplication.instance() or QGuiApplication([sys.argv[0]])  # noqa: F841  (QPainter wants one)
+    # QPainter wants an application object. A full QApplication rather than a QGuiApplication,
+    # so that a widget test run later in the same process (pytest-qt) can reuse it.
+    _app = QApplication.instance() or QApplication([sys.argv[0]])  # noqa: F841
     renderer = QSvgRenderer(str(svg))
     if not renderer.isValid():
         raise ValueError(f"{svg} is not a valid SVG")
