@@ -48,6 +48,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=float, default=1.0, help="LoRA strength")
     p.add_argument("--size", type=int, default=0, help="output long side in pixels (default: from the first input, or 512)")
 
+    p = sub.add_parser("caption", help="draft captions with a local Qwen2.5-VL / Qwen3-VL or Qwen-Image-Edit folder",
+                       description="Draft captions for a dataset's sets with a local vision-language model: for "
+                                   "a paired set one imperative edit instruction (\"make it night\"), for a "
+                                   "single-image set a description. Existing captions are skipped unless --overwrite.")
+    p.add_argument("target", help="a dataset folder, or a project .toml (model from [caption] model, else model.path)")
+    p.add_argument("--model", metavar="DIR", help="a Qwen2.5-VL / Qwen3-VL model folder, or a Qwen-Image-Edit(-Plus) "
+                                                  "pipeline folder (its text encoder and processor)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--sets", metavar="A,B", help="only these sets (comma-separated names)")
+    which.add_argument("--missing", action="store_true", help="only sets without a caption (the default skips "
+                                                               "captioned sets too, and lists them)")
+    p.add_argument("--set", dest="set_names", action="append", metavar="NAME",
+                   help="one set by its exact name (repeatable; for names with commas)")
+    p.add_argument("--instruction", metavar="TEXT", help="what the model is asked (default: an edit instruction "
+                                                         "for paired sets, a description for single images)")
+    p.add_argument("--trigger", metavar="WORD", help="a trigger word to keep out of the drafts (a project's "
+                                                     "dataset.trigger by default)")
+    p.add_argument("--max-tokens", type=int, metavar="N", help="new tokens per draft (default 80)")
+    p.add_argument("--quantization", choices=("none", "int8", "int4"),
+                   help="load the model's linear layers in 8 or 4 bits (bitsandbytes) to save GPU memory")
+    p.add_argument("--overwrite", action="store_true", help="replace existing captions")
+    p.add_argument("--jsonl", action="store_true", help="print only events, one JSON object per line")
+    p.add_argument("--no-write", action="store_true",
+                   help="write no files: drafts come back as caption events only (what the app runs)")
+
     p = sub.add_parser("worker", help="the training process the app starts (events on stdout, 'stop' on stdin)")
     p.add_argument("config", help="the project/config .toml")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
@@ -80,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         from lorastudio.training.worker import train_command
 
         return train_command(Path(args.config), jsonl=args.jsonl, resume=args.resume, dry_run=args.dry_run)
+    if command == "caption":
+        from lorastudio.training.caption_command import caption_command
+
+        if args.max_tokens is not None and args.max_tokens <= 0:
+            build_parser().error("--max-tokens must be greater than 0")
+        return caption_command(args)
     if command == "worker":
         from lorastudio.training.worker import worker_command
 

@@ -171,11 +171,27 @@ class OutputConfig:
 
 
 @dataclass
+class CaptionConfig:
+    """``lorastudio caption PROJECT.toml`` (and the app's "Draft captions…"): drafting captions
+    with a local vision-language model (see ``lorastudio.drafting``)."""
+
+    #: A Qwen2.5-VL / Qwen3-VL model folder or a Qwen-Image-Edit(-Plus) folder; unset: ``model.path``.
+    model: Path | None = None
+    #: What the model is asked; empty: the default for the dataset's mode (edit or description).
+    instruction: str = ""
+    #: New tokens a draft may take.
+    max_tokens: int = 80
+    #: "none" | "int8" | "int4": the model's linear layers in 8 or 4 bits (bitsandbytes).
+    quantization: str = "none"
+
+
+@dataclass
 class Config:
     model: ModelConfig
     dataset: DatasetConfig
     train: TrainConfig = field(default_factory=TrainConfig)
     output: OutputConfig = field(default_factory=lambda: OutputConfig(dir=Path("output")))
+    caption: CaptionConfig = field(default_factory=CaptionConfig)
     #: Where the config was read from (relative paths were resolved against its folder).
     source: Path | None = None
 
@@ -194,15 +210,20 @@ class Config:
             out: dict[str, Any] = {}
             for f in dataclasses.fields(obj):
                 value = getattr(obj, f.name)
+                if value is None:  # TOML has no null: an unset optional key is left out
+                    continue
                 out[f.name] = portable(value) if isinstance(value, Path) else value
             return out
 
-        return {
+        tables = {
             "model": section(self.model),
             "dataset": section(self.dataset),
             "train": section(self.train),
             "output": section(self.output),
         }
+        if self.caption != CaptionConfig():  # only projects that use it carry the table
+            tables["caption"] = section(self.caption)
+        return tables
 
 
 _SECTIONS: dict[str, type] = {
@@ -210,6 +231,7 @@ _SECTIONS: dict[str, type] = {
     "dataset": DatasetConfig,
     "train": TrainConfig,
     "output": OutputConfig,
+    "caption": CaptionConfig,
 }
 _REQUIRED = {("model", "path"), ("dataset", "path")}
 
@@ -217,7 +239,7 @@ _REQUIRED = {("model", "path"), ("dataset", "path")}
 def _check_type(key: str, value: Any, annotation: str) -> Any:
     """Coerce ``value`` to the annotated type or raise a ConfigError naming ``key``."""
     kind = annotation.replace(" ", "")
-    if kind == "Path":
+    if kind in ("Path", "Path|None"):
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{key}: expected a path (a non-empty string), got {value!r}")
         return Path(value)
@@ -275,6 +297,11 @@ def _validate(config: Config) -> None:
                           f"known: {', '.join(KNOWN_FAMILIES)} (or leave it empty to detect)")
     if config.output.format not in OUTPUT_FORMATS:
         raise ConfigError(f"output.format: must be one of {', '.join(OUTPUT_FORMATS)}, got {config.output.format!r}")
+    c = config.caption
+    if c.max_tokens <= 0:
+        raise ConfigError(f"caption.max_tokens: must be greater than 0, got {c.max_tokens}")
+    if c.quantization not in QUANTIZATION:
+        raise ConfigError(f"caption.quantization: must be one of {', '.join(QUANTIZATION)}, got {c.quantization!r}")
     name = config.output.name
     # The name becomes a file name inside output.dir: it may not point anywhere else.
     if (not name.strip() or name in (".", "..") or any(c in name for c in '/\\:*?"<>|\0')

@@ -92,6 +92,9 @@ UTILIZATION = {"none": 0.55, "int8": 0.22, "int4": 0.20}
 #: Effective host→GPU copy rate for block offload (pinned memory, PCIe 4.0 x16), bytes/s.
 PCIE_BYTES_PER_S = 20e9
 ACT_BYTES_PER_TOKEN_HIDDEN = 34   # per block, 16-bit activations, no checkpointing
+#: Bytes per weight of a quantizable linear: bf16; LLM.int8 plus ~1 % scales; NF4 plus one
+#: fp32 absmax per 64 values.
+WEIGHT_BYTES = {"none": 2.0, "int8": 1.01, "int4": 0.5625}
 OVERHEAD_BYTES = 1.0 * GIB
 SLACK = 1.10
 
@@ -308,7 +311,7 @@ def estimate(facts: ModelFacts, *, resolution: int, rank: int, batch_size: int =
     if options.cpu_offload:
         weights = other * dtype_bytes + 2 * facts.largest_block_params * dtype_bytes
     else:
-        per_param = {"none": dtype_bytes, "int8": 1.01, "int4": 0.5625}[options.quantization]
+        per_param = dtype_bytes if options.quantization == "none" else WEIGHT_BYTES[options.quantization]
         weights = facts.block_linear_params * per_param + other * dtype_bytes
     lora_params = rank * facts.lora_in_out
     lora = lora_params * (4 + 4 + (2 if options.optimizer == "adamw8bit" else 8))
@@ -370,3 +373,16 @@ def estimate_for_config(config, num_inputs: int | None = None, facts: ModelFacts
 
 def with_options(options: MemoryOptions, **changes: Any) -> MemoryOptions:
     return replace(options, **changes)
+
+
+# -- drafting captions with a vision-language model (``lorastudio caption``) ------------------
+
+def caption_memory(linear_params: int, other_params: int, hidden: int, layers: int, tokens: int,
+                   quantization: str = "none") -> float:
+    """Peak GPU bytes to draft a caption: the weights (linears at ``WEIGHT_BYTES``, the rest
+    bf16), the key/value cache (2 × layers × tokens × hidden, 16-bit: an upper bound, the
+    models share key/value heads) and one layer's activations for the prompt's ``tokens``,
+    plus the same overhead and slack as training. Qwen2.5-VL-7B in bf16: ≈ 17 GB."""
+    weights = linear_params * WEIGHT_BYTES[quantization] + other_params * 2
+    working = 2 * layers * tokens * hidden * 2 + ACT_BYTES_PER_TOKEN_HIDDEN * tokens * hidden
+    return OVERHEAD_BYTES + (weights + working) * SLACK

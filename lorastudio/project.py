@@ -121,7 +121,7 @@ def validate(config: Config) -> Config:
 def with_changes(config: Config, **sections) -> Config:
     """A copy of ``config`` with some fields of some sections replaced: ``train={"steps": 10}``."""
     parts = {}
-    for name in ("model", "dataset", "train", "output"):
+    for name in ("model", "dataset", "train", "output", "caption"):
         current = getattr(config, name)
         parts[name] = dataclasses.replace(current, **sections.get(name, {}))
     return Config(**parts, source=config.source)

@@ -7,11 +7,14 @@ Events (field ``event``):
 
 - ``started``     ``total``, ``family``, ``sets``, ``run_dir``, ``resumed_from`` (step or 0)
 - ``status``      ``phase`` (``loading``, ``caching``, ``training``, ``sampling``, ``saving``,
-                  ``stopping``), ``message``, optional ``current``/``total`` progress
+                  ``stopping``, ``captioning``), ``message``, optional ``current``/``total`` progress
 - ``progress``    ``step`` (1…total), ``total``, ``loss``, ``lr``, ``rate`` (steps/s), ``eta`` (s)
 - ``sample``      ``step``, ``path`` (a PNG), ``set`` (the set's name), ``target`` (its target image)
 - ``checkpoint``  ``step``, ``path``, sent only once the checkpoint is complete on disk
-- ``done``        ``lora`` (path), ``step`` (the last step trained), ``stopped`` (bool)
+- ``caption``     ``set`` (the set's name), ``text`` (a drafted caption; ``lorastudio caption``),
+                  ``written`` (bool: the command wrote it; false for ``--no-write``, the app's drafts)
+- ``done``        ``lora`` (path), ``step`` (the last step trained), ``stopped`` (bool); a caption
+                  run's ``done`` has ``drafted`` (count) and ``stopped`` instead of ``lora``/``step``
 - ``error``       ``message``, ``kind`` (one of ``ERROR_KINDS``), optional ``log`` path
 
 Commands (GUI → worker, one per line on stdin): ``stop``. End of stdin also means stop.
@@ -30,9 +33,10 @@ STATUS = "status"
 PROGRESS = "progress"
 SAMPLE = "sample"
 CHECKPOINT = "checkpoint"
+CAPTION = "caption"
 DONE = "done"
 ERROR = "error"
-EVENTS = (STARTED, STATUS, PROGRESS, SAMPLE, CHECKPOINT, DONE, ERROR)
+EVENTS = (STARTED, STATUS, PROGRESS, SAMPLE, CHECKPOINT, CAPTION, DONE, ERROR)
 
 #: ``error.kind`` values: out of memory, a non-finite loss, bad input data, a bad config or
 #: model folder, anything else.

@@ -77,6 +77,10 @@ class TerminalSink(EventSink):
             self._line(f"sample at step {ev['step']}: {ev['path']}")
         elif kind == protocol.CHECKPOINT:
             self._line(f"checkpoint at step {ev['step']}: {ev['path']}")
+        elif kind == protocol.CAPTION:
+            self._line(f"{ev['set']}: {ev['text']}" + ("" if ev.get("written") else "  (not written)"))
+        elif kind == protocol.DONE and "drafted" in ev:  # a caption run's end
+            self._line(f"{'stopped' if ev.get('stopped') else 'finished'}: {ev['drafted']} caption(s) drafted")
         elif kind == protocol.DONE:
             self._close_bar()
             how = "stopped" if ev.get("stopped") else "finished"
