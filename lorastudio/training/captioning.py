@@ -80,16 +80,19 @@ class Captioner:
         text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return self.processor(text=[text], images=images, return_tensors="pt")
 
-    def generate(self, inputs, stop=None) -> str:
-        """Greedy generation of at most ``max_tokens`` new tokens; the new text, decoded."""
+    def generate_ids(self, inputs, stop=None) -> torch.Tensor:
+        """Greedy generation of at most ``max_tokens`` new tokens; the new token ids (1-D)."""
         from transformers import StoppingCriteriaList
 
         inputs = inputs.to(self.device)
         with torch.inference_mode():
             out = self.model.generate(**inputs, max_new_tokens=self.max_tokens, do_sample=False,
                                       stopping_criteria=StoppingCriteriaList([_StopRequested(stop)]))
-        new = out[:, inputs["input_ids"].shape[1]:]
-        return self.processor.batch_decode(new, skip_special_tokens=True)[0]
+        return out[0, inputs["input_ids"].shape[1]:]
+
+    def generate(self, inputs, stop=None) -> str:
+        """The new text, decoded (special tokens dropped)."""
+        return self.processor.decode(self.generate_ids(inputs, stop=stop), skip_special_tokens=True)
 
     def draft(self, image_set: ImageSet, instruction: str, paired: bool, trigger: str = "", stop=None) -> str:
         """A cleaned draft caption for one set (never containing ``trigger``)."""
