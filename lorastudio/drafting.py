@@ -126,11 +126,11 @@ def prompt_tokens(images: int) -> int:
 
 def memory_needed(folder: VLFolder, quantization: str, images: int = 3) -> float:
     """Bytes of GPU memory to draft a caption from ``images`` pictures (two inputs and a target)."""
-    return caption_memory(folder.linear_params, folder.other_params, folder.hidden, folder.layers,
+    return caption_memory(folder.linear_params, folder.other_params, folder.hidden, folder.kv_width, folder.layers,
                           prompt_tokens(images), quantization)
 
 
 def memory_text(folder: VLFolder, images: int = 3) -> str:
-    """"bf16 ≈ 17.2 GB · int8 ≈ 10.1 GB · int4 ≈ 6.2 GB" for the dialog and ``caption --help``."""
+    """"bf16 ≈ 18.5 GB · int8 ≈ 11.2 GB · int4 ≈ 7.9 GB" for the dialog and ``caption --help``."""
     return " · ".join(f"{q if q != 'none' else 'bf16'} ≈ {format_gib(memory_needed(folder, q, images))}"
                       for q in QUANTIZATIONS)

@@ -58,6 +58,8 @@ class VLFolder:
     linear_params: int
     other_params: int
     hidden: int
+    #: Width of one token's keys (= values) in a layer: key/value heads × head size.
+    kv_width: int
     layers: int
 
     @property
@@ -147,6 +149,10 @@ def _model_folder(root: Path, model_dir: Path, kind: str, processor_dir: Path | 
     if not _has_chat_template(processor_dir):
         raise VLFolderError(f"{processor_dir}: no chat template ({' or '.join(CHAT_TEMPLATE_FILES)}, or "
                             "chat_template in tokenizer_config.json); the model's prompt layout comes from it")
+    hidden = int(text_config.get("hidden_size", 0))
+    heads = int(text_config.get("num_attention_heads", 1)) or 1
+    kv_heads = int(text_config.get("num_key_value_heads") or heads)
+    head_dim = int(text_config.get("head_dim") or hidden // heads)
     linear = other = 0
     for name, shape in shapes.items():
         n = math.prod(shape)
@@ -156,7 +162,7 @@ def _model_folder(root: Path, model_dir: Path, kind: str, processor_dir: Path | 
             other += n
     return VLFolder(root=root, kind=kind, model_type=model_type, model_dir=model_dir, processor_dir=processor_dir,
                     linear_params=linear, other_params=other,
-                    hidden=int(text_config.get("hidden_size", 0)), layers=int(text_config.get("num_hidden_layers", 0)))
+                    hidden=hidden, kv_width=kv_heads * head_dim, layers=int(text_config.get("num_hidden_layers", 0)))
 
 
 def _has_chat_template(folder: Path) -> bool:
