@@ -137,6 +137,9 @@ def _run(args, sink: EventSink, stop: StopSignal, log_path: Path | None) -> int:
         sink.emit("done", drafted=0, stopped=False)
         return 0
     instruction = job.instruction.strip() or default_instruction(paired)
+    if stop.is_set():  # cancelled before the (long, uninterruptible) model load
+        sink.emit("done", drafted=0, stopped=True)
+        return 0
     try:
         from lorastudio.training.captioning import load_captioner, pick_device
 

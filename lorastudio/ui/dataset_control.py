@@ -66,6 +66,26 @@ class DatasetControl(QObject):
         dialog.open()
         return dialog
 
+    def open_draft_dialog(self, parent: QWidget, loader, trigger: str, model: str, caption) -> QWidget | None:
+        """"Draft captions…" (non-modal) for the selected set or the sets without a caption;
+        ``caption`` is the project's ``[caption]`` table. None while no dataset is shown."""
+        if self.session.dataset is None:
+            return None
+        from lorastudio.ui.caption_dialog import DraftCaptionsDialog
+
+        self.editor.flush()
+        dialog = DraftCaptionsDialog(self.session.dataset, loader, parent, selected=self.page.current_name(),
+                                     model=model, instruction=caption.instruction, quantization=caption.quantization,
+                                     trigger=trigger, max_tokens=caption.max_tokens)
+        dialog.caption_written.connect(self._draft_written)
+        dialog.open()
+        return dialog
+
+    def _draft_written(self, name: str, text: str) -> None:
+        self.page.update_caption(name, text)
+        self.editor.check_disk()
+        self.rescan()
+
     def _bulk_applied(self, result) -> None:
         self.message.emit(f"Updated {result.written_count} captions", 6000)
         for change in result.written:

@@ -81,6 +81,8 @@ class MainWindow(QMainWindow):
         for name, action in self.commands.by_name.items():
             setattr(self, f"act_{name}", action)  # window.act_train … for shortcuts and tests
         self.toolbar = self.commands.toolbar
+        self.dataset_page.grid.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.dataset_page.grid.addAction(self.act_draft)  # right-click a set: Draft Captions…
         self.dataset_status = QLabel("")
         self.train_status = QLabel("")
         self.statusBar().setSizeGripEnabled(True)
@@ -109,6 +111,7 @@ class MainWindow(QMainWindow):
         slots = {"open": self.open_folder_dialog, "open_project": self.open_project_dialog,
                  "save": self.save_project, "save_as": self.save_project_as, "close": self.close_project,
                  "quit": self.close, "demo": self.open_demo, "bulk": self.open_bulk_dialog,
+                 "draft": self.open_draft_dialog,
                  "next": self.dataset_page.next_set, "prev": self.dataset_page.previous_set,
                  "find": self._focus_search, "rescan": self.rescan, "train": lambda: self.start_training(False),
                  "resume": lambda: self.start_training(True), "stop": self.stop_training,
@@ -238,6 +241,19 @@ class MainWindow(QMainWindow):
     def open_bulk_dialog(self) -> None:
         """Trigger word, find and replace, fill empty captions (with the settings' trigger and default)."""
         self.bulk_dialog = self.dataset_control.open_bulk_dialog(self, *self.form.caption_context())
+
+    def open_draft_dialog(self) -> None:
+        """"Draft captions…" for the selected set or every set without a caption."""
+        project = self.session.project
+        if project is None:
+            return
+        c = project.config.caption
+        model = str(c.model) if c.model else self.settings.q.value("caption_model", "") or self.form.model_path()
+        self.draft_dialog = self.dataset_control.open_draft_dialog(self, self.loader, self.form.caption_context()[0],
+                                                                   model, c)
+        if self.draft_dialog is not None:
+            edit = self.draft_dialog.model_edit
+            edit.editingFinished.connect(lambda: self.settings.q.setValue("caption_model", edit.text()))
 
     def _focus_search(self) -> None:
         if self.session.project is not None:

@@ -179,6 +179,8 @@ class WorkerRunner(QObject):
     progress = Signal(dict)
     sample = Signal(dict)
     checkpoint = Signal(dict)
+    #: A drafted caption (``lorastudio caption``): ``set``, ``text``.
+    caption = Signal(dict)
     #: The ``done`` event, once the process has exited (``returncode`` added).
     finished = Signal(dict)
     #: ``{"message", "kind", "log", "log_tail", "stderr", "returncode"}``; kind is a protocol error kind,
@@ -322,6 +324,8 @@ class WorkerRunner(QObject):
         elif kind == protocol.CHECKPOINT:
             self._last_checkpoint = event
             self.checkpoint.emit(event)
+        elif kind == protocol.CAPTION:
+            self.caption.emit(event)
         elif kind == protocol.DONE:
             self._done = event
             self._arm_exit_deadline()

@@ -43,6 +43,8 @@ ACTIONS = (
     ActionSpec("demo", "Open the &Demo", (), "The built-in demo: tiny model + dataset", "demo"),
     ActionSpec("bulk", "&Bulk Caption Edits…", ("Ctrl+B",),
                "Add a trigger word, find and replace, or fill empty captions", "captions", "can_bulk_edit"),
+    ActionSpec("draft", "&Draft Captions…", ("Ctrl+Shift+D",),
+               "Draft captions with a local vision-language model (Qwen2.5-VL / Qwen3-VL)", "", "can_bulk_edit"),
     ActionSpec("next", "&Next Set", ("PgDown", "Alt+Right"), "Select the next set", "next", "has_project"),
     ActionSpec("prev", "&Previous Set", ("PgUp", "Alt+Left"), "Select the previous set", "previous", "has_project"),
     ActionSpec("find", "&Find Sets", (K.Find,), "Search set names and captions", enabled_when="has_project"),
@@ -62,14 +64,14 @@ ACTIONS = (
 #: Menu title → action names; "-" a separator, "@recent" / "@theme" the submenus.
 MENUS = (
     ("&File", ("open", "open_project", "demo", "@recent", "-", "save", "save_as", "close", "-", "quit")),
-    ("&Dataset", ("next", "prev", "find", "-", "bulk", "rescan")),
+    ("&Dataset", ("next", "prev", "find", "-", "bulk", "draft", "rescan")),
     ("&Training", ("train", "stop", "resume")),
     ("&View", ("tab_0", "tab_1", "tab_2", "-", "@theme")),
     ("&Help", ("tips", "about")),
 )
-TOOLBAR = ("open", "save", "-", "bulk", "-", "train", "stop", "resume")
+TOOLBAR = ("open", "save", "-", "bulk", "draft", "-", "train", "stop", "resume")
 #: Shorter labels beside the toolbar icons.
-ICON_TEXT = {"open": "Open", "save": "Save", "bulk": "Captions"}
+ICON_TEXT = {"open": "Open", "save": "Save", "bulk": "Captions", "draft": "Draft"}
 THEMES = (("system", "Follow the &System"), ("light", "&Light"), ("dark", "&Dark"))
 
 
