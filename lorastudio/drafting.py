@@ -39,7 +39,7 @@ PIXELS_PER_VISION_TOKEN = 28 * 28
 #: Text tokens around the images (chat template, labels, instruction), for the estimate.
 PROMPT_TEXT_TOKENS = 200
 QUANTIZATIONS = ("none", "int8", "int4")
-QUANTIZATION_LABELS = {"none": "bf16 (full precision)", "int8": "8-bit (int8)", "int4": "4-bit (int4, NF4)"}
+QUANTIZATION_LABELS = {"none": "full precision (bf16 on a GPU)", "int8": "8-bit (int8)", "int4": "4-bit (int4, NF4)"}
 
 
 def default_instruction(paired: bool) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 from lorastudio.config import ConfigError, load_config
 from lorastudio.dataset import CaptionChange, apply_caption_changes, scan_dataset
 from lorastudio.dataset.model import Mode
-from lorastudio.drafting import DEFAULT_MAX_TOKENS, default_instruction, memory_text, plan_drafts
+from lorastudio.drafting import DEFAULT_MAX_TOKENS, QUANTIZATION_LABELS, default_instruction, memory_text, plan_drafts
 from lorastudio.training.events import EventSink, JsonlSink, redirect_stdio
 from lorastudio.training.terminal import TerminalSink
 from lorastudio.training.stop import EVENTS_CLOSED, StopSignal
@@ -144,8 +144,9 @@ def _run(args, sink: EventSink, stop: StopSignal, log_path: Path | None) -> int:
         from lorastudio.training.captioning import load_captioner, pick_device
 
         device = pick_device()
-        sink.emit("status", phase="loading", message=f"loading {folder.describe()} ({job.quantization}, on {device.type}); "
-                                                   f"needs about {memory_text(folder)}")
+        sink.emit("status", phase="loading",
+                  message=f"loading {folder.describe()}: {QUANTIZATION_LABELS[job.quantization]} on the "
+                          f"{'GPU' if device.type == 'cuda' else 'CPU'}; GPU memory needed: {memory_text(folder)}")
         if device.type == "cpu":
             sink.emit("status", phase="loading", warning=True,
                       message="no GPU found: drafting runs on the CPU, which works but is slow (a 7B model takes "

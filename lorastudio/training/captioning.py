@@ -119,6 +119,8 @@ def load_captioner(folder: VLFolder, quantization: str = "none", max_tokens: int
     import transformers
     from transformers import AutoProcessor
 
+    transformers.utils.logging.disable_progress_bar()  # the command reports its own progress
+
     device = device or pick_device()
     dtype = pick_dtype(device)
     processor = AutoProcessor.from_pretrained(folder.processor_dir, local_files_only=True)
