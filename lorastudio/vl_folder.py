@@ -108,6 +108,10 @@ def _pipeline_folder(root: Path) -> VLFolder:
     if "text_encoder" not in index or not (root / "text_encoder" / "config.json").is_file():
         raise VLFolderError(f"{root}: {pipeline} has no text_encoder/ with a config.json, so there is no "
                             f"vision-language model in it; choose {SUPPORTED}")
+    encoder_type = _read_json(root / "text_encoder" / "config.json").get("model_type", "")
+    if encoder_type not in VL_MODEL_TYPES:
+        raise VLFolderError(f"{root}: the text encoder of {pipeline} ({encoder_type or 'unknown type'}) is not a "
+                            f"vision-language model, so it cannot look at images; choose {SUPPORTED}")
     processor = root / "processor"
     if not processor.is_dir() or not _any_file(processor, IMAGE_PROCESSOR_FILES):
         raise VLFolderError(

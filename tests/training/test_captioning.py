@@ -76,6 +76,14 @@ def test_bad_folders_name_what_is_missing(tiny_qwen_image_dir, qwen25_model_dir,
         detect_vl_folder(tiny_qwen_image_dir)
     with pytest.raises(VLFolderError, match="not a model folder"):
         detect_vl_folder(dataset_dir)
+    kontext_like = tmp_path / "kontext"
+    (kontext_like / "text_encoder").mkdir(parents=True)
+    (kontext_like / "model_index.json").write_text(json.dumps({"_class_name": "FluxKontextPipeline",
+                                                               "text_encoder": ["transformers", "CLIPTextModel"]}))
+    (kontext_like / "text_encoder" / "config.json").write_text(json.dumps({"model_type": "clip_text_model"}))
+    with pytest.raises(VLFolderError, match=r"text encoder of FluxKontextPipeline \(clip_text_model\) is not a "
+                                            "vision-language model"):
+        detect_vl_folder(kontext_like)
     # Weights saved without the language-model head (e.g. only the encoder part kept).
     headless = tmp_path / "headless"
     shutil.copytree(qwen25_model_dir, headless)

@@ -1,5 +1,5 @@
 """"Draft captions…" against the real drafting worker (``lorastudio caption --jsonl --no-write``)
-on the tiny Qwen-Image-Edit-Plus demo model: drafts arrive beside their images, nothing is
+on a tiny random Qwen3-VL: drafts arrive beside their images, nothing is
 written until Accept, an existing caption only goes with "Replace caption", Cancel stops."""
 
 from __future__ import annotations
@@ -22,13 +22,12 @@ pytestmark = [requires_training, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def vl_model(tmp_path_factory) -> Path:
-    """The tiny Qwen-Image-Edit-Plus folder, made as the app makes a demo (another process:
-    this one stays torch-free)."""
-    out = tmp_path_factory.mktemp("vl") / "demo"
-    proc = subprocess.run([sys.executable, "-m", "lorastudio", "demo", str(out), "--family", "qwen-edit-plus"],
-                          capture_output=True, text=True, timeout=600)
+    """The tiny Qwen3-VL model folder, built in another process (this one stays torch-free)."""
+    out = tmp_path_factory.mktemp("vl") / "Qwen3-VL-tiny"
+    code = "import sys; from lorastudio.training.tiny_vl import build_tiny_qwen3_vl; build_tiny_qwen3_vl(sys.argv[1])"
+    proc = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return out / "model"
+    return out
 
 
 @pytest.fixture
@@ -57,7 +56,7 @@ def _run(qtbot, dialog) -> tuple[int, bool]:
 def test_drafts_are_written_only_on_accept(qtbot, tmp_path, loader, vl_model):
     data = make_dataset(tmp_path / "ds", sets=4, captions=1)  # set000 has a caption, set001…003 not
     dialog = _dialog(qtbot, data, loader, vl_model, selected="set000")
-    assert dialog.folder is not None and "Qwen2.5-VL" in dialog.model_info.text()
+    assert dialog.folder is not None and "Qwen3-VL" in dialog.model_info.text()
     assert "GPU memory" in dialog.memory.text()
     assert dialog.scope_missing.isChecked() and "(3)" in dialog.scope_missing.text()
     written = []
@@ -120,10 +119,13 @@ def test_a_folder_that_cannot_draft_is_refused_before_start(qtbot, tmp_path, loa
     dialog = _dialog(qtbot, data, loader, tmp_path)
     assert dialog.folder is None and not dialog.start_button.isEnabled()
     assert "not a model folder" in dialog.model_info.text()
-    no_processor = vl_model.parent / "no-processor"
-    if not no_processor.exists():
-        import shutil
-
-        shutil.copytree(vl_model, no_processor, ignore=shutil.ignore_patterns("processor"))
-    dialog.model_edit.setText(str(no_processor))
+    # A text-to-image Qwen-Image folder: a Qwen2.5-VL text encoder but no processor/.
+    t2i = tmp_path / "Qwen-Image"
+    (t2i / "text_encoder").mkdir(parents=True)
+    (t2i / "model_index.json").write_text('{"_class_name": "QwenImagePipeline", "text_encoder": '
+                                          '["transformers", "Qwen2_5_VLForConditionalGeneration"]}', encoding="utf-8")
+    (t2i / "text_encoder" / "config.json").write_text('{"model_type": "qwen2_5_vl"}', encoding="utf-8")
+    dialog.model_edit.setText(str(t2i))
     assert "no processor/ folder" in dialog.model_info.text() and not dialog.start_button.isEnabled()
+    dialog.model_edit.setText(str(vl_model))
+    assert dialog.start_button.isEnabled()
