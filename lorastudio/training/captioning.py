@@ -91,8 +91,14 @@ class Captioner:
         return out[0, inputs["input_ids"].shape[1]:]
 
     def generate(self, inputs, stop=None) -> str:
-        """The new text, decoded (special tokens dropped)."""
-        return self.processor.decode(self.generate_ids(inputs, stop=stop), skip_special_tokens=True)
+        """The new text, decoded (special tokens dropped). A thinking model's reasoning (up to
+        its last ``</think>`` token) is cut by token id first, as the Qwen3 model cards do:
+        once special tokens are skipped in decoding, the tags may be gone from the text."""
+        ids = self.generate_ids(inputs, stop=stop).tolist()
+        think_end = self.processor.tokenizer.convert_tokens_to_ids("</think>")
+        if isinstance(think_end, int) and think_end in ids and think_end != self.processor.tokenizer.unk_token_id:
+            ids = ids[len(ids) - ids[::-1].index(think_end):]
+        return self.processor.decode(ids, skip_special_tokens=True)
 
     def draft(self, image_set: ImageSet, instruction: str, paired: bool, trigger: str = "", stop=None) -> str:
         """A cleaned draft caption for one set (never containing ``trigger``)."""

@@ -129,3 +129,22 @@ def test_a_folder_that_cannot_draft_is_refused_before_start(qtbot, tmp_path, loa
     assert "no processor/ folder" in dialog.model_info.text() and not dialog.start_button.isEnabled()
     dialog.model_edit.setText(str(vl_model))
     assert dialog.start_button.isEnabled()
+
+
+def test_main_window_offers_it_for_the_selected_set(qtbot, tmp_path):
+    from lorastudio.ui.app import create_window
+
+    window = create_window(kill_timeout=2.0)
+    qtbot.addWidget(window)
+    window.show()
+    root = make_dataset(tmp_path / "ds", sets=3, captions=1)
+    with qtbot.waitSignal(window.dataset_loaded, timeout=15000):
+        assert window.open_path(root)
+    assert window.act_draft.isEnabled() and window.act_draft in window.dataset_page.grid.actions()
+    window.dataset_page.select_set("set001")
+    window.act_draft.trigger()
+    dialog = window.draft_dialog
+    assert dialog.selected == "set001" and "(2)" in dialog.scope_missing.text()
+    assert dialog.folder is None and not dialog.start_button.isEnabled()  # no model chosen yet
+    dialog.close()
+    window.close()
