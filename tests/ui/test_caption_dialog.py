@@ -15,9 +15,9 @@ from lorastudio.dataset import read_caption, scan_dataset
 from lorastudio.ui.caption_dialog import DraftCaptionsDialog
 from lorastudio.ui.thumbnails import ThumbnailLoader
 
-from .conftest import make_dataset, requires_training
+from .conftest import make_dataset
 
-pytestmark = [requires_training, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
