@@ -141,7 +141,7 @@ def bare_loop(config, window: Window, events: bool = True, final_layer: bool = T
     from lorastudio.training.events import JsonlSink
     from lorastudio.training.families.base import EncodedPrompt
     from lorastudio.training.lora import linear_targets
-    from lorastudio.training.trainer import make_plan
+    from lorastudio.training.plan import make_plan
 
     t = config.train
     steps = t.steps
@@ -225,20 +225,22 @@ def extras_microtimings(config) -> dict[str, float]:
     """
     import torch
 
+    from lorastudio.training import batches as tb
     from lorastudio.training import trainer as tr
     from lorastudio.training.cache import TrainingCache
+    from lorastudio.training.plan import make_plan
     from lorastudio.training.events import JsonlSink
     from lorastudio.training.lora import add_lora
     from lorastudio.training.stop import StopSignal
 
     t = config.train
-    plan = tr.make_plan(config)
+    plan = make_plan(config)
     accelerator, dtype = tr._accelerator(config)
     family = plan.family_cls(config.model.path, accelerator.device, dtype)
     cached = TrainingCache(config.output.run_dir / "cache", family, t.resolution, config.dataset.trigger,
                            config.dataset.default_caption).build(plan.sets)
-    order = tr.BatchOrder(cached, t.batch_size, t.seed)
-    batches = tr.Batches(family, cached, dtype, memo=True)
+    order = tb.BatchOrder(cached, t.batch_size, t.seed)
+    batches = tb.Batches(family, cached, dtype, memo=True)
     x0 = batches.get(order.batch(1), accelerator.device)[0]
     shape = tuple(x0.shape)
     gen = torch.Generator().manual_seed(t.seed)
@@ -251,7 +253,7 @@ def extras_microtimings(config) -> dict[str, float]:
             lambda: sink.emit("progress", step=12, total=100, loss=0.123456789, lr=1e-4, rate=4.56789,
                               eta=12.3456), 2000)
     out["noise and σ from (seed, step) (bare: a running generator)"] = (
-        _best_us(lambda: tr.noise_and_sigmas(shape, t.seed, 12, 0), 2000)
+        _best_us(lambda: tb.noise_and_sigmas(shape, t.seed, 12, 0), 2000)
         - _best_us(lambda: (torch.randn(shape, generator=gen), torch.sigmoid(torch.randn(shape[0], generator=gen))),
                    2000))
     out["batch lookup (BatchOrder + memoized Batches)"] = _best_us(lambda: batches.get(order.batch(12), accelerator.device),

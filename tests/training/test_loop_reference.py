@@ -16,11 +16,13 @@ import torch
 import torch.nn.functional as F
 
 from lorastudio.config import load_config
+from lorastudio.training.batches import BatchOrder, noise_and_sigmas
 from lorastudio.training.cache import TrainingCache
 from lorastudio.training.events import NullSink
 from lorastudio.training.families.base import EncodedPrompt
 from lorastudio.training.lora import add_lora, export_state_dict, peft_state_dict, read_lora_file
-from lorastudio.training.trainer import BatchOrder, make_plan, noise_and_sigmas, train
+from lorastudio.training.plan import make_plan
+from lorastudio.training.trainer import train
 
 from trainer_helpers import make_config
 
