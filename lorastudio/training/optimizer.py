@@ -30,7 +30,7 @@ def make_optimizer(params: list[torch.nn.Parameter], train_config,
             warn(f"8-bit AdamW is not available here ({type(exc).__name__}: {str(exc)[:160]}); "
                  "using the standard AdamW (more memory for the optimizer states, same training)")
     # foreach: torch's default on CUDA, not on the CPU, where the per-tensor Python loop over a
-    # few hundred LoRA tensors costs ~1.5 % of a step; the same kernels, so the same bits
+    # few hundred LoRA tensors costs 1–2 % of a step; the same kernels, so the same bits
     # (tests/training/test_loop_reference.py compares with the default AdamW).
     return torch.optim.AdamW(params, **kwargs, foreach=True)
 
