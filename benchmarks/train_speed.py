@@ -88,7 +88,7 @@ class Window:
 
     @property
     def cpu_rate(self) -> float:
-        """Steps per second of process CPU time: with one thread, nearly blind to other jobs."""
+        """Steps per second of process CPU time: with one thread it leaves out time spent descheduled."""
         return (self.last_step - FIRST_TIMED_AFTER) / (self.cpu_end - self.cpu_start)
 
     def report(self, title: str, lines: int = 30) -> None:
@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio ours/bare per pair: {', '.join(f'{r:.3f}' for r in ratios)}")
     print(f"ratio      : {spread(ratios)}  (goal: median ≥ 0.97)")
     print(f"CPU-time ratio per pair: {', '.join(f'{r:.3f}' for r in cpu_ratios)}")
-    print(f"CPU-time ratio: {spread(cpu_ratios)}  (steps per CPU-second; with one thread nearly blind to load)")
+    print(f"CPU-time ratio: {spread(cpu_ratios)}  (steps per CPU-second; with one thread it leaves out time spent descheduled)")
     print(f"load average now: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if not math.isnan(peaks["bare"]):
         print(f"peak GPU memory: bare {peaks['bare']:.2f} GB, lorastudio {peaks['ours']:.2f} GB")
