@@ -232,3 +232,49 @@ def export_tensors(peft_state: dict[str, torch.Tensor], rank: int, alpha: float,
     if fmt == "comfyui":
         return comfyui_tensors(peft_state, rank, alpha, family, dtype)
     raise FormatError(f"unknown LoRA format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def peft_state_from_comfyui(tensors: dict[str, torch.Tensor], linear_out_features: dict[str, int],
+                            family: str) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`comfyui_tensors`: peft's ``<module>.lora_A/B.weight`` for a
+    model whose Linear layers (name → out_features) are given, with each module's
+    ``alpha / rank`` folded into ``lora_B`` (so it loads at scale 1.0).
+
+    A fused layer's ``lora_down`` is split back into its parts' A matrices (rank n·r → n × r)
+    and ``lora_up``'s diagonal blocks are the parts' B matrices. Raises FormatError naming
+    the keys that match no module of this model."""
+    arch = architecture(family)
+    groups: dict[str, dict[int, tuple[str, int]]] = {}
+    sizes: dict[str, int] = {}
+    for module, out_features in linear_out_features.items():
+        if arch in BFL_RULES:
+            try:
+                target, part, n = bfl_name(module, arch)
+            except FormatError:
+                continue  # an embedder, a norm …: never in our files
+        else:
+            target, part, n = module, 0, 1
+        groups.setdefault(kohya_name(target), {})[part] = (module, out_features)
+        sizes[kohya_name(target)] = n
+    out: dict[str, torch.Tensor] = {}
+    used: set[str] = set()
+    for name, parts in groups.items():
+        down, up = tensors.get(f"{name}.lora_down.weight"), tensors.get(f"{name}.lora_up.weight")
+        if down is None or up is None:
+            continue
+        n = sizes[name]
+        if len(parts) != n or down.shape[0] % n or up.shape != (sum(o for _, o in parts.values()), down.shape[0]):
+            raise FormatError(f"{name}: its shapes {tuple(down.shape)} / {tuple(up.shape)} do not fit this model")
+        alpha = tensors.get(f"{name}.alpha")
+        scale = float(alpha) / down.shape[0] if alpha is not None else 1.0
+        rank, row = down.shape[0] // n, 0
+        for i in range(n):
+            module, out_features = parts[i]
+            out[f"{module}.lora_A.weight"] = down[i * rank:(i + 1) * rank].float()
+            out[f"{module}.lora_B.weight"] = up[row:row + out_features, i * rank:(i + 1) * rank].float() * scale
+            row += out_features
+        used |= {f"{name}.lora_down.weight", f"{name}.lora_up.weight", f"{name}.alpha"}
+    left = sorted(set(tensors) - used)
+    if left:
+        raise FormatError(f"{len(left)} key(s) match no module of this model, e.g. {', '.join(left[:3])}")
+    return out

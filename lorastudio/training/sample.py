@@ -5,8 +5,11 @@
 
 The LoRA is read with the family pipeline's own diffusers loader (``lora_state_dict`` then
 ``load_lora_into_transformer``), so any LoRA diffusers accepts works here, ours included,
-with its ``.alpha`` tensors honoured; ``--scale`` is the strength on top of that. Without
-``--lora`` the base model alone is sampled. The image comes from ``family.sample``, the
+with its ``.alpha`` tensors honoured; ``--scale`` is the strength on top of that. Our own
+``comfyui``-format files (header ``lorastudio.format``) are renamed back to diffusers names
+with ``formats``' mapping first, so every file LoRA Studio writes loads here in full. A file
+the loader cannot take ends in one line naming the file, its format and what to do (exit
+code 2), never a traceback. Without ``--lora`` the base model alone is sampled. The image comes from ``family.sample``, the
 same code that makes training previews, and is written atomically as a PNG.
 """
 
@@ -29,22 +32,88 @@ def pipeline_class(model_dir: Path):
     return getattr(diffusers, name)
 
 
+class LoraLoadError(ValueError):
+    """A LoRA file the family's diffusers loader cannot take (the message names the file,
+    its format and what to do)."""
+
+
+def lora_format(tensors, metadata: dict[str, str]) -> str:
+    """How to call the file's key layout in a message: ours by its header, else by its keys."""
+    if metadata.get("lorastudio.format"):
+        return f"LoRA Studio '{metadata['lorastudio.format']}'-format"
+    if any(".lora_down." in k or k.startswith("lora_unet_") for k in tensors):
+        return "kohya/ComfyUI-style (lora_unet_…, lora_down/lora_up keys)"
+    if any(".lora_A." in k for k in tensors):
+        return "diffusers/peft-style (lora_A/lora_B keys)"
+    return "unrecognised (no lora_A/lora_B or lora_down/lora_up keys)"
+
+
+def _read(lora_path: Path):
+    from safetensors import safe_open
+
+    with safe_open(str(lora_path), "pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+
+
+def _transformer_state(tensors, metadata, transformer: torch.nn.Module, family: str):
+    """Our own ``comfyui``-format file, renamed back to the transformer's diffusers module
+    names with ``formats``' own mapping (diffusers' kohya converters are not needed, and
+    its FLUX.1 one only takes FLUX.1-dev's widths); None for any other file."""
+    from lorastudio.training.formats import peft_state_from_comfyui
+
+    if metadata.get("lorastudio.format") != "comfyui" or metadata.get("lorastudio.family") != family:
+        return None
+    widths = {n: m.out_features for n, m in transformer.named_modules() if isinstance(m, torch.nn.Linear)}
+    return {f"transformer.{k}": v for k, v in peft_state_from_comfyui(tensors, widths, family).items()}
+
+
 def load_lora_into(transformer: torch.nn.Module, pipe_cls, lora_path: Path, scale: float = 1.0,
-                   adapter_name: str = ADAPTER) -> None:
-    """Load a LoRA file into ``transformer`` the way ``pipe_cls.load_lora_weights`` would."""
-    sd_params = inspect.signature(pipe_cls.lora_state_dict).parameters
+                   adapter_name: str = ADAPTER, family: str = "", family_title: str = "") -> None:
+    """Load a LoRA file into ``transformer`` the way ``pipe_cls.load_lora_weights`` would
+    (our own ``comfyui`` files: renamed back first). Raises LoraLoadError when it cannot."""
+    try:
+        tensors, metadata = _read(lora_path)
+    except Exception as exc:  # noqa: BLE001 - safetensors' errors are not one class
+        raise LoraLoadError(f"--lora {lora_path}: not a readable .safetensors file ({exc}); "
+                            "choose the .safetensors LoRA file a training run wrote") from None
+    what = lora_format(tensors, metadata)
+    trained_for = metadata.get("lorastudio.family")
+    if trained_for and family and trained_for != family:
+        raise LoraLoadError(f"--lora {lora_path}: this {what} LoRA was trained for the {trained_for!r} family, "
+                            f"but the model is {family_title or family}; choose a {trained_for} base model")
+    try:
+        converted = _transformer_state(tensors, metadata, transformer, family)
+        if converted is not None:
+            pipe_cls.load_lora_into_transformer(converted, transformer=transformer, adapter_name=adapter_name,
+                                                **({"network_alphas": None} if _takes_alphas(pipe_cls) else {}))
+        else:
+            _diffusers_load(transformer, pipe_cls, lora_path, adapter_name)
+        if not any("lora_" in n for n, _ in transformer.named_parameters()):
+            raise ValueError("no LoRA layer matched this model's transformer")
+    except Exception as exc:  # noqa: BLE001 - diffusers' converters raise anything (AssertionError, KeyError …)
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0]}" if str(exc) else type(exc).__name__
+        raise LoraLoadError(
+            f"--lora {lora_path}: diffusers' {pipe_cls.__name__} loader cannot load this {what} LoRA ({reason[:200]}); "
+            f"use a LoRA trained for {family_title or 'this model'} saved in the 'diffusers' format "
+            "(LoRA Studio: output.format = \"diffusers\"), or load this file in ComfyUI's LoraLoader") from None
+    transformer.set_adapters([adapter_name], weights=[scale])
+
+
+def _takes_alphas(pipe_cls) -> bool:
+    return "network_alphas" in inspect.signature(pipe_cls.load_lora_into_transformer).parameters
+
+
+def _diffusers_load(transformer: torch.nn.Module, pipe_cls, lora_path: Path, adapter_name: str) -> None:
+    """``lora_state_dict`` (which converts other layouts) then ``load_lora_into_transformer``."""
     network_alphas = None
-    if "return_alphas" in sd_params:
+    if "return_alphas" in inspect.signature(pipe_cls.lora_state_dict).parameters:
         state_dict, network_alphas = pipe_cls.lora_state_dict(str(lora_path), return_alphas=True)
     else:
         state_dict = pipe_cls.lora_state_dict(str(lora_path))
     kwargs = {"transformer": transformer, "adapter_name": adapter_name}
-    if "network_alphas" in inspect.signature(pipe_cls.load_lora_into_transformer).parameters:
+    if _takes_alphas(pipe_cls):
         kwargs["network_alphas"] = network_alphas
     pipe_cls.load_lora_into_transformer(state_dict, **kwargs)
-    if not any("lora_" in n for n, _ in transformer.named_parameters()):
-        raise ValueError(f"{lora_path}: no LoRA layer matched this model's transformer")
-    transformer.set_adapters([adapter_name], weights=[scale])
 
 
 def _size(args, images) -> tuple[int, int]:
@@ -104,11 +173,12 @@ def sample_command(args) -> int:
     try:
         transformer = family.load_transformer()
         if args.lora:
-            load_lora_into(transformer, pipeline_class(model_dir), Path(args.lora), args.scale)
+            load_lora_into(transformer, pipeline_class(model_dir), Path(args.lora), args.scale,
+                           family=family_cls.name, family_title=family_cls.display_name)
         transformer.eval()
         with torch.no_grad():
             image = family.sample(transformer, inputs, args.prompt, size, args.steps, args.seed)
-    except (ValueError, ModelFolderError) as exc:  # wrong input count, a LoRA for another model …
+    except (ValueError, ModelFolderError) as exc:  # wrong input count, a LoRA that does not load (LoraLoadError) …
         print(f"error: {exc}", file=sys.stderr)
         return 2
     import io

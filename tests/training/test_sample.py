@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from lorastudio.cli import main
@@ -51,3 +52,75 @@ def test_sample_refuses_a_missing_lora_and_a_bad_model(demo_project, tmp_path, c
     assert "not found" in capsys.readouterr().err
     assert main(["sample", "--model", str(tmp_path), "--out", str(tmp_path / "x.png")]) == 2
     assert not (tmp_path / "x.png").exists()
+
+
+def _sample_args(demo_project) -> list[str]:
+    config = load_config(demo_project)
+    image = sorted(config.dataset.path.glob("*_start.*"))[0]
+    return ["--model", str(config.model.path), "--input", str(image), "--prompt", "invert the colours and mirror the image",
+            "--steps", "2", "--seed", "3", "--size", "32"]
+
+
+def _as_comfyui(lora: Path, out: Path, metadata_too: bool = True) -> Path:
+    """The trained diffusers-format LoRA written again in the ``comfyui`` format (same LoRA)."""
+    from safetensors import safe_open
+
+    from lorastudio.training.lora import save_lora_file
+    from lorastudio.training.formats import comfyui_tensors
+
+    with safe_open(str(lora), "pt") as f:
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata())
+    state = {k.removeprefix("transformer."): v for k, v in tensors.items() if not k.endswith(".alpha")}
+    rank = next(v for k, v in state.items() if k.endswith(".lora_A.weight")).shape[0]
+    alpha = float(next(v for k, v in tensors.items() if k.endswith(".alpha")))
+    metadata["lorastudio.format"] = "comfyui"
+    return save_lora_file(out, comfyui_tensors(state, rank, alpha, "kontext"), metadata if metadata_too else {})
+
+
+def test_our_comfyui_file_samples_like_the_diffusers_file(lora, demo_project, tmp_path):
+    """diffusers' own kohya FLUX.1 converter cannot read it (it hard-codes FLUX.1-dev's 3072-wide
+    layers), so ``sample`` renames our file back with ``formats``' mapping: the same LoRA, the
+    same image (PNG rounding aside: float sums in another order may move a channel by one level)."""
+    comfy = _as_comfyui(lora, tmp_path / "comfy.safetensors")
+    common = _sample_args(demo_project)
+    for name, extra in (("base", []), ("diffusers", ["--lora", str(lora)]), ("comfyui", ["--lora", str(comfy)])):
+        assert main(["sample", *common, *extra, "--out", str(tmp_path / f"{name}.png")]) == 0
+    base, with_diffusers, with_comfyui = (_pixels(tmp_path / f"{n}.png") for n in ("base", "diffusers", "comfyui"))
+    assert np.abs(with_comfyui - base).max() > 0, "the comfyui-format LoRA changes the image"
+    assert np.abs(with_comfyui - with_diffusers).max() <= 1
+
+
+def test_a_lora_diffusers_cannot_load_ends_in_one_line(lora, demo_project, tmp_path, capsys):
+    """A file the family's diffusers loader cannot take: exit code 2 and one line naming the
+    file, its format and what to do; no traceback."""
+    from safetensors.torch import save_file
+
+    foreign_kohya = _as_comfyui(lora, tmp_path / "foreign_kohya.safetensors", metadata_too=False)
+    random_keys = tmp_path / "random_keys.safetensors"
+    save_file({"foo.bar.weight": torch.randn(4, 4)}, str(random_keys))
+    not_safetensors = tmp_path / "garbage.safetensors"
+    not_safetensors.write_bytes(b"not a safetensors file")
+    other_family = _as_comfyui(lora, tmp_path / "other_family.safetensors")
+    _set_family(other_family, "qwen-image")
+    cases = {foreign_kohya: ("kohya/ComfyUI-style", "'diffusers' format"),
+             random_keys: ("unrecognised", "'diffusers' format"),
+             not_safetensors: ("not a readable .safetensors file", "choose"),
+             other_family: ("trained for the 'qwen-image' family", "choose a qwen-image base model")}
+    for path, words in cases.items():
+        capsys.readouterr()
+        assert main(["sample", *_sample_args(demo_project), "--lora", str(path), "--out", str(tmp_path / "x.png")]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        message = err.strip().splitlines()[-1]
+        assert message.startswith(f"error: --lora {path}:"), message
+        assert all(w in message for w in words), message
+        assert not (tmp_path / "x.png").exists()
+
+
+def _set_family(path: Path, family: str) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), "pt") as f:
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata())
+    save_file(tensors, str(path), {**metadata, "lorastudio.family": family})
