@@ -298,8 +298,11 @@ class ComparePage(QWidget):
         if status != QProcess.ExitStatus.NormalExit or code != 0 or not out.is_file():
             tail = self._output.decode("utf-8", "replace").strip().splitlines()[-12:]
             self._queue.clear()
-            self._fail(f"Generating with {'the base model' if which == 'base' else 'the LoRA'} failed "
-                       f"(exit code {code}).<br><pre>{_html(chr(10).join(tail))}</pre>")
+            what = "the base model" if which == "base" else "the LoRA"
+            if tail and tail[-1].startswith("error: "):  # the sampler's own one-line explanation
+                self._fail(f"Generating with {what} failed: {_html(tail[-1][len('error: '):])}")
+            else:
+                self._fail(f"Generating with {what} failed (exit code {code}).<br><pre>{_html(chr(10).join(tail))}</pre>")
             self._done(False)
             return
         self._results[which] = out

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from lorastudio.training.families import FAMILIES
-from lorastudio.training.formats import ARCHITECTURE, export_tensors, kohya_name
+from lorastudio.training.formats import ARCHITECTURE, export_tensors, kohya_name, peft_state_from_comfyui
 from lorastudio.training.lora import add_lora, export_metadata, peft_state_dict, save_lora_file
 
 from test_formats import KEY_PROBLEMS, key_warnings
@@ -139,6 +139,21 @@ def test_comfyui_format_every_key_maps_onto_the_model(lora, family, tmp_path):
     else:
         _, not_loaded = apply_comfy_lora(to_bfl(base, arch), tensors)
     assert not not_loaded, not_loaded  # ComfyUI would log "lora key not loaded" for these
+
+
+@pytest.mark.parametrize("family", list(FIXTURES))
+def test_comfyui_file_reads_back_to_every_trained_module(lora, family):
+    """``lorastudio sample`` renames our comfyui file back to the transformer's module names
+    (``peft_state_from_comfyui``): exactly the trained modules, each with the trained delta."""
+    folder, model, state = lora(family)
+    widths = {n.removesuffix(".base_layer"): m.out_features for n, m in model.named_modules()
+              if isinstance(m, torch.nn.Linear) and ".lora_" not in n}  # the Linear layers under peft's
+    back = peft_state_from_comfyui(export_tensors(state, RANK, ALPHA, family, fmt="comfyui"), widths, family)
+    ours = _deltas(state)
+    assert set(back) == {f"{m}.lora_{x}.weight" for m in ours for x in "AB"}
+    for module, delta in ours.items():  # alpha / rank is folded into lora_B: scale 1.0
+        torch.testing.assert_close(back[f"{module}.lora_B.weight"] @ back[f"{module}.lora_A.weight"], delta,
+                                   rtol=1e-4, atol=1e-6, msg=module)
 
 
 @pytest.mark.parametrize("family", ["qwen-image", "qwen-edit-plus"])

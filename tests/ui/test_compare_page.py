@@ -87,3 +87,28 @@ def test_failures_are_explained(qtbot, tmp_path, monkeypatch):
     assert "CUDA out of memory" in page.error_bar.label.text()
     assert page.generate_button.isEnabled()
     loader.shutdown()
+
+
+def test_the_samplers_one_line_error_is_shown_alone(qtbot, tmp_path, monkeypatch):
+    """``lorastudio sample`` ends a LoRA it cannot load with one ``error:`` line (file, format,
+    what to do): the tab shows that sentence, not the log lines before it."""
+    lora = tmp_path / "l.safetensors"
+    lora.write_bytes(b"x")
+    message = f"error: --lora {lora}: diffusers' FluxKontextPipeline loader cannot load this LoRA; use one in the 'diffusers' format"
+    sampler = ("import sys\nfrom PIL import Image\nargs = sys.argv[1:]\n"
+               "if '--lora' not in args: Image.new('RGB', (8, 8)).save(args[args.index('--out') + 1]); sys.exit(0)\n"
+               f"print('Loading pipeline components...'); print({message!r}, file=sys.stderr); sys.exit(2)\n")
+    monkeypatch.setattr(compare_page.protocol, "lorastudio_command_line", lambda *a: [sys.executable, "-c", sampler, *a])
+    root = make_dataset(tmp_path / "ds", sets=1)
+    loader = ThumbnailLoader(None)
+    page = TestPage(loader)
+    qtbot.addWidget(page)
+    page.configure(str(tmp_path / "model"), tmp_path, True, scan_dataset(root).sets)
+    page.set_lora(str(lora))
+    with qtbot.waitSignal(page.finished, timeout=30000) as blocker:
+        page.generate()
+    assert blocker.args == [False]
+    text = page.error_bar.label.text()
+    assert f"Generating with the LoRA failed: --lora {lora}: diffusers' FluxKontextPipeline loader" in text
+    assert "Loading pipeline components" not in text and "exit code" not in text
+    loader.shutdown()
