@@ -101,7 +101,7 @@ def test_the_samplers_one_line_error_is_shown_alone(qtbot, tmp_path, monkeypatch
     monkeypatch.setattr(compare_page.protocol, "lorastudio_command_line", lambda *a: [sys.executable, "-c", sampler, *a])
     root = make_dataset(tmp_path / "ds", sets=1)
     loader = ThumbnailLoader(None)
-    page = TestPage(loader)
+    page = ComparePage(loader)
     qtbot.addWidget(page)
     page.configure(str(tmp_path / "model"), tmp_path, True, scan_dataset(root).sets)
     page.set_lora(str(lora))
