@@ -10,9 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lorastudio import __version__
-
-DEMO_FAMILIES = ("kontext", "qwen-edit-plus", "flux", "qwen-image", "flux2-klein", "flux2")  # kept equal to training.demo.DEMO_FAMILIES (tested)
+from lorastudio import __version__, catalog
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="write a tiny random-weight model and a demo dataset (no download, no GPU)")
     p.add_argument("out_dir", help="folder to create")
-    p.add_argument("--family", default="kontext", choices=DEMO_FAMILIES)
+    p.add_argument("--family", default="kontext", choices=catalog.FAMILY_IDS)
 
     p = sub.add_parser("self-test", help="smoke-test this install: window, demo, a short training run, the LoRA loads")
     p.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (default: a temporary folder, removed)")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lorastudio import catalog
 from lorastudio.fileio import atomic_write_text
 
 try:  # Python 3.11+
@@ -32,7 +33,7 @@ DEFAULT_RANK = 16
 TYPICAL_LEARNING_RATE = (1e-4, 5e-4)
 
 #: Names of the model families the trainer knows (``[model] family`` override).
-KNOWN_FAMILIES = ("kontext", "qwen-edit-plus", "flux", "qwen-image", "flux2", "flux2-klein")
+KNOWN_FAMILIES = catalog.FAMILY_IDS
 OUTPUT_FORMATS = ("diffusers", "comfyui")
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 #: ``train.quantization``: how the frozen base transformer's block weights are stored

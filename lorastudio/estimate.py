@@ -2,7 +2,8 @@
 
 The training panel shows this as settings change and ``lorastudio train CONFIG --dry-run``
 prints it, so an artist learns *before* a 10-minute model load whether a run fits the card.
-Everything comes from the model folder's small files: ``model_index.json`` (family),
+Everything comes from the model folder's small files: ``model_index.json`` (family, whose
+LoRA targets and text-token count the catalog gives),
 ``transformer/config.json`` (width, depth) and the safetensors *headers* of the transformer
 weights (every tensor's name, dtype and shape: exact parameter counts without reading
 gigabytes or importing torch).
@@ -51,38 +52,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from lorastudio import catalog
+from lorastudio.model_folder import ModelFolderError, read_model_index
+
 GIB = 1024 ** 3
 #: Bytes per element of safetensors dtypes.
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4,
                "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
-#: ``model_index.json`` ``_class_name`` → family id (same ids as the config and training).
-PIPELINE_FAMILIES = {
-    "FluxKontextPipeline": "kontext", "FluxPipeline": "flux",
-    "QwenImageEditPlusPipeline": "qwen-edit-plus", "QwenImagePipeline": "qwen-image",
-    "Flux2Pipeline": "flux2", "Flux2KleinPipeline": "flux2-klein",
-}
-EDIT_FAMILIES = {"kontext", "qwen-edit-plus", "flux2", "flux2-klein"}
-_FLUX_TARGETS = ("attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "attn.add_q_proj", "attn.add_k_proj",
-                 "attn.add_v_proj", "attn.to_add_out", "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj",
-                 "ff_context.net.2", "proj_mlp", "proj_out")
-_QWEN_TARGETS = ("attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "attn.add_q_proj", "attn.add_k_proj",
-                 "attn.add_v_proj", "attn.to_add_out", "img_mlp.net.0.proj", "img_mlp.net.2", "txt_mlp.net.0.proj",
-                 "txt_mlp.net.2")
-_FLUX2_TARGETS = ("attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "attn.add_q_proj", "attn.add_k_proj",
-                  "attn.add_v_proj", "attn.to_add_out", "ff.linear_in", "ff.linear_out", "ff_context.linear_in",
-                  "ff_context.linear_out", "attn.to_qkv_mlp_proj", "attn.to_out")
-#: Module-name suffixes the LoRA targets, per family (kept equal to the training families'
-#: ``lora_target_modules`` by a test); families not listed: every block linear.
-LORA_TARGETS: dict[str, tuple[str, ...]] = {"kontext": _FLUX_TARGETS, "flux": _FLUX_TARGETS,
-                                            "qwen-edit-plus": _QWEN_TARGETS, "qwen-image": _QWEN_TARGETS,
-                                            "flux2": _FLUX2_TARGETS, "flux2-klein": _FLUX2_TARGETS}
 BLOCK_PREFIXES = ("transformer_blocks.", "single_transformer_blocks.")
 #: Pixels per side of one transformer token (8× VAE, 2×2 patches) for every family here.
 PIXELS_PER_TOKEN = 16
-#: Text tokens the transformer sees: FLUX pads T5 to 512; Qwen trims to the real tokens.
-TEXT_TOKENS = {"kontext": 512, "flux": 512, "flux2": 512, "flux2-klein": 512, "qwen-edit-plus": 64, "qwen-image": 64}
-#: Extra prompt tokens per input image (Qwen2.5-VL sees each input at 384²: 384²/28² ≈ 188).
-VL_TOKENS_PER_INPUT = {"qwen-edit-plus": 188}
 
 #: Reference GPU for the time estimate (an RTX 4090: 165 dense bf16 TFLOPS, fp32 accumulate).
 REFERENCE_GPU = "RTX 4090-class"
@@ -157,18 +136,22 @@ class ModelFacts:
 
     @property
     def edit(self) -> bool:
-        return self.family in EDIT_FAMILIES
+        return self.record is not None and self.record.edit
+
+    @property
+    def record(self) -> catalog.FamilyRecord | None:
+        """The family's catalog record (None for a model LoRA Studio does not train)."""
+        return catalog.find(self.family)
 
 
 def model_facts(model_dir: str | Path) -> ModelFacts:
     """Read the family from ``model_index.json`` and the counts from the transformer's headers."""
     model_dir = Path(model_dir)
-    index = model_dir / "model_index.json"
     try:
-        class_name = json.loads(index.read_text(encoding="utf-8-sig")).get("_class_name", "")
-    except (OSError, ValueError, AttributeError) as exc:
-        raise EstimateError(f"{index}: cannot read the model index ({exc})") from None
-    family = PIPELINE_FAMILIES.get(class_name, "")
+        record = catalog.family_for_pipeline(str(read_model_index(model_dir).get("_class_name", "")))
+    except ModelFolderError as exc:
+        raise EstimateError(str(exc)) from None
+    family = record.id if record else ""
     config_path = model_dir / "transformer" / "config.json"
     try:
         config = json.loads(config_path.read_text(encoding="utf-8-sig"))
@@ -180,7 +163,8 @@ def model_facts(model_dir: str | Path) -> ModelFacts:
 def facts_from(family: str, config: dict[str, Any], shapes: dict[str, tuple[str, tuple[int, ...]]]) -> ModelFacts:
     """ModelFacts from a transformer config and its tensors' shapes (also used for real configs)."""
     hidden = int(config.get("num_attention_heads", 0)) * int(config.get("attention_head_dim", 0))
-    targets = LORA_TARGETS.get(family)
+    record = catalog.find(family)
+    targets = record.lora_targets if record else None  # unknown family: every block linear
     block_linear = lora = 0
     per_block: dict[str, int] = {}
     for name, (_dtype, shape) in shapes.items():
@@ -297,7 +281,8 @@ def approx_seconds(seconds: float) -> str:
 def sequence_length(facts: ModelFacts, resolution: int, num_inputs: int) -> int:
     """Tokens per sample: target + each input image (at the target's area) + text."""
     image = (resolution // PIXELS_PER_TOKEN) ** 2
-    text = TEXT_TOKENS.get(facts.family, 512) + VL_TOKENS_PER_INPUT.get(facts.family, 0) * num_inputs
+    record = facts.record
+    text = record.text_tokens + record.text_tokens_per_input * num_inputs if record else 512
     return image * (1 + num_inputs) + text
 
 

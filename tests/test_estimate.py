@@ -45,14 +45,20 @@ def test_header_counts_equal_torch_counts(tiny_dirs, family):
     assert rank * facts.lora_in_out == sum(p.numel() for p in lora)  # LoRA size from shapes = peft's
 
 
-def test_lora_targets_match_the_training_families():
-    from lorastudio.training.families import FAMILIES
+def test_the_estimate_reads_the_catalog():
+    """Targets and text tokens come from the family's catalog record; a model LoRA Studio does
+    not train is estimated with every block linear targeted."""
+    from lorastudio import catalog
 
-    for name, targets in E.LORA_TARGETS.items():
-        assert tuple(FAMILIES[name].lora_target_modules) == targets
-    from lorastudio.ui.model_folder import PIPELINES
-
-    assert {k: v[0] for k, v in PIPELINES.items()} == E.PIPELINE_FAMILIES
+    shapes = {"transformer_blocks.0.attn.to_q.weight": ("BF16", (8, 8)),
+              "transformer_blocks.0.norm1.linear.weight": ("BF16", (16, 8))}
+    assert E.facts_from("kontext", {}, shapes).lora_in_out == 16  # to_q only, not the AdaLN linear
+    assert E.facts_from("", {}, shapes).lora_in_out == 16 + 24
+    for record in catalog.FAMILIES:
+        facts = E.facts_from(record.id, {}, shapes)
+        assert facts.record is record and facts.edit == record.edit
+        text = E.sequence_length(facts, 64, 2) - 3 * (64 // E.PIXELS_PER_TOKEN) ** 2
+        assert text == record.text_tokens + 2 * record.text_tokens_per_input
 
 
 @pytest.fixture(scope="module")

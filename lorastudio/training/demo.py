@@ -25,10 +25,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps
 
+from lorastudio import catalog
 from lorastudio.config import Config, DatasetConfig, ModelConfig, OutputConfig, TrainConfig, load_config, save_config
 
-#: Families ``demo`` can write (each has a tiny model).
-DEMO_FAMILIES = ("kontext", "qwen-edit-plus", "flux", "qwen-image", "flux2-klein", "flux2")
 #: How many image sets the demo dataset has.
 DEMO_SETS = 12
 #: Side of the generated pictures (training downsizes them to the 64-pixel area).
@@ -103,8 +102,10 @@ def create_demo(out_dir: Path, family: str = "kontext") -> Path:
     """
     from lorastudio.training.tiny_models import build_tiny_model
 
-    if family not in DEMO_FAMILIES:
-        raise ValueError(f"no demo for family {family!r}; choose one of {', '.join(DEMO_FAMILIES)}")
+    try:
+        record = catalog.family(family)  # every family has a tiny model, hence a demo
+    except catalog.UnknownFamilyError as exc:
+        raise ValueError(f"no demo for family {family!r}; choose one of {', '.join(catalog.FAMILY_IDS)}") from exc
     out_dir = Path(out_dir).expanduser().absolute()
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MARKER).exists():
         raise FileExistsError(f"{out_dir} already exists and has files in it; choose a new or empty folder")
@@ -115,10 +116,7 @@ def create_demo(out_dir: Path, family: str = "kontext") -> Path:
     dataset = out_dir / "dataset"
     if dataset.exists():
         shutil.rmtree(dataset)
-    from lorastudio.training.families import FAMILIES
-    from lorastudio.dataset.model import Mode
-
-    write_demo_dataset(dataset, paired=FAMILIES[family].mode is Mode.PAIRED)
+    write_demo_dataset(dataset, paired=record.main_mode == catalog.PAIRED)
     project = out_dir / "project.toml"
     save_config(demo_config(out_dir, family), project)
     load_config(project)  # what we wrote must read back, paths and all

@@ -46,17 +46,12 @@ from dataclasses import dataclass
 
 import torch
 
-FORMATS = ("diffusers", "comfyui")
+from lorastudio import catalog
 
-#: Family id → architecture of the transformer (which key rules apply).
-ARCHITECTURE = {
-    "kontext": "flux1",
-    "flux": "flux1",
-    "flux2": "flux2",
-    "flux2-klein": "flux2",
-    "qwen-edit-plus": "qwen",
-    "qwen-image": "qwen",
-}
+FORMATS = catalog.LORA_FORMATS
+
+#: Family id → architecture of the transformer (which key rules apply): the catalog's ``key_layout``.
+ARCHITECTURE = {record.id: record.key_layout for record in catalog.FAMILIES}
 
 #: The diffusers-format key prefix per architecture (see the module docstring).
 DIFFUSERS_PREFIX = {"flux1": "transformer.", "flux2": "transformer.", "qwen": ""}

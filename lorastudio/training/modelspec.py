@@ -20,44 +20,28 @@ import datetime as _dt
 import json
 from pathlib import Path
 
+from lorastudio import catalog
+
 SPEC_VERSION = "1.0.1"
-
-#: Family id → modelspec architecture (without the adapter suffix).
-ARCHITECTURES = {
-    "kontext": "Flux.1-dev",
-    "flux": "Flux.1-dev",
-    "qwen-edit-plus": "qwen-image-edit-plus",
-    "qwen-image": "qwen-image",
-    "flux2": "flux.2-dev",
-    "flux2-klein": "flux.2-klein",
-}
-
-#: Family id → modelspec implementation (the reference code the weights belong to).
-IMPLEMENTATIONS = {
-    "kontext": "https://github.com/black-forest-labs/flux",
-    "flux": "https://github.com/black-forest-labs/flux",
-    "qwen-edit-plus": "https://github.com/QwenLM/Qwen-Image",
-    "qwen-image": "https://github.com/QwenLM/Qwen-Image",
-    "flux2": "https://github.com/black-forest-labs/flux2",
-    "flux2-klein": "https://github.com/black-forest-labs/flux2",
-}
-
-#: FLUX.2 [klein] transformer width → size tag (4B: 24 heads × 128, 9B: 32 heads × 128).
-_KLEIN_SIZES = {3072: "4b", 4096: "9b"}
 
 
 def architecture(family: str, model_dir: Path | None = None) -> str:
-    """``<architecture>/lora`` for ``family``; Klein is told apart (4B/9B) by the
-    transformer's width in ``model_dir`` when that can be read."""
-    arch = ARCHITECTURES.get(family, family)
-    if family == "flux2-klein" and model_dir is not None:
+    """``<architecture>/lora`` for ``family`` (the catalog's ``modelspec_architecture``); a
+    family that comes in sizes (FLUX.2 [klein] 4B/9B) is told apart by the transformer's
+    width in ``model_dir`` when that can be read."""
+    record = catalog.find(family)
+    if record is None:
+        return f"{family}/lora"
+    arch = record.modelspec_architecture
+    sizes = dict(record.modelspec_size_tags)
+    if sizes and model_dir is not None:
         try:
             config = json.loads((Path(model_dir) / "transformer" / "config.json").read_text(encoding="utf-8"))
             width = int(config["num_attention_heads"]) * int(config["attention_head_dim"])
         except (OSError, ValueError, KeyError, TypeError):
             width = 0
-        if width in _KLEIN_SIZES:
-            arch = f"{arch}-{_KLEIN_SIZES[width]}"
+        if width in sizes:
+            arch = f"{arch}-{sizes[width]}"
     return f"{arch}/lora"
 
 
@@ -68,7 +52,8 @@ def modelspec_metadata(*, family: str, title: str, resolution: int, trigger: str
     meta = {
         "modelspec.sai_model_spec": SPEC_VERSION,
         "modelspec.architecture": architecture(family, model_dir),
-        "modelspec.implementation": IMPLEMENTATIONS.get(family, "diffusers"),
+        "modelspec.implementation": record.modelspec_implementation if (record := catalog.find(family))
+        else "diffusers",
         "modelspec.title": title,
         "modelspec.resolution": f"{int(resolution)}x{int(resolution)}",
         "modelspec.date": (date or _dt.date.today()).isoformat(),

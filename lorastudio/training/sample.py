@@ -16,20 +16,12 @@ same code that makes training previews, and is written atomically as a PNG.
 from __future__ import annotations
 
 import inspect
-import json
 import sys
 from pathlib import Path
 
 import torch
 
 ADAPTER = "sample"
-
-
-def pipeline_class(model_dir: Path):
-    import diffusers
-
-    name = json.loads((Path(model_dir) / "model_index.json").read_text(encoding="utf-8"))["_class_name"]
-    return getattr(diffusers, name)
 
 
 class LoraLoadError(ValueError):
@@ -173,7 +165,7 @@ def sample_command(args) -> int:
     try:
         transformer = family.load_transformer()
         if args.lora:
-            load_lora_into(transformer, pipeline_class(model_dir), Path(args.lora), args.scale,
+            load_lora_into(transformer, family.pipeline_class(), Path(args.lora), args.scale,
                            family=family_cls.name, family_title=family_cls.display_name)
         transformer.eval()
         with torch.no_grad():

@@ -34,6 +34,7 @@ The pages and their pieces:
 - ``runner``           ``WorkerRunner``: a QThread owning the worker process, events → signals
 - ``loss_chart``, ``sample_gallery``, ``image_strip``  the pieces the pages are made of
 - ``compare_page``     the Test tab (``ComparePage``): ``lorastudio sample`` base vs LoRA
-- ``model_folder``     which family a model folder holds (``model_index.json``), torch-free
 - ``theme``, ``settings``  light/dark look and icons; what is remembered between runs
+
+Which family a model folder holds is ``lorastudio.model_folder`` (torch-free, shared with training).
 """

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, Q
                                QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from lorastudio.config import MEMORY_PRESETS, QUANTIZATION, Config, ConfigError
+from lorastudio.model_folder import ModelFolderInfo, detect_model_folder
 from lorastudio.ui import theme
 from lorastudio.ui.estimate_cache import ModelFactsCache, estimate_html
 from lorastudio.ui.form_mapping import FormValues, config_from_values, values_from_config, whole_number_or
@@ -24,7 +25,6 @@ from lorastudio.ui.help_texts import (ADAM8_TIP, CHECKPOINTING_TIP, CKPT_TIP, DE
                                       STEPS_TIP, TRIGGER_TIP)
 from lorastudio.ui.learning_rate import lr_advice
 from lorastudio.ui.memory_presets import preset_savers
-from lorastudio.ui.model_folder import ModelFolderInfo, detect_model_folder
 
 #: The LoRA file's key layout (config ``output.format``, one of ``config.OUTPUT_FORMATS``), as the
 #: artist's tools name it.

@@ -376,7 +376,7 @@ def test_bad_model_folder_through_the_worker_is_a_config_error(demo, tmp_path):
 
 
 def test_gui_names_a_wrong_model_index_without_torch(demo, tmp_path):
-    from lorastudio.ui.model_folder import detect_model_folder
+    from lorastudio.model_folder import detect_model_folder
 
     for how in ("unknown-pipeline", "not-json", "no-index"):
         info = detect_model_folder(_broken_model(demo, tmp_path, how))

@@ -18,7 +18,8 @@ from lorastudio.training.events import NullSink
 from lorastudio.training.families import PIPELINE_CLASSES
 from lorastudio.training.lora import read_lora_file
 from lorastudio.training.trainer import TrainingError, make_plan, train
-from lorastudio.ui.model_folder import PIPELINES, detect_model_folder
+from lorastudio import catalog
+from lorastudio.model_folder import detect_model_folder
 
 from trainer_helpers import assert_pipeline_reproduces_lora, make_config
 
@@ -112,10 +113,11 @@ def test_flux2_takes_both_kinds_in_a_dry_run(capsys, demo_project, tiny_flux2_kl
 
 
 def test_gui_model_folder_check_says_why(tiny_kontext_dir, tiny_flux_dir, tiny_flux2_klein_dir):
-    """The GUI's torch-free check (``ui.model_folder``) agrees with the trainer's families."""
-    for class_name, (family, _display, edit, t2i) in PIPELINES.items():
-        cls = PIPELINE_CLASSES[class_name]
-        assert cls.name == family and cls.trains(Mode.PAIRED) == edit and cls.trains(Mode.SINGLE) == t2i
+    """The GUI's torch-free check (``lorastudio.model_folder``) agrees with the trainer's families."""
+    for class_name, cls in PIPELINE_CLASSES.items():
+        record = catalog.family_for_pipeline(class_name)
+        assert cls.name == record.id and cls.trains(Mode.PAIRED) == record.edit
+        assert cls.trains(Mode.SINGLE) == record.text_to_image
     kontext = detect_model_folder(tiny_kontext_dir)
     assert kontext.dataset_note("paired") == ""
     assert "image-editing model" in kontext.dataset_note("single") and "FLUX.2" in kontext.dataset_note("single")

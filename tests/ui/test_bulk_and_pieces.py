@@ -14,7 +14,8 @@ from lorastudio.config import load_config
 from lorastudio.dataset import scan_dataset
 from lorastudio.ui.bulk_dialog import BulkCaptionDialog
 from lorastudio.ui.loss_chart import LossChart, ema, nice_ticks
-from lorastudio.ui.model_folder import PIPELINES, detect_model_folder
+from lorastudio import catalog
+from lorastudio.model_folder import detect_model_folder
 from lorastudio.project import Project, find_project_for, safe_name
 
 from .conftest import make_dataset
@@ -92,20 +93,22 @@ def test_no_change_says_so(qtbot, tmp_path):
 # -- model folder ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("class_name", sorted(PIPELINES))
+@pytest.mark.parametrize("class_name", sorted(catalog.pipeline_classes()))
 def test_supported_model_folders(tmp_path, class_name):
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": class_name}), encoding="utf-8")
     info = detect_model_folder(tmp_path)
-    assert info.supported and info.family == PIPELINES[class_name][0]
-    assert info.display_name == PIPELINES[class_name][1]
+    record = catalog.family_for_pipeline(class_name)
+    assert info.supported and info.family == record.id
+    assert info.display_name == record.display_name
     assert info.display_name in info.summary
 
 
 def test_display_names():
-    assert PIPELINES["FluxKontextPipeline"][1] == "FLUX.1 Kontext"
-    assert PIPELINES["QwenImageEditPlusPipeline"][1] == "Qwen-Image-Edit-Plus"
-    assert PIPELINES["Flux2Pipeline"][1] == "FLUX.2"
-    assert PIPELINES["Flux2KleinPipeline"][1] == "FLUX.2 [klein]"  # = the training family's display name
+    names = {name: catalog.family_for_pipeline(name).display_name for name in catalog.pipeline_classes()}
+    assert names["FluxKontextPipeline"] == "FLUX.1 Kontext"
+    assert names["QwenImageEditPlusPipeline"] == "Qwen-Image-Edit-Plus"
+    assert names["Flux2Pipeline"] == "FLUX.2"
+    assert names["Flux2KleinPipeline"] == "FLUX.2 [klein]"
 
 
 def test_unsupported_model_folders(tmp_path):

@@ -12,31 +12,36 @@ only when it loads a model.
 
 from __future__ import annotations
 
-import json
+import importlib
 from pathlib import Path
 
+from lorastudio import catalog
 from lorastudio.dataset.model import Mode
+from lorastudio.model_folder import (WEIGHTLESS_SUFFIXES, ModelFolderError, family_of, index_components, listing,
+                                     read_model_index)
 from lorastudio.training.families._pipeline_family import InputCountError
-from lorastudio.training.families.base import EncodedPrompt, ModelFamily, ModelFolderError
-from lorastudio.training.families.flux import FluxFamily
-from lorastudio.training.families.flux2 import Flux2Family, Flux2KleinFamily
-from lorastudio.training.families.kontext import KontextFamily
-from lorastudio.training.families.qwen_edit_plus import QwenEditPlusFamily
-from lorastudio.training.families.qwen_image import QwenImageFamily
+from lorastudio.training.families.base import EncodedPrompt, ModelFamily
 
-#: Family id (config ``[model] family``, CLI, LoRA metadata) → family class.
-FAMILIES: dict[str, type[ModelFamily]] = {
-    cls.name: cls for cls in (KontextFamily, QwenEditPlusFamily, FluxFamily, QwenImageFamily, Flux2Family,
-                              Flux2KleinFamily)
-}
+
+def _family_class(record: catalog.FamilyRecord) -> type[ModelFamily]:
+    """The class in ``families/<record.family_module>.py`` whose ``record`` is ``record``."""
+    module = importlib.import_module(f"{__name__}.{record.family_module}")
+    found = [cls for cls in vars(module).values()
+             if isinstance(cls, type) and issubclass(cls, ModelFamily) and cls.__dict__.get("record") is record]
+    if len(found) != 1:
+        raise ImportError(f"{module.__name__} must define exactly one family class with record = the "
+                          f"{record.id!r} catalog record (found {len(found)})")
+    return found[0]
+
+
+#: Family id (config ``[model] family``, CLI, LoRA metadata) → family class, one per catalog record.
+FAMILIES: dict[str, type[ModelFamily]] = {record.id: _family_class(record) for record in catalog.FAMILIES}
 
 #: ``model_index.json`` ``_class_name`` → family class.
 PIPELINE_CLASSES: dict[str, type[ModelFamily]] = {
     class_name: cls for cls in FAMILIES.values() for class_name in cls.pipeline_class_names
 }
 
-#: Component classes that carry no weights (so their folders need no .safetensors).
-_WEIGHTLESS_SUFFIXES = ("Tokenizer", "TokenizerFast", "Processor", "Scheduler", "FeatureExtractor")
 #: Pickle-based weight files: loading one can run arbitrary code, so we never do.
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
@@ -55,33 +60,24 @@ __all__ = [
     "supported_models_text",
 ]
 
+supported_models_text = catalog.supported_models_text
+
 
 class FamilyModeError(ValueError):
     """The dataset's kind (edit pairs / text-to-image) does not fit the chosen model."""
 
 
-def supported_models_text() -> str:
-    """"FluxKontextPipeline (FLUX.1 Kontext), …" for messages."""
-    return ", ".join(f"{name} ({cls.display_name})" for name, cls in PIPELINE_CLASSES.items())
-
-
 def family_by_name(name: str) -> type[ModelFamily]:
     """The family class for a family id, or a ModelFolderError listing the known ones."""
-    from lorastudio.config import KNOWN_FAMILIES
-
     try:
-        return FAMILIES[name]
-    except KeyError:
-        known = ", ".join(FAMILIES)
-        if name in KNOWN_FAMILIES:  # planned (the config accepts it) but not implemented yet
-            raise ModelFolderError(f"the {name!r} model family is not supported yet; LoRA Studio trains: "
-                                   f"{known}") from None
-        raise ModelFolderError(f"unknown model family {name!r}; LoRA Studio trains: {known}") from None
+        return FAMILIES[catalog.family(name).id]
+    except catalog.UnknownFamilyError as exc:
+        raise ModelFolderError(str(exc)) from None
 
 
 def families_for_mode(mode: Mode) -> list[type[ModelFamily]]:
     """The families that train datasets of ``mode`` (edit pairs or text-to-image)."""
-    return [cls for cls in FAMILIES.values() if cls.trains(mode)]
+    return [FAMILIES[record.id] for record in catalog.families_for_mode(mode)]
 
 
 def check_dataset_mode(family: type[ModelFamily], mode: Mode) -> None:
@@ -105,51 +101,6 @@ def check_dataset_mode(family: type[ModelFamily], mode: Mode) -> None:
         f"text-to-image model. Choose an image-editing model folder instead: {alternatives}.")
 
 
-def _listing(folder: Path, limit: int = 8) -> str:
-    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
-    if not names:
-        return "the folder is empty"
-    more = f", … ({len(names) - limit} more)" if len(names) > limit else ""
-    return "found: " + ", ".join(names[:limit]) + more
-
-
-def read_model_index(model_dir: Path) -> dict:
-    """``model_index.json`` of a folder, or a ModelFolderError that says what is there instead."""
-    model_dir = Path(model_dir).expanduser()
-    if not model_dir.exists():
-        raise ModelFolderError(f"Model folder not found: {model_dir}")
-    if not model_dir.is_dir():
-        raise ModelFolderError(
-            f"{model_dir} is a file, not a folder. LoRA Studio loads diffusers model folders (the folder with "
-            "model_index.json, transformer/, vae/ …), not single-file checkpoints.")
-    index_path = model_dir / "model_index.json"
-    if not index_path.is_file():
-        raise ModelFolderError(
-            f"{model_dir} is not a diffusers model folder: it has no model_index.json ({_listing(model_dir)}). "
-            "Choose the folder that contains model_index.json, transformer/, vae/ ….")
-    try:
-        data = json.loads(index_path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelFolderError(f"{index_path} cannot be read ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise ModelFolderError(f"{index_path} is not valid JSON ({exc}); the download may be incomplete") from None
-    if not isinstance(data, dict):
-        raise ModelFolderError(f"{index_path} is not a JSON object (found {type(data).__name__})")
-    return data
-
-
-def _components(index: dict) -> dict[str, str]:
-    """Component name → class name for the non-empty entries of ``model_index.json``."""
-    out = {}
-    for key, value in index.items():
-        if key.startswith("_") or not isinstance(value, list) or len(value) != 2:
-            continue
-        library, class_name = value
-        if library and class_name:
-            out[key] = str(class_name)
-    return out
-
-
 def check_model_folder(model_dir: Path, index: dict | None = None) -> None:
     """Every component the index lists is there, and weights are safetensors.
 
@@ -158,15 +109,15 @@ def check_model_folder(model_dir: Path, index: dict | None = None) -> None:
     """
     model_dir = Path(model_dir).expanduser()
     index = read_model_index(model_dir) if index is None else index
-    components = _components(index)
+    components = index_components(index)
     missing = [name for name in components if not (model_dir / name).is_dir()]
     if missing:
         raise ModelFolderError(
             f"{model_dir} is incomplete: model_index.json lists {', '.join(components)}, but "
             f"{', '.join(m + '/' for m in missing)} {'is' if len(missing) == 1 else 'are'} missing "
-            f"({_listing(model_dir)}). Was the download or copy interrupted?")
+            f"({listing(model_dir)}). Was the download or copy interrupted?")
     for name, class_name in components.items():
-        if class_name.endswith(_WEIGHTLESS_SUFFIXES):
+        if class_name.endswith(WEIGHTLESS_SUFFIXES):
             continue
         folder = model_dir / name
         files = [p for p in folder.rglob("*") if p.is_file()]
@@ -178,7 +129,7 @@ def check_model_folder(model_dir: Path, index: dict | None = None) -> None:
                 f"{name}/ holds its weights only as {', '.join(pickles)} (PyTorch pickle files). LoRA Studio "
                 "loads safetensors only, because loading a pickle can run code hidden in it. Get the .safetensors "
                 "version of this model (or convert these files to safetensors).")
-        raise ModelFolderError(f"{name}/ has no weights in it (no .safetensors file; {_listing(folder)})")
+        raise ModelFolderError(f"{name}/ has no weights in it (no .safetensors file; {listing(folder)})")
 
 
 def detect_family(model_dir: Path, override: str = "") -> type[ModelFamily]:
@@ -190,16 +141,6 @@ def detect_family(model_dir: Path, override: str = "") -> type[ModelFamily]:
     """
     model_dir = Path(model_dir).expanduser()
     index = read_model_index(model_dir)
-    class_name = index.get("_class_name")
-    if override:
-        family = family_by_name(override)
-    else:
-        if not isinstance(class_name, str) or not class_name:
-            raise ModelFolderError(f"{model_dir / 'model_index.json'} names no pipeline (_class_name is missing)")
-        family = PIPELINE_CLASSES.get(class_name)
-        if family is None:
-            raise ModelFolderError(
-                f"{model_dir.name} is a {class_name} model, which LoRA Studio does not train. "
-                f"Supported: {supported_models_text()}.")
+    family = family_by_name(override) if override else FAMILIES[family_of(model_dir, index).id]
     check_model_folder(model_dir, index)
     return family

@@ -40,10 +40,6 @@ def offline_kwargs() -> dict[str, Any]:
     return {"local_files_only": True, "use_safetensors": True}
 
 
-#: Component classes that carry no weights (tokenizers, schedulers …): nothing to check there.
-_WEIGHTLESS = ("Tokenizer", "TokenizerFast", "Processor", "Scheduler", "FeatureExtractor")
-
-
 def check_component_files(model_dir: Path) -> None:
     """Every weight-carrying component of a local folder is complete on disk, cheaply.
 
@@ -57,23 +53,17 @@ def check_component_files(model_dir: Path) -> None:
     """
     import json as _json
 
-    from lorastudio.training.families.base import ModelFolderError
+    from lorastudio.model_folder import WEIGHTLESS_SUFFIXES, ModelFolderError, index_components, read_model_index
 
     model_dir = Path(model_dir)
-    try:
-        index = _json.loads((model_dir / "model_index.json").read_text(encoding="utf-8-sig"))
-    except (OSError, ValueError) as exc:
-        raise ModelFolderError(f"{model_dir / 'model_index.json'} cannot be read ({exc})") from None
-    for name, value in index.items():
-        if name.startswith("_") or not isinstance(value, list) or len(value) != 2 or not value[1]:
-            continue
-        if str(value[1]).endswith(_WEIGHTLESS):
+    for name, class_name in index_components(read_model_index(model_dir)).items():
+        if class_name.endswith(WEIGHTLESS_SUFFIXES):
             continue
         folder = model_dir / name
         if not folder.is_dir():
             continue  # detect_family names missing component folders
         if not (folder / "config.json").is_file():
-            raise ModelFolderError(f"{name}/ in {model_dir} has no config.json, so {value[1]} cannot be built from "
+            raise ModelFolderError(f"{name}/ in {model_dir} has no config.json, so {class_name} cannot be built from "
                                    "it. The download or copy is incomplete: get this folder again.")
         for shard_index in folder.glob("*.safetensors.index.json"):
             try:

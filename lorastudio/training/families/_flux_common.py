@@ -34,21 +34,6 @@ from lorastudio.training.families._pipeline_family import PipelineFamily
 
 class FluxFamilyBase(PipelineFamily):
     transformer_class_name = "FluxTransformer2DModel"
-    #: The attention and feed-forward projections of the double-stream blocks (image and
-    #: text streams: ``attn.to_*``, ``attn.add_*_proj``, ``attn.to_add_out``, ``ff`` and
-    #: ``ff_context``) and of the single-stream blocks (their q/k/v, ``proj_mlp`` and
-    #: ``proj_out``, which is the single block's attention-and-MLP output projection) —
-    #: every linear layer of the blocks, as musubi-tuner and ai-toolkit train FLUX. peft
-    #: matches by suffix, so ``proj_out`` also puts a LoRA on the model's final output
-    #: layer (top-level ``proj_out``, 3072→64): a tiny extra, loaded by diffusers and by
-    #: ComfyUI (``final_layer.linear``) alike; the AdaLN ``norm*.linear`` and the embedders
-    #: are never targeted.
-    lora_target_modules = (
-        "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0",
-        "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out",
-        "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2",
-        "proj_mlp", "proj_out",
-    )
     size_multiple = 16
     #: Guidance embedding value used in training (see the module docstring).
     train_guidance: ClassVar[float] = 1.0

@@ -14,7 +14,6 @@ family because the text-to-image pipelines lack it; the tests compare the two.)
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,6 +22,7 @@ import torch
 from PIL import Image
 
 from lorastudio.dataset.model import Mode
+from lorastudio.model_folder import index_components, read_model_index
 from lorastudio.training.families._common import (
     PromptMemo,
     check_component_files,
@@ -51,8 +51,8 @@ LATENT_MULTIPLE = 16
 class PipelineFamily(ModelFamily):
     """A family whose base model is a diffusers pipeline folder (all of ours so far)."""
 
-    #: diffusers class names, imported lazily (diffusers takes seconds to import).
-    pipeline_class_name: ClassVar[str]
+    #: diffusers class name of the transformer, imported lazily (diffusers takes seconds to
+    #: import); the pipeline class is the catalog record's.
     transformer_class_name: ClassVar[str]
     #: How the guide names input images, for messages ("… this set has 2 (_start, _start1)").
     input_names: ClassVar[tuple[str, ...]] = ("_start", "_start1", "_start2")
@@ -74,7 +74,7 @@ class PipelineFamily(ModelFamily):
     def pipeline_class(cls) -> type:
         import diffusers
 
-        return getattr(diffusers, cls.pipeline_class_name)
+        return getattr(diffusers, cls.record.pipeline_class)
 
     @classmethod
     def transformer_class(cls) -> type:
@@ -108,9 +108,7 @@ class PipelineFamily(ModelFamily):
 
     def _components(self) -> dict[str, str]:
         """Component name → class name, from the folder's ``model_index.json`` (non-empty entries)."""
-        index = json.loads((self.model_dir / "model_index.json").read_text(encoding="utf-8-sig"))
-        return {k: v[1] for k, v in index.items()
-                if not k.startswith("_") and isinstance(v, list) and len(v) == 2 and v[0] and v[1]}
+        return index_components(read_model_index(self.model_dir))
 
     # -- phase 1 -------------------------------------------------------------------------------
 

@@ -32,14 +32,6 @@ from lorastudio.training.families.base import EncodedPrompt
 
 class QwenFamilyBase(PipelineFamily):
     transformer_class_name = "QwenImageTransformer2DModel"
-    #: Attention projections of both streams (image: to_q/k/v/out, text: add_*_proj,
-    #: to_add_out) and both streams' feed-forward layers; the AdaLN modulation layers are
-    #: left alone, as in diffusers' and musubi-tuner's Qwen-Image LoRA defaults.
-    lora_target_modules = (
-        "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0",
-        "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out",
-        "img_mlp.net.0.proj", "img_mlp.net.2", "txt_mlp.net.0.proj", "txt_mlp.net.2",
-    )
     #: The pipelines size images with ``calculate_dimensions`` (multiples of 32); buckets on
     #: the same grid mean a preview's sizes are exactly the training sizes.
     size_multiple = 32

@@ -5,8 +5,23 @@ encodes, samples noise and timesteps for flow matching, asks the family for the
 transformer's prediction, and computes the loss on the target latents. Everything that
 differs between FLUX.1 Kontext, Qwen-Image-Edit-Plus, FLUX.2 … (how latents are packed
 into a token sequence, position ids, how input images join the sequence, what the text
-encoder sees) lives in one file per family behind this class. Adding a model is one new
-file plus its tiny-model recipe.
+encoder sees) lives in one file per family behind this class.
+
+Adding a family is exactly three things:
+
+1. its record in ``lorastudio/catalog.py`` (id, display name, pipeline class, dataset kinds,
+   input limit, LoRA targets, default LoRA format, estimate and modelspec facts, and the
+   names of the two modules below);
+2. its family file ``lorastudio/training/families/<record.family_module>.py``: a subclass
+   of this class (usually of ``PipelineFamily``) with ``record = catalog.family("<id>")``
+   and the tensor work — ``families/__init__`` finds it through the record, and the
+   record's facts become the class attributes below;
+3. its tiny-model recipe in ``lorastudio/training/tiny/<record.tiny_recipe>.py``
+   (``RECIPES["<id>"]``), which the demo and the tests build and train.
+
+Config validation, the CLI, the estimate, the GUI's model-folder check, the LoRA key
+layouts (when the family shares an existing ``key_layout``) and the modelspec header
+read the record; nothing else needs an edit.
 
 A family instance is created for one local model folder and one device/dtype. Its life
 has three phases, in this order, and the loop frees memory between them:
@@ -26,11 +41,11 @@ from typing import ClassVar
 import torch
 from PIL import Image
 
+from lorastudio import catalog
 from lorastudio.dataset.model import Mode
+from lorastudio.model_folder import ModelFolderError
 
-
-class ModelFolderError(ValueError):
-    """A model folder that is missing, incomplete or not a supported family (message says which)."""
+__all__ = ["EncodedPrompt", "ModelFamily", "ModelFolderError"]
 
 
 @dataclass
@@ -48,6 +63,9 @@ class EncodedPrompt:
 
 
 class ModelFamily(abc.ABC):
+    #: The family's catalog record; a concrete family class sets it, and
+    #: ``__init_subclass__`` copies its facts into the attributes below.
+    record: ClassVar[catalog.FamilyRecord]
     #: Short id used in configs, the CLI (``--family``) and LoRA metadata.
     name: ClassVar[str]
     #: Human name shown in the GUI ("FLUX.1 Kontext").
@@ -57,16 +75,29 @@ class ModelFamily(abc.ABC):
     #: PAIRED for edit models (sets have inputs), SINGLE for text-to-image models: the
     #: family's main kind of dataset (what ``lorastudio demo`` generates for it).
     mode: ClassVar[Mode]
-    #: Every kind of dataset the family trains; empty means just ``mode``. FLUX.2 trains
-    #: both: the same pipeline edits with reference images and generates from text alone.
-    modes: ClassVar[tuple[Mode, ...]] = ()
+    #: Every kind of dataset the family trains. FLUX.2 trains both: the same pipeline edits
+    #: with reference images and generates from text alone.
+    modes: ClassVar[tuple[Mode, ...]]
     #: Most input images a set may have (None: no fixed limit); 0 for text-to-image.
     max_inputs: ClassVar[int | None]
+    #: Module-name suffixes peft targets: attention and feed-forward projections.
+    lora_target_modules: ClassVar[tuple[str, ...]]
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        record = cls.__dict__.get("record")
+        if record is not None:
+            cls.name = record.id
+            cls.display_name = record.display_name
+            cls.pipeline_class_names = record.pipeline_classes
+            cls.modes = tuple(Mode(m) for m in record.modes)
+            cls.mode = cls.modes[0]
+            cls.max_inputs = record.max_inputs
+            cls.lora_target_modules = record.lora_targets
+
     #: True when the prompt encoding depends on the input images (Qwen-Image-Edit's VLM
     #: encoder sees them), so the cache key of a prompt includes the input images.
     prompt_depends_on_inputs: ClassVar[bool] = False
-    #: Module-name suffixes peft targets: attention and feed-forward projections.
-    lora_target_modules: ClassVar[tuple[str, ...]]
     #: Images are resized so both sides are multiples of this (VAE factor × patch size).
     size_multiple: ClassVar[int] = 16
     #: One paragraph for README/GUI: how input images are sized relative to the target.
@@ -75,7 +106,7 @@ class ModelFamily(abc.ABC):
     @classmethod
     def trains(cls, mode: Mode) -> bool:
         """True when the family trains datasets of ``mode`` (edit pairs / text-to-image)."""
-        return mode in (cls.modes or (cls.mode,))
+        return mode in cls.modes
 
     def __init__(self, model_dir: Path, device: torch.device, dtype: torch.dtype) -> None:
         self.model_dir = Path(model_dir)

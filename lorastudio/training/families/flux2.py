@@ -35,30 +35,15 @@ from typing import Any, ClassVar
 import torch
 from PIL import Image
 
-from lorastudio.dataset.model import Mode
+from lorastudio import catalog
+from lorastudio.model_folder import read_model_index
 from lorastudio.training.families._common import input_size_matching_target, resize_to, transformer_config
 from lorastudio.training.families._pipeline_family import PipelineFamily
 
 
 class Flux2FamilyBase(PipelineFamily):
     transformer_class_name = "Flux2Transformer2DModel"
-    mode = Mode.PAIRED
-    modes = (Mode.PAIRED, Mode.SINGLE)
-    max_inputs = None
     input_names = ("_start", "_start1", "_start2", "_start3")
-    #: Every linear layer of the blocks: the double-stream attention (image ``to_q/k/v``,
-    #: ``to_out.0``; text ``add_*_proj``, ``to_add_out``) and SwiGLU feed-forwards
-    #: (``ff``/``ff_context`` ``linear_in``/``linear_out``), and the single-stream blocks'
-    #: fused ``to_qkv_mlp_proj`` and their ``attn.to_out`` (a Linear there, where the
-    #: double blocks' ``attn.to_out`` is a ModuleList: ``add_lora`` only ever targets
-    #: Linear layers, so the suffix picks the right ones). Modulation and embedders are
-    #: left alone, as for FLUX.1.
-    lora_target_modules = (
-        "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0",
-        "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out",
-        "ff.linear_in", "ff.linear_out", "ff_context.linear_in", "ff_context.linear_out",
-        "attn.to_qkv_mlp_proj", "attn.to_out",
-    )
     #: VAE factor 8 × 2×2 patchify: sides are multiples of 16, as the pipeline floors them.
     size_multiple = 16
     train_guidance: ClassVar[float] = 1.0
@@ -155,10 +140,7 @@ class Flux2FamilyBase(PipelineFamily):
 class Flux2Family(Flux2FamilyBase):
     """FLUX.2 [dev] folders (``Flux2Pipeline``; Mistral-Small-3.1 text encoder)."""
 
-    name = "flux2"
-    display_name = "FLUX.2"
-    pipeline_class_names = ("Flux2Pipeline",)
-    pipeline_class_name = "Flux2Pipeline"
+    record = catalog.family("flux2")
 
 
 class Flux2KleinFamily(Flux2FamilyBase):
@@ -166,16 +148,10 @@ class Flux2KleinFamily(Flux2FamilyBase):
     embedding). Previews of the non-distilled "base" models use true classifier-free
     guidance with the pipeline's empty negative prompt; step-distilled ones run without."""
 
-    name = "flux2-klein"
-    display_name = "FLUX.2 [klein]"
-    pipeline_class_names = ("Flux2KleinPipeline",)
-    pipeline_class_name = "Flux2KleinPipeline"
+    record = catalog.family("flux2-klein")
 
     def _distilled(self) -> bool:
-        import json
-
-        index = json.loads((self.model_dir / "model_index.json").read_text(encoding="utf-8-sig"))
-        return bool(index.get("is_distilled", False))
+        return bool(read_model_index(self.model_dir).get("is_distilled", False))
 
     def _encode_for_sampling(self, pipe, caption: str, input_images: list[Image.Image]) -> dict[str, torch.Tensor]:
         out = self._encode_text(pipe, caption, input_images)

@@ -12,18 +12,13 @@ from typing import Any
 import torch
 from PIL import Image
 
-from lorastudio.dataset.model import Mode
+from lorastudio import catalog
 from lorastudio.training.families._common import input_size_matching_target
 from lorastudio.training.families._flux_common import FluxFamilyBase
 
 
 class KontextFamily(FluxFamilyBase):
-    name = "kontext"
-    display_name = "FLUX.1 Kontext"
-    pipeline_class_names = ("FluxKontextPipeline",)
-    pipeline_class_name = "FluxKontextPipeline"
-    mode = Mode.PAIRED
-    max_inputs = 1
+    record = catalog.family("kontext")
     #: BFL's recommended guidance for Kontext (the diffusers example uses 2.5).
     sample_guidance = 2.5
     input_size_policy = (

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from lorastudio.dataset.model import Mode
+from lorastudio import catalog
 from lorastudio.training.families._common import input_size_matching_target
 from lorastudio.training.families._qwen_common import QwenFamilyBase
 
@@ -35,12 +35,7 @@ def _pipeline_module():
 
 
 class QwenEditPlusFamily(QwenFamilyBase):
-    name = "qwen-edit-plus"
-    display_name = "Qwen-Image-Edit-Plus"
-    pipeline_class_names = ("QwenImageEditPlusPipeline",)
-    pipeline_class_name = "QwenImageEditPlusPipeline"
-    mode = Mode.PAIRED
-    max_inputs = 3
+    record = catalog.family("qwen-edit-plus")
     prompt_depends_on_inputs = True
     input_size_policy = (
         "Each input image goes to the VAE at the target's bucket size when its aspect ratio nearly matches the "

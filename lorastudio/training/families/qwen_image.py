@@ -11,17 +11,12 @@ from typing import ClassVar
 import torch
 from PIL import Image
 
-from lorastudio.dataset.model import Mode
+from lorastudio import catalog
 from lorastudio.training.families._qwen_common import QwenFamilyBase
 
 
 class QwenImageFamily(QwenFamilyBase):
-    name = "qwen-image"
-    display_name = "Qwen-Image (text-to-image)"
-    pipeline_class_names = ("QwenImagePipeline",)
-    pipeline_class_name = "QwenImagePipeline"
-    mode = Mode.SINGLE
-    max_inputs = 0
+    record = catalog.family("qwen-image")
     input_size_policy = "Text-to-image: there are no input images; only the target is sized (bucketed)."
     #: QwenImagePipeline's default prompt length cap (tokens after the template prefix).
     max_sequence_length: ClassVar[int] = 512

@@ -1,0 +1,254 @@
+"""The model families LoRA Studio trains: one record per family, every fact about it stated here.
+
+Config validation, the CLI, the memory estimate, the GUI's model-folder check, the
+training families, the LoRA key layouts, the modelspec header, the demo and the tiny
+test models all read a family's facts from its :class:`FamilyRecord`, so adding a family
+is one record here, one family file (``training/families/<family_module>.py``, whose
+class sets ``record``) and its tiny-model recipe (``training/tiny/<tiny_recipe>.py``) —
+nothing else.
+
+Pure Python (no Qt, no torch): the GUI, the CLI and the worker all import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: What a dataset holds: before/after pairs, or single images with captions (the values of
+#: ``lorastudio.dataset.Mode``, a ``str`` enum, so either spelling compares equal).
+PAIRED = "paired"
+SINGLE = "single"
+
+#: The LoRA file's key layouts (see ``training/formats.py``): diffusers' names, or the
+#: kohya/BFL names ComfyUI, Forge and kohya's scripts use.
+LORA_FORMATS = ("diffusers", "comfyui")
+#: ``output.format`` value that means "the family's ``default_format``".
+AUTO_FORMAT = "auto"
+#: Which loader each key layout is written for (GUI labels, dry-run text).
+FORMAT_LOADERS = {"diffusers": "diffusers' load_lora_weights",
+                  "comfyui": "ComfyUI's LoraLoader (also Forge, SwarmUI, kohya)"}
+
+#: FLUX.1 (Kontext, dev): the attention and feed-forward projections of the double-stream
+#: blocks (image and text streams: ``attn.to_*``, ``attn.add_*_proj``, ``attn.to_add_out``,
+#: ``ff`` and ``ff_context``) and of the single-stream blocks (their q/k/v, ``proj_mlp`` and
+#: ``proj_out``, which is the single block's attention-and-MLP output projection) — every
+#: linear layer of the blocks, as musubi-tuner and ai-toolkit train FLUX. peft matches by
+#: suffix, so ``proj_out`` also puts a LoRA on the model's final output layer (top-level
+#: ``proj_out``, 3072→64): a tiny extra, loaded by diffusers and by ComfyUI
+#: (``final_layer.linear``) alike; the AdaLN ``norm*.linear`` and the embedders are never
+#: targeted.
+FLUX1_TARGETS = (
+    "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0",
+    "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out",
+    "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2",
+    "proj_mlp", "proj_out",
+)
+#: Qwen-Image(-Edit): attention projections of both streams (image: to_q/k/v/out, text:
+#: add_*_proj, to_add_out) and both streams' feed-forward layers; the AdaLN modulation
+#: layers are left alone, as in diffusers' and musubi-tuner's Qwen-Image LoRA defaults.
+QWEN_TARGETS = (
+    "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0",
+    "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out",
+    "img_mlp.net.0.proj", "img_mlp.net.2", "txt_mlp.net.0.proj", "txt_mlp.net.2",
+)
+#: FLUX.2: every linear layer of the blocks: the double-stream attention (image ``to_q/k/v``,
+#: ``to_out.0``; text ``add_*_proj``, ``to_add_out``) and SwiGLU feed-forwards
+#: (``ff``/``ff_context`` ``linear_in``/``linear_out``), and the single-stream blocks' fused
+#: ``to_qkv_mlp_proj`` and their ``attn.to_out`` (a Linear there, where the double blocks'
+#: ``attn.to_out`` is a ModuleList: ``add_lora`` only ever targets Linear layers, so the
+#: suffix picks the right ones). Modulation and embedders are left alone, as for FLUX.1.
+FLUX2_TARGETS = (
+    "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0",
+    "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out",
+    "ff.linear_in", "ff.linear_out", "ff_context.linear_in", "ff_context.linear_out",
+    "attn.to_qkv_mlp_proj", "attn.to_out",
+)
+
+_BFL_FLUX = "https://github.com/black-forest-labs/flux"
+_BFL_FLUX2 = "https://github.com/black-forest-labs/flux2"
+_QWEN = "https://github.com/QwenLM/Qwen-Image"
+
+
+@dataclass(frozen=True)
+class FamilyRecord:
+    """Everything about one model family that is not tensor code."""
+
+    #: Short id used in configs (``[model] family``), the CLI (``--family``), LoRA metadata.
+    id: str
+    #: Human name shown in the GUI and in messages ("FLUX.1 Kontext").
+    display_name: str
+    #: ``model_index.json`` ``_class_name`` values of this family's folders; the first is
+    #: the diffusers pipeline class the family loads and samples with.
+    pipeline_classes: tuple[str, ...]
+    #: Kinds of dataset it trains (:data:`PAIRED`, :data:`SINGLE`); the first is its main
+    #: kind, the one ``lorastudio demo`` generates for it.
+    modes: tuple[str, ...]
+    #: Most input images a set may have (None: no fixed limit); 0 for text-to-image.
+    max_inputs: int | None
+    #: Module-name suffixes peft puts LoRA layers on.
+    lora_targets: tuple[str, ...]
+    #: The LoRA key layout ``output.format = "auto"`` writes: the one verified to load fully
+    #: both in the family's diffusers pipeline and in ComfyUI.
+    default_format: str
+    #: Key layouts whose files ComfyUI's loader applies completely (checked with ComfyUI's
+    #: own LoraLoader); any other loses keys there, silently.
+    comfyui_formats: tuple[str, ...]
+    #: Which key-naming rules of ``training/formats.py`` apply ("flux1", "flux2", "qwen").
+    key_layout: str
+    #: Text tokens the transformer sees per sample, for the memory estimate (FLUX pads T5 /
+    #: the LLM encoder to 512; Qwen trims to the real tokens, about 64).
+    text_tokens: int
+    #: Extra prompt tokens per input image (Qwen2.5-VL sees each input at 384²: ≈ 188).
+    text_tokens_per_input: int
+    #: ``modelspec.architecture`` without ``/lora`` (the ids SwarmUI and musubi-tuner use).
+    modelspec_architecture: str
+    #: ``modelspec.implementation``: the reference code the weights belong to.
+    modelspec_implementation: str
+    #: Module of ``lorastudio/training/families/`` that defines the family class.
+    family_module: str
+    #: Module of ``lorastudio/training/tiny/`` whose ``RECIPES[id]`` builds the tiny model.
+    tiny_recipe: str
+    #: Transformer width → size tag appended to the modelspec architecture (FLUX.2 [klein]
+    #: comes as 4B and 9B); empty when the family has one size.
+    modelspec_size_tags: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def pipeline_class(self) -> str:
+        return self.pipeline_classes[0]
+
+    @property
+    def main_mode(self) -> str:
+        return self.modes[0]
+
+    def trains(self, mode: str) -> bool:
+        """True when the family trains datasets of ``mode`` ("paired" / "single")."""
+        return mode in self.modes
+
+    @property
+    def edit(self) -> bool:
+        """Trains image-editing datasets (before/after pairs)."""
+        return self.trains(PAIRED)
+
+    @property
+    def text_to_image(self) -> bool:
+        """Trains text-to-image datasets (image + caption)."""
+        return self.trains(SINGLE)
+
+
+FAMILIES: tuple[FamilyRecord, ...] = (
+    FamilyRecord(
+        id="kontext", display_name="FLUX.1 Kontext", pipeline_classes=("FluxKontextPipeline",),
+        modes=(PAIRED,), max_inputs=1, lora_targets=FLUX1_TARGETS,
+        default_format="diffusers", comfyui_formats=("diffusers", "comfyui"), key_layout="flux1",
+        text_tokens=512, text_tokens_per_input=0,
+        # Kontext is a FLUX.1-dev architecture: SwarmUI and musubi-tuner tag its LoRAs so.
+        modelspec_architecture="Flux.1-dev", modelspec_implementation=_BFL_FLUX,
+        family_module="kontext", tiny_recipe="flux1"),
+    FamilyRecord(
+        id="qwen-edit-plus", display_name="Qwen-Image-Edit-Plus", pipeline_classes=("QwenImageEditPlusPipeline",),
+        modes=(PAIRED,), max_inputs=3, lora_targets=QWEN_TARGETS,
+        default_format="diffusers", comfyui_formats=("diffusers", "comfyui"), key_layout="qwen",
+        text_tokens=64, text_tokens_per_input=188,
+        modelspec_architecture="qwen-image-edit-plus", modelspec_implementation=_QWEN,
+        family_module="qwen_edit_plus", tiny_recipe="qwen"),
+    FamilyRecord(
+        id="flux", display_name="FLUX.1 (text-to-image)", pipeline_classes=("FluxPipeline",),
+        modes=(SINGLE,), max_inputs=0, lora_targets=FLUX1_TARGETS,
+        default_format="diffusers", comfyui_formats=("diffusers", "comfyui"), key_layout="flux1",
+        text_tokens=512, text_tokens_per_input=0,
+        modelspec_architecture="Flux.1-dev", modelspec_implementation=_BFL_FLUX,
+        family_module="flux", tiny_recipe="flux1"),
+    FamilyRecord(
+        id="qwen-image", display_name="Qwen-Image (text-to-image)", pipeline_classes=("QwenImagePipeline",),
+        modes=(SINGLE,), max_inputs=0, lora_targets=QWEN_TARGETS,
+        default_format="diffusers", comfyui_formats=("diffusers", "comfyui"), key_layout="qwen",
+        text_tokens=64, text_tokens_per_input=0,
+        modelspec_architecture="qwen-image", modelspec_implementation=_QWEN,
+        family_module="qwen_image", tiny_recipe="qwen"),
+    # FLUX.2's diffusers-named files lose the feed-forward and single-block keys in ComfyUI
+    # (12 of 28 on the tiny model, 128 of 192 modules on FLUX.2-dev); the BFL-named file
+    # loads fully in both, so it is the default.
+    FamilyRecord(
+        id="flux2", display_name="FLUX.2", pipeline_classes=("Flux2Pipeline",),
+        modes=(PAIRED, SINGLE), max_inputs=None, lora_targets=FLUX2_TARGETS,
+        default_format="comfyui", comfyui_formats=("comfyui",), key_layout="flux2",
+        text_tokens=512, text_tokens_per_input=0,
+        modelspec_architecture="flux.2-dev", modelspec_implementation=_BFL_FLUX2,
+        family_module="flux2", tiny_recipe="flux2"),
+    FamilyRecord(
+        id="flux2-klein", display_name="FLUX.2 [klein]", pipeline_classes=("Flux2KleinPipeline",),
+        modes=(PAIRED, SINGLE), max_inputs=None, lora_targets=FLUX2_TARGETS,
+        default_format="comfyui", comfyui_formats=("comfyui",), key_layout="flux2",
+        text_tokens=512, text_tokens_per_input=0,
+        # 4B: 24 heads × 128, 9B: 32 heads × 128.
+        modelspec_architecture="flux.2-klein", modelspec_implementation=_BFL_FLUX2,
+        modelspec_size_tags=((3072, "4b"), (4096, "9b")),
+        family_module="flux2", tiny_recipe="flux2"),
+)
+
+#: Family ids, in the catalog's order.
+FAMILY_IDS: tuple[str, ...] = tuple(r.id for r in FAMILIES)
+_BY_ID = {r.id: r for r in FAMILIES}
+_BY_PIPELINE = {name: r for r in FAMILIES for name in r.pipeline_classes}
+
+
+class UnknownFamilyError(KeyError):
+    """A family id that is not in the catalog."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
+
+
+def family(family_id: str) -> FamilyRecord:
+    """The record of ``family_id``, or an :class:`UnknownFamilyError` listing the known ones."""
+    try:
+        return _BY_ID[family_id]
+    except KeyError:
+        raise UnknownFamilyError(f"unknown model family {family_id!r}; LoRA Studio trains: "
+                                 f"{', '.join(FAMILY_IDS)}") from None
+
+
+def find(family_id: str) -> FamilyRecord | None:
+    """The record of ``family_id``, or None when there is no such family."""
+    return _BY_ID.get(family_id)
+
+
+def family_for_pipeline(class_name: str) -> FamilyRecord | None:
+    """The family whose folders name ``class_name`` in ``model_index.json`` (None: unsupported)."""
+    return _BY_PIPELINE.get(class_name)
+
+
+def pipeline_classes() -> tuple[str, ...]:
+    """Every ``_class_name`` LoRA Studio trains, in catalog order."""
+    return tuple(_BY_PIPELINE)
+
+
+def supported_models_text() -> str:
+    """"FluxKontextPipeline (FLUX.1 Kontext), …" for messages."""
+    return ", ".join(f"{name} ({record.display_name})" for name, record in _BY_PIPELINE.items())
+
+
+def families_for_mode(mode: str) -> tuple[FamilyRecord, ...]:
+    """The families that train datasets of ``mode`` ("paired" / "single")."""
+    return tuple(r for r in FAMILIES if r.trains(mode))
+
+
+# -- the LoRA file's format ----------------------------------------------------------------------
+
+
+def resolve_format(fmt: str, family_id: str) -> str:
+    """The key layout a run writes: ``fmt``, or the family's default for ``"auto"``."""
+    return family(family_id).default_format if fmt == AUTO_FORMAT else fmt
+
+
+def comfyui_warning(fmt: str, family_id: str) -> str:
+    """A sentence when a LoRA of ``family_id`` in ``fmt`` will not load fully in ComfyUI
+    ("" when it will): an explicit choice is kept, but the artist is told."""
+    record = family(family_id)
+    resolved = resolve_format(fmt, family_id)
+    if resolved in record.comfyui_formats:
+        return ""
+    better = " or ".join(f'"{f}"' for f in record.comfyui_formats)
+    return (f"{record.display_name} LoRAs in the {resolved!r} format do not load fully in ComfyUI (some "
+            f"layers are silently skipped there); diffusers loads them. For ComfyUI choose {better} "
+            f'(or "{AUTO_FORMAT}").')

@@ -1,0 +1,107 @@
+"""The family catalog is the one place a family's facts live, and everything reads it;
+``model_index.json`` has one reader with one message per way it can be wrong."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lorastudio import catalog
+from lorastudio.model_folder import ModelFolderError, detect_model_folder, family_of, read_model_index
+
+
+def test_records_are_consistent():
+    assert len(set(catalog.FAMILY_IDS)) == len(catalog.FAMILIES)
+    classes = [c for r in catalog.FAMILIES for c in r.pipeline_classes]
+    assert len(set(classes)) == len(classes) and set(classes) == set(catalog.pipeline_classes())
+    for record in catalog.FAMILIES:
+        assert record.modes and set(record.modes) <= {catalog.PAIRED, catalog.SINGLE}
+        assert (record.max_inputs == 0) == (not record.edit)
+        assert record.default_format in catalog.LORA_FORMATS
+        # the default is a format ComfyUI loads completely (issue 12: no silently half-applied LoRA)
+        assert record.default_format in record.comfyui_formats
+        assert set(record.comfyui_formats) <= set(catalog.LORA_FORMATS)
+        assert record.lora_targets and record.text_tokens > 0
+
+
+def test_every_family_class_is_its_record():
+    """families/__init__ finds each family class through its record; the class's facts are the record's."""
+    from lorastudio.training.families import FAMILIES, PIPELINE_CLASSES
+
+    assert tuple(FAMILIES) == catalog.FAMILY_IDS
+    for record in catalog.FAMILIES:
+        cls = FAMILIES[record.id]
+        assert cls.record is record and cls.__module__.endswith("." + record.family_module)
+        assert (cls.name, cls.display_name, cls.pipeline_class_names, cls.max_inputs, cls.lora_target_modules) == \
+            (record.id, record.display_name, record.pipeline_classes, record.max_inputs, record.lora_targets)
+        assert tuple(cls.modes) == record.modes and cls.mode == record.main_mode
+        for class_name in record.pipeline_classes:
+            assert PIPELINE_CLASSES[class_name] is cls
+
+
+def test_every_family_has_a_tiny_recipe_and_a_key_layout():
+    from lorastudio.training.formats import BFL_RULES, DIFFUSERS_PREFIX
+    from lorastudio.training.tiny_models import TINY_FAMILIES
+
+    for record in catalog.FAMILIES:
+        assert record.id in TINY_FAMILIES
+        assert record.key_layout in DIFFUSERS_PREFIX
+        assert record.key_layout in BFL_RULES or record.key_layout == "qwen"
+
+
+def test_modelspec_reads_the_catalog(tmp_path):
+    from lorastudio.training.modelspec import architecture, modelspec_metadata
+
+    for record in catalog.FAMILIES:
+        assert architecture(record.id) == f"{record.modelspec_architecture}/lora"
+        meta = modelspec_metadata(family=record.id, title="t", resolution=512)
+        assert meta["modelspec.implementation"] == record.modelspec_implementation
+    (tmp_path / "transformer").mkdir()
+    (tmp_path / "transformer" / "config.json").write_text(json.dumps({"num_attention_heads": 32,
+                                                                      "attention_head_dim": 128}))
+    assert architecture("flux2-klein", tmp_path) == "flux.2-klein-9b/lora"
+
+
+def test_unknown_family_is_named():
+    with pytest.raises(catalog.UnknownFamilyError, match="'sdxl'.*kontext"):
+        catalog.family("sdxl")
+    assert catalog.find("sdxl") is None and catalog.family_for_pipeline("StableDiffusionPipeline") is None
+
+
+# -- model_index.json: one reader ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how, words", [
+    ("missing", "not found"),
+    ("file", "is a file, not a folder"),
+    ("no-index", "has no model_index.json"),
+    ("not-json", "cannot be read: it is not valid JSON"),
+    ("not-object", "cannot be read: it is not a JSON object"),
+    ("no-class", "names no pipeline"),
+    ("unsupported", "StableDiffusionPipeline model, which LoRA Studio does not train"),
+])
+def test_a_broken_model_index_gets_one_message_everywhere(tmp_path, how, words):
+    folder = tmp_path / "model"
+    if how == "file":
+        folder.write_bytes(b"x")
+    elif how != "missing":
+        folder.mkdir()
+        index = folder / "model_index.json"
+        content = {"no-index": None, "not-json": '{"_class_name": "FluxPipeline",', "not-object": "[1]",
+                   "no-class": "{}", "unsupported": '{"_class_name": "StableDiffusionPipeline"}'}[how]
+        if content is not None:
+            index.write_text(content, encoding="utf-8")
+    with pytest.raises(ModelFolderError, match=words) as err:
+        family_of(folder)
+    gui = detect_model_folder(folder)
+    assert not gui.supported
+    if how != "unsupported":  # the GUI words an unsupported model in its own short line
+        assert gui.message == str(err.value)
+
+
+def test_reader_returns_the_index(tmp_path):
+    (tmp_path / "model_index.json").write_text('\ufeff{"_class_name": "Flux2KleinPipeline", "is_distilled": true}',
+                                               encoding="utf-8")
+    assert read_model_index(tmp_path)["is_distilled"] is True
+    assert family_of(tmp_path) is catalog.family("flux2-klein")
