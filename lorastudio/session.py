@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from lorastudio import run_folder
 from lorastudio.config import Config, ConfigError
 from lorastudio.dataset.model import Dataset, Mode, Severity
 from lorastudio.project import Project
@@ -88,12 +89,6 @@ class CannotOpen(Exception):
         super().__init__(message)
         #: The path does not exist (any "recent" entry for it is stale).
         self.missing = missing
-
-
-def has_checkpoint(run_dir: Path) -> bool:
-    """A complete checkpoint Resume can continue from: the worker writes
-    ``RUN/checkpoints/step_NNNNNN/`` and marks it complete with a ``manifest.json`` last."""
-    return run_dir.is_dir() and any((run_dir / "checkpoints").glob("*/manifest.json"))
 
 
 def folder_snapshot(root: Path) -> Snapshot:
@@ -255,7 +250,7 @@ class Session:
         return Actions(run_state=self.run_state, has_project=has_project, has_dataset=self.dataset is not None,
                        model_supported=has_project and self.model_supported,
                        resumable=(has_project and not self.running and run_dir is not None
-                                  and has_checkpoint(run_dir)))
+                                  and run_folder.has_checkpoint(run_dir)))
 
     def refresh(self) -> None:
         """Tell the observers what may be done now (call after the run folder may have changed)."""

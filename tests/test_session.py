@@ -14,8 +14,8 @@ from PIL import Image
 
 from lorastudio.dataset import scan_dataset
 from lorastudio.project import Project
-from lorastudio.session import (Actions, CannotOpen, Session, dataset_summary, folder_snapshot, has_checkpoint,
-                                project_for_path)
+from lorastudio.run_folder import has_checkpoint
+from lorastudio.session import Actions, CannotOpen, Session, dataset_summary, folder_snapshot, project_for_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -156,7 +156,7 @@ def test_resume_needs_a_complete_checkpoint_in_the_run_folder_of_the_current_set
     half.mkdir(parents=True)
     session.refresh()
     assert not has_checkpoint(run_dir) and not rec.last_actions.can_resume, "no manifest yet: an interrupted save"
-    (half / "manifest.json").write_text("{}", encoding="utf-8")
+    (half / "manifest.json").write_text('{"step": 20, "files": []}', encoding="utf-8")
     session.refresh()
     assert rec.last_actions.resumable and rec.last_actions.can_resume
     session.set_run_state("running")

@@ -1,6 +1,6 @@
 """Checkpoints: everything needed to continue a run exactly, written all-or-nothing.
 
-``run_dir/checkpoints/step_000020/``::
+``run_dir/checkpoints/step_000020/`` (names and "is it complete?" in ``lorastudio.run_folder``)::
 
     lora.safetensors        the LoRA parameters (peft names, float32)
     optimizer.safetensors   AdamW state tensors (``state.<param index>.<name>``)
@@ -28,7 +28,6 @@ import os
 import random
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,26 +35,19 @@ import numpy as np
 import torch
 
 from lorastudio.fileio import atomic_write_text, writing
+from lorastudio.run_folder import (  # noqa: F401  (the layout's names, re-exported for the trainer)
+    MANIFEST,
+    PREVIOUS_CHECKPOINTS as PREVIOUS,
+    Checkpoint,
+    checkpoint_dir,
+    checkpoint_path,
+    latest_checkpoint,
+    list_checkpoints,
+    previous_checkpoint_dir,
+    step_name,
+)
 
 KEEP = 3
-MANIFEST = "manifest.json"
-#: Where a fresh run moves the checkpoints of the run before it (see retire_checkpoints).
-PREVIOUS = "checkpoints.previous"
-
-
-@dataclass
-class Checkpoint:
-    step: int
-    path: Path
-    manifest: dict[str, Any]
-
-
-def checkpoint_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "checkpoints"
-
-
-def step_name(step: int) -> str:
-    return f"step_{step:06d}"
 
 
 # -- optimizer / scheduler / rng as safetensors + json ------------------------------------
@@ -154,7 +146,7 @@ def _save_checkpoint(run_dir: Path, step: int, lora_state: dict[str, torch.Tenso
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(".tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
-    final = root / step_name(step)
+    final = checkpoint_path(run_dir, step)
     tmp = root / f".tmp-{step_name(step)}-{os.getpid()}-{time.monotonic_ns()}"
     tmp.mkdir()
     try:
@@ -200,30 +192,6 @@ def _fsync_dir(path: Path) -> None:
         _fsync(path)
 
 
-def list_checkpoints(run_dir: Path) -> list[Checkpoint]:
-    """Complete checkpoints (those with a readable manifest), oldest first."""
-    out = []
-    root = checkpoint_dir(run_dir)
-    if not root.is_dir():
-        return out
-    for d in root.iterdir():
-        if not d.is_dir() or not d.name.startswith("step_"):
-            continue
-        try:
-            manifest = json.loads((d / MANIFEST).read_text(encoding="utf-8"))
-            step = int(manifest["step"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if all((d / f).is_file() for f in manifest.get("files", [])):
-            out.append(Checkpoint(step=step, path=d, manifest=manifest))
-    return sorted(out, key=lambda c: c.step)
-
-
-def latest_checkpoint(run_dir: Path) -> Checkpoint | None:
-    cps = list_checkpoints(run_dir)
-    return cps[-1] if cps else None
-
-
 def retire_checkpoints(run_dir: Path) -> Path | None:
     """Move a previous run's checkpoints to ``checkpoints.previous/`` before a fresh run.
 
@@ -237,7 +205,7 @@ def retire_checkpoints(run_dir: Path) -> Path | None:
     root = checkpoint_dir(run_dir)
     if not root.is_dir() or not any(root.iterdir()):
         return None
-    previous = Path(run_dir) / PREVIOUS
+    previous = previous_checkpoint_dir(run_dir)
     if previous.exists():
         shutil.rmtree(previous)
     os.replace(root, previous)

@@ -42,7 +42,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from lorastudio import __version__
+from lorastudio import __version__, run_folder
 from lorastudio.config import Config
 from lorastudio.dataset import load_image
 from lorastudio.fileio import writing
@@ -140,7 +140,7 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
     cached: list[CachedSet] = []
     for turn in ("main", "others"):
         if (turn == "main") == main:
-            cache = TrainingCache(run_dir / "cache", family, t.resolution, config.dataset.trigger,
+            cache = TrainingCache(run_folder.cache_dir(run_dir), family, t.resolution, config.dataset.trigger,
                                   config.dataset.default_caption, write=main)
             cached = cache.build(plan.sets, on_progress=lambda i, n: emit(
                 "status", phase="caching", message="encoding images and captions", current=i, total=n),
@@ -196,13 +196,12 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
     def make_samples(step: int) -> None:
         emit("status", phase="sampling", message=f"previews at step {step}")
         transformer.eval()
-        out_dir = run_dir / "samples"
-        out_dir.mkdir(parents=True, exist_ok=True)
         for s in sample_sets:
             images = [resize_to(load_image(p), size) for p, size in zip(s.input_paths, s.input_sizes)]
             with torch.no_grad():
                 image = family.sample(transformer, images, s.caption, s.bucket, t.sample_steps, t.seed)
-            path = out_dir / f"{ckpt.step_name(step)}_{s.name}.png"
+            path = run_folder.sample_path(run_dir, step, s.name)
+            path.parent.mkdir(parents=True, exist_ok=True)
             _save_png(image, path)
             emit("sample", step=step, path=str(path), set=s.name, target=str(s.target_path))
         transformer.train()

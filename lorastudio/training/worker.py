@@ -25,6 +25,7 @@ import time
 import traceback
 from pathlib import Path
 
+from lorastudio import run_folder
 from lorastudio.config import ConfigError, load_config
 from lorastudio.fileio import wait_for_writes
 from lorastudio.training.events import EventSink, JsonlSink, NullSink, redirect_stdio
@@ -170,7 +171,7 @@ def run(config_path: Path, *, jsonl: bool, resume: bool, stop_on_eof: bool) -> i
         return 2
 
     run_dir = config.output.run_dir
-    log_path = run_dir / ("log.txt" if rank == 0 else f"log.rank{rank}.txt")
+    log_path = run_folder.log_path(run_dir, rank)
     redirected = None
     stop = StopSignal()
     if jsonl or rank != 0:

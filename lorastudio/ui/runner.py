@@ -28,7 +28,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal
 
-from lorastudio import protocol
+from lorastudio import protocol, run_folder
 
 #: Lines of stderr kept for the error display.
 STDERR_LINES = 400
@@ -349,8 +349,8 @@ class WorkerRunner(QObject):
             return str(self._error["log"])
         run_dir = self.run_dir
         if run_dir and Path(run_dir).is_dir():
-            if (Path(run_dir) / "log.txt").is_file():  # the worker's log (library output, tracebacks)
-                return str(Path(run_dir) / "log.txt")
+            if run_folder.log_path(run_dir).is_file():  # the worker's log (library output, tracebacks)
+                return str(run_folder.log_path(run_dir))
             logs = sorted(Path(run_dir).glob("*.log"), key=lambda p: p.stat().st_mtime, reverse=True)
             if logs:
                 return str(logs[0])

@@ -349,7 +349,7 @@ def test_missing_folder_and_bad_project_are_reported(qtbot, window, tmp_path):
 
 
 def test_resume_needs_a_complete_checkpoint(qtbot, window, tmp_path):
-    from lorastudio.session import has_checkpoint
+    from lorastudio.run_folder import has_checkpoint
 
     root = make_dataset(tmp_path / "ds", sets=2)
     open_and_wait(qtbot, window, root)
@@ -359,7 +359,7 @@ def test_resume_needs_a_complete_checkpoint(qtbot, window, tmp_path):
     half = run_dir / "checkpoints" / "step_000020"
     half.mkdir(parents=True)
     assert not has_checkpoint(run_dir), "no manifest yet: an interrupted save"
-    (half / "manifest.json").write_text("{}", encoding="utf-8")
+    (half / "manifest.json").write_text('{"step": 20, "files": []}', encoding="utf-8")
     assert has_checkpoint(run_dir)
     window.form.steps.setValue(1200)  # any change refreshes the actions
     assert window.act_resume.isEnabled() and window.run_panel.resume_button.isEnabled()

@@ -1,0 +1,97 @@
+"""The layout of a run folder (``OUTPUT/NAME.run/``), stated once for the worker and the GUI.
+
+::
+
+    NAME.run/
+      log.txt                       the worker's log (log.rank<N>.txt for other processes)
+      cache/                        cached latents and prompt encodings
+      samples/step_000020_SET.png   previews
+      checkpoints/step_000020/      one complete checkpoint; manifest.json is written last
+      checkpoints.previous/         the checkpoints of the run before a fresh start
+
+The worker writes it (``training/checkpoint.py``, the trainer); the GUI reads it (is there
+a checkpoint Resume can continue from? where is the log?). Both ask this module, so they
+can never disagree about a name. Pure Python (no Qt, no torch).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CHECKPOINTS = "checkpoints"
+#: Where a fresh run moves the checkpoints of the run before it.
+PREVIOUS_CHECKPOINTS = "checkpoints.previous"
+#: Written last into a checkpoint folder: a checkpoint without it is incomplete.
+MANIFEST = "manifest.json"
+SAMPLES = "samples"
+CACHE = "cache"
+
+
+@dataclass
+class Checkpoint:
+    step: int
+    path: Path
+    manifest: dict[str, Any]
+
+
+def step_name(step: int) -> str:
+    """``step_000020``: checkpoint folders and previews sort by step as text."""
+    return f"step_{step:06d}"
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / CHECKPOINTS
+
+
+def previous_checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / PREVIOUS_CHECKPOINTS
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return checkpoint_dir(run_dir) / step_name(step)
+
+
+def sample_path(run_dir: Path, step: int, set_name: str) -> Path:
+    """The preview of set ``set_name`` at ``step``."""
+    return Path(run_dir) / SAMPLES / f"{step_name(step)}_{set_name}.png"
+
+
+def cache_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / CACHE
+
+
+def log_path(run_dir: Path, rank: int = 0) -> Path:
+    """The worker's log; each extra process of a multi-GPU run has its own."""
+    return Path(run_dir) / ("log.txt" if rank == 0 else f"log.rank{rank}.txt")
+
+
+def list_checkpoints(run_dir: Path) -> list[Checkpoint]:
+    """Complete checkpoints (a readable manifest, every file it lists present), oldest first."""
+    out = []
+    root = checkpoint_dir(run_dir)
+    if not root.is_dir():
+        return out
+    for d in root.iterdir():
+        if not d.is_dir() or not d.name.startswith("step_"):
+            continue
+        try:
+            manifest = json.loads((d / MANIFEST).read_text(encoding="utf-8"))
+            step = int(manifest["step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if all((d / f).is_file() for f in manifest.get("files", [])):
+            out.append(Checkpoint(step=step, path=d, manifest=manifest))
+    return sorted(out, key=lambda c: c.step)
+
+
+def latest_checkpoint(run_dir: Path) -> Checkpoint | None:
+    cps = list_checkpoints(run_dir)
+    return cps[-1] if cps else None
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """True when the run folder holds a complete checkpoint that Resume can continue from."""
+    return latest_checkpoint(run_dir) is not None
