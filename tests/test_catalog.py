@@ -42,10 +42,10 @@ def test_every_family_class_is_its_record():
 
 def test_every_family_has_a_tiny_recipe_and_a_key_layout():
     from lorastudio.training.formats import BFL_RULES, DIFFUSERS_PREFIX
-    from lorastudio.training.tiny_models import TINY_FAMILIES
+    from lorastudio.training.tiny import recipes
 
     for record in catalog.FAMILIES:
-        assert record.id in TINY_FAMILIES
+        assert record.id in recipes()
         assert record.key_layout in DIFFUSERS_PREFIX
         assert record.key_layout in BFL_RULES or record.key_layout == "qwen"
 

@@ -19,7 +19,7 @@ KONTEXT_1024_TOKENS = 4096 + 4096 + 512
 
 @pytest.fixture(scope="module")
 def tiny_dirs(tmp_path_factory):
-    from lorastudio.training.tiny_models import build_tiny_model
+    from lorastudio.training.tiny import build_tiny_model
 
     root = tmp_path_factory.mktemp("estimate")
     return {f: build_tiny_model(f, root / f) for f in ("kontext", "qwen-edit-plus", "flux2-klein")}

@@ -2,7 +2,7 @@
 
 Writes three things into ``OUT``:
 
-* ``model/`` — a tiny random-weight model of the chosen family (``tiny_models``), a normal
+* ``model/`` — a tiny random-weight model of the chosen family (``training/tiny``), a normal
   diffusers folder loaded exactly as a real one is;
 * ``dataset/`` — a small generated dataset whose edit is learnable: coloured shapes on a
   plain background (``NAME_start.png``) and the same picture with its colours inverted and
@@ -100,7 +100,7 @@ def create_demo(out_dir: Path, family: str = "kontext") -> Path:
     Refuses (FileExistsError) a non-empty folder that an earlier demo did not write, so a
     mistyped path never replaces someone's files.
     """
-    from lorastudio.training.tiny_models import build_tiny_model
+    from lorastudio.training.tiny import build_tiny_model
 
     try:
         record = catalog.family(family)  # every family has a tiny model, hence a demo
@@ -130,7 +130,7 @@ def demo_command(out_dir: Path, family: str = "kontext") -> int:
     except (FileExistsError, ValueError, OSError) as exc:
         print(f"lorastudio demo: {exc}", file=sys.stderr)
         return 1
-    from lorastudio.training.tiny_models import folder_size
+    from lorastudio.training.tiny import folder_size
 
     root = project.parent
     sets = len(list((root / "dataset").glob("*.txt")))

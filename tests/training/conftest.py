@@ -15,7 +15,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
 def _tiny(tmp_path_factory: pytest.TempPathFactory, family: str) -> Path:
-    from lorastudio.training.tiny_models import build_tiny_model
+    from lorastudio.training.tiny import build_tiny_model
 
     return build_tiny_model(family, tmp_path_factory.mktemp(f"tiny-{family}") / "model")
 

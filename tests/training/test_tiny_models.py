@@ -10,10 +10,9 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from lorastudio.training.tiny_models import (
+from lorastudio.training.tiny import build_tiny_model, folder_size
+from lorastudio.training.tiny.tokenizers import (
     QWEN_SPECIAL_TOKENS,
-    build_tiny_model,
-    folder_size,
     tiny_clip_tokenizer,
     tiny_qwen_tokenizer,
     tiny_t5_tokenizer,
@@ -241,7 +240,7 @@ def test_t5_tokenizer_loads_without_sentencepiece(tiny_kontext_dir):
 def test_demo_never_replaces_someone_elses_folder(tmp_path, monkeypatch):
     from lorastudio.training import demo
 
-    monkeypatch.setattr("lorastudio.training.tiny_models.build_tiny_model",
+    monkeypatch.setattr("lorastudio.training.tiny.build_tiny_model",
                         lambda family, out: (out.mkdir(parents=True, exist_ok=True), out)[1])
     occupied = tmp_path / "mine"
     occupied.mkdir()

@@ -1,0 +1,111 @@
+"""Tiny random-weight models, one per family, saved as ordinary local diffusers folders.
+
+Nothing can be downloaded where LoRA Studio is tested (and the demo must run on a fresh
+machine with no model at all), so every family gets a miniature of its real model: the
+SAME component classes (``FluxTransformer2DModel``, ``AutoencoderKL``, ``CLIPTextModel``,
+``T5EncoderModel``, ``QwenImageTransformer2DModel``, ``AutoencoderKLQwenImage``,
+``Qwen2_5_VLForConditionalGeneration`` …) built from small configs with seeded random
+weights, and saved through the real pipeline class's ``save_pretrained`` (safetensors plus
+``model_index.json``). The folder therefore loads through exactly the code path a real
+FLUX.1-Kontext-dev or Qwen-Image-Edit-2509 folder takes, and the family's diffusers
+pipeline runs on it end to end. Each folder is a few MB and builds in seconds; the same
+seed gives the same weights.
+
+One recipe module per model line (``flux1``, ``qwen``, ``flux2``), named by each family's
+catalog record (``tiny_recipe``); each has ``RECIPES``: family id (plus variants) → a
+builder of the pipeline object. The tokenizers they share are built in ``tokenizers``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+
+from lorastudio import catalog
+from lorastudio.model_folder import MODEL_INDEX
+
+#: Seed used for every tiny model (each component re-seeds, so they do not depend on order).
+SEED = 0
+
+
+def seeded(build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """A component built right after seeding, in eval mode: the same weights every time."""
+    torch.manual_seed(SEED)
+    return build().eval()
+
+
+def recipes() -> dict[str, Callable[[], object]]:
+    """Family id (plus variants such as ``qwen-edit-plus-2509``) → builder of its tiny pipeline,
+    from the recipe modules the catalog names."""
+    out: dict[str, Callable[[], object]] = {}
+    for module in dict.fromkeys(record.tiny_recipe for record in catalog.FAMILIES):
+        out.update(importlib.import_module(f"{__name__}.{module}").RECIPES)
+    return out
+
+
+def build_tiny_pipeline(family: str):
+    """The tiny pipeline object in memory (what :func:`build_tiny_model` saves)."""
+    builders = recipes()
+    if family not in builders:
+        raise ValueError(f"no tiny model for family {family!r}; known: {', '.join(builders)}")
+    return builders[family]()
+
+
+@contextlib.contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """No progress bars or info chatter from transformers/diffusers while building: the
+    demo prints its own short report."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    saved = [(lib, lib.get_verbosity(), lib.is_progress_bar_enabled())
+             for lib in (transformers_logging, diffusers_logging)]
+    for lib, _, _ in saved:
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for lib, verbosity, bars in saved:
+            lib.set_verbosity(verbosity)
+            if bars:
+                lib.enable_progress_bar()
+
+
+def build_tiny_model(family: str, out_dir: Path) -> Path:
+    """Write the tiny model of ``family`` as a diffusers folder at ``out_dir``; returns it.
+
+    Saved through the real pipeline class's ``save_pretrained`` (safetensors only), so it
+    has the real layout: ``model_index.json``, ``transformer/``, ``vae/``, the text
+    encoder(s) and tokenizer(s), ``scheduler/``, and for Qwen edit models ``processor/``.
+    Written to a temporary sibling folder and renamed, so a half-built folder never
+    looks like a model. An existing ``out_dir`` is replaced only if it is empty or a
+    diffusers model folder (has ``model_index.json``); anything else is refused
+    (FileExistsError) rather than deleted.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MODEL_INDEX).is_file():
+        raise FileExistsError(f"{out_dir} exists and is not a model folder; not replacing it")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        with _quiet_libraries():
+            build_tiny_pipeline(family).save_pretrained(tmp, safe_serialization=True)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def folder_size(path: Path) -> int:
+    """Bytes in all files under ``path`` (for the report and the size test)."""
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())

@@ -1,0 +1,67 @@
+"""Tiny FLUX.1 models: FLUX.1 Kontext and FLUX.1-dev (text-to-image) share one layout."""
+
+from __future__ import annotations
+
+from lorastudio.training.tiny import seeded
+from lorastudio.training.tiny.tokenizers import tiny_clip_tokenizer, tiny_t5_tokenizer
+
+
+def _flux_components(guidance_embeds: bool = True) -> dict:
+    """FLUX.1 components (shared by Kontext and FLUX.1-dev, which have the same layout)."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    tokenizer = tiny_clip_tokenizer()
+    tokenizer_2 = tiny_t5_tokenizer()
+    text_dim = 32
+    clip = CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=1,
+        num_attention_heads=4, max_position_embeddings=77, projection_dim=32, hidden_act="quick_gelu",
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=1,
+    )
+    t5 = T5Config(
+        vocab_size=len(tokenizer_2), d_model=text_dim, d_kv=8, d_ff=37, num_layers=1, num_heads=4,
+        relative_attention_num_buckets=8, relative_attention_max_distance=32, feed_forward_proj="gated-gelu",
+        is_encoder_decoder=False, use_cache=False, tie_word_embeddings=False,
+        pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+    )
+    return {
+        "transformer": seeded(lambda: FluxTransformer2DModel(
+            patch_size=1, in_channels=64, out_channels=None, num_layers=1, num_single_layers=1,
+            attention_head_dim=16, num_attention_heads=2, joint_attention_dim=text_dim,
+            pooled_projection_dim=clip.hidden_size, guidance_embeds=guidance_embeds, axes_dims_rope=(4, 6, 6),
+        )),
+        # 16 latent channels and 8x downsampling like the real FLUX VAE; its shift/scale too.
+        "vae": seeded(lambda: AutoencoderKL(
+            in_channels=3, out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=(8, 8, 16, 16), layers_per_block=1, latent_channels=16, norm_num_groups=8,
+            sample_size=64, scaling_factor=0.3611, shift_factor=0.1159,
+            use_quant_conv=False, use_post_quant_conv=False,
+        )),
+        "text_encoder": seeded(lambda: CLIPTextModel(clip)),
+        "text_encoder_2": seeded(lambda: T5EncoderModel(t5)),
+        "tokenizer": tokenizer,
+        "tokenizer_2": tokenizer_2,
+        # FLUX.1's scheduler config (dynamic shifting on the image sequence length).
+        "scheduler": FlowMatchEulerDiscreteScheduler(
+            num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+            base_image_seq_len=256, max_image_seq_len=4096,
+        ),
+    }
+
+
+def _kontext():
+    from diffusers import FluxKontextPipeline
+
+    return FluxKontextPipeline(**_flux_components())
+
+
+def _flux():
+    from diffusers import FluxPipeline
+
+    return FluxPipeline(**_flux_components())
+
+
+#: Family id → builder of its tiny pipeline.
+RECIPES = {"kontext": _kontext, "flux": _flux}

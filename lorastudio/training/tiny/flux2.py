@@ -1,0 +1,116 @@
+"""Tiny FLUX.2 models: FLUX.2 [dev] (Mistral3 text encoder) and FLUX.2 [klein] (Qwen3)."""
+
+from __future__ import annotations
+
+import torch
+
+from lorastudio.training.tiny import SEED, seeded
+from lorastudio.training.tiny.tokenizers import MISTRAL_SPECIAL_TOKENS, tiny_mistral_processor, tiny_qwen3_tokenizer
+
+
+def _flux2_components() -> dict:
+    """FLUX.2 [dev] components: Mistral3 (Mistral-Small-3.1 layout) text encoder with 30
+    layers (the pipeline stacks hidden states 10, 20 and 30), a guidance-embedded FLUX.2
+    transformer, and the Pixtral processor as tokenizer."""
+    from transformers import Mistral3Config, Mistral3ForConditionalGeneration
+
+    processor = tiny_mistral_processor()
+    ids = {t: processor.tokenizer.convert_tokens_to_ids(t) for t in MISTRAL_SPECIAL_TOKENS}
+    hidden = 16
+    config = Mistral3Config(
+        text_config={
+            "model_type": "mistral", "vocab_size": (len(processor.tokenizer) + 7) // 8 * 8, "hidden_size": hidden,
+            "intermediate_size": 32, "max_position_embeddings": 1024, "num_attention_heads": 2,
+            "num_hidden_layers": 30, "num_key_value_heads": 1, "head_dim": 8, "rms_norm_eps": 1e-5,
+            "rope_theta": 1000000000.0, "sliding_window": None,
+            "bos_token_id": ids["<s>"], "eos_token_id": ids["</s>"], "pad_token_id": ids["<pad>"],
+        },
+        vision_config={
+            "model_type": "pixtral", "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "intermediate_size": 32, "image_size": 112, "patch_size": 14, "num_channels": 3, "head_dim": 8,
+        },
+        image_token_index=ids["[IMG]"], vision_feature_layer=-1, spatial_merge_size=2,
+        projector_hidden_act="gelu", multimodal_projector_bias=False,
+    )
+    return {**_flux2_image_components(hidden, guidance_embeds=True),
+            "text_encoder": seeded(lambda: Mistral3ForConditionalGeneration(config)),
+            "tokenizer": processor}
+
+
+def _flux2_image_components(text_hidden: int, guidance_embeds: bool) -> dict:
+    """The transformer, VAE and scheduler FLUX.2 [dev] and [klein] share; they differ only in
+    the guidance embedding (dev has one, klein not) and in the text encoder's width (the
+    pipeline stacks three of its hidden states, hence ``3 * text_hidden``)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2Transformer2DModel
+
+    return {
+        "transformer": seeded(lambda: Flux2Transformer2DModel(
+            patch_size=1, in_channels=128, num_layers=1, num_single_layers=1, attention_head_dim=16,
+            num_attention_heads=2, joint_attention_dim=3 * text_hidden, timestep_guidance_channels=256,
+            axes_dims_rope=(4, 4, 4, 4), guidance_embeds=guidance_embeds,
+        )),
+        "vae": _flux2_vae(),
+        "scheduler": FlowMatchEulerDiscreteScheduler(
+            num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+            base_image_seq_len=256, max_image_seq_len=4096,
+        ),
+    }
+
+
+def _flux2_vae():
+    """``AutoencoderKLFlux2`` in miniature: 8x downsampling and 32 latent channels like the
+    real one (so 128 channels after the 2×2 patchify), and batch-norm statistics that are
+    not the identity, so a latent normalization mistake shows in the tests."""
+    from diffusers import AutoencoderKLFlux2
+
+    def build():
+        vae = AutoencoderKLFlux2(
+            in_channels=3, out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=(8, 8, 16, 16), layers_per_block=1, latent_channels=32, norm_num_groups=8,
+            sample_size=64, use_quant_conv=False, use_post_quant_conv=False,
+        )
+        g = torch.Generator().manual_seed(SEED)
+        with torch.no_grad():
+            vae.bn.running_mean.copy_(torch.rand(vae.bn.running_mean.shape, generator=g) - 0.5)
+            vae.bn.running_var.copy_(0.5 + 1.5 * torch.rand(vae.bn.running_var.shape, generator=g))
+        return vae
+
+    return seeded(build)
+
+
+def _flux2_klein_components() -> dict:
+    """FLUX.2 [klein] components: Qwen3 text encoder (27 layers, because the pipeline stacks
+    hidden states 9, 18 and 27), the FLUX.2 transformer without guidance embedding."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    tokenizer = tiny_qwen3_tokenizer()
+    hidden = 16
+    qwen3 = Qwen3Config(
+        vocab_size=(len(tokenizer) + 7) // 8 * 8, hidden_size=hidden, intermediate_size=32, num_hidden_layers=27,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=1024,
+        rope_theta=1000000.0, tie_word_embeddings=True,
+        bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+    )
+    return {**_flux2_image_components(hidden, guidance_embeds=False),
+            "text_encoder": seeded(lambda: Qwen3ForCausalLM(qwen3)),
+            "tokenizer": tokenizer}
+
+
+def _flux2():
+    from diffusers import Flux2Pipeline
+
+    return Flux2Pipeline(**_flux2_components())
+
+
+def _flux2_klein():
+    from diffusers import Flux2KleinPipeline
+
+    # A "base" (not step-distilled) Klein: previews exercise true CFG.
+    return Flux2KleinPipeline(**_flux2_klein_components(), is_distilled=False)
+
+
+#: Family id → builder of its tiny pipeline.
+RECIPES = {"flux2": _flux2, "flux2-klein": _flux2_klein}
