@@ -241,6 +241,16 @@ def resolve_format(fmt: str, family_id: str) -> str:
     return family(family_id).default_format if fmt == AUTO_FORMAT else fmt
 
 
+def describe_format(fmt: str, family_id: str) -> str:
+    """"comfyui format, chosen automatically for FLUX.2: …" — what a run will write, in words."""
+    record = family(family_id)
+    resolved = resolve_format(fmt, family_id)
+    if fmt == AUTO_FORMAT:
+        return (f"{resolved} format, chosen automatically for {record.display_name}: it loads fully in ComfyUI "
+                "and in diffusers")
+    return f"{resolved} format, for {FORMAT_LOADERS[resolved]}"
+
+
 def comfyui_warning(fmt: str, family_id: str) -> str:
     """A sentence when a LoRA of ``family_id`` in ``fmt`` will not load fully in ComfyUI
     ("" when it will): an explicit choice is kept, but the artist is told."""

@@ -34,7 +34,8 @@ TYPICAL_LEARNING_RATE = (1e-4, 5e-4)
 
 #: Names of the model families the trainer knows (``[model] family`` override).
 KNOWN_FAMILIES = catalog.FAMILY_IDS
-OUTPUT_FORMATS = ("diffusers", "comfyui")
+#: ``output.format``: "auto" (the family's default, see ``catalog.resolve_format``) or a key layout.
+OUTPUT_FORMATS = (catalog.AUTO_FORMAT, *catalog.LORA_FORMATS)
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 #: ``train.quantization``: how the frozen base transformer's block weights are stored
 #: (bitsandbytes: LLM.int8 / NF4); the LoRA itself always trains and saves in float.
@@ -158,8 +159,9 @@ class TrainConfig:
 class OutputConfig:
     dir: Path
     name: str = "my_lora"
-    #: ``diffusers`` (default) or ``comfyui`` key names.
-    format: str = "diffusers"
+    #: ``auto`` (default: per family, the layout that loads fully both in diffusers and in
+    #: ComfyUI), ``diffusers`` or ``comfyui`` key names. A saved explicit choice is kept.
+    format: str = catalog.AUTO_FORMAT
 
     @property
     def lora_path(self) -> Path:

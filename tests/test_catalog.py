@@ -63,6 +63,26 @@ def test_modelspec_reads_the_catalog(tmp_path):
     assert architecture("flux2-klein", tmp_path) == "flux.2-klein-9b/lora"
 
 
+@pytest.mark.parametrize("family, automatic", [
+    ("kontext", "diffusers"), ("flux", "diffusers"), ("qwen-edit-plus", "diffusers"), ("qwen-image", "diffusers"),
+    ("flux2", "comfyui"), ("flux2-klein", "comfyui")])
+def test_auto_format_per_family(family, automatic):
+    """"auto" writes, per family, the layout that loads fully in ComfyUI and in diffusers: the
+    diffusers names for FLUX.1/Kontext/Qwen, the BFL names for FLUX.2 (whose diffusers-named
+    files lose 12 of 28 keys in ComfyUI). An explicit choice is kept, with a warning when
+    ComfyUI would not load it fully."""
+    assert catalog.resolve_format("auto", family) == automatic
+    assert catalog.comfyui_warning("auto", family) == ""
+    assert "chosen automatically" in catalog.describe_format("auto", family)
+    for fmt in catalog.LORA_FORMATS:
+        assert catalog.resolve_format(fmt, family) == fmt
+        warning = catalog.comfyui_warning(fmt, family)
+        assert bool(warning) == (family.startswith("flux2") and fmt == "diffusers")
+        assert catalog.FORMAT_LOADERS[fmt] in catalog.describe_format(fmt, family)
+    if family.startswith("flux2"):
+        assert "do not load fully in ComfyUI" in catalog.comfyui_warning("diffusers", family)
+
+
 def test_unknown_family_is_named():
     with pytest.raises(catalog.UnknownFamilyError, match="'sdxl'.*kontext"):
         catalog.family("sdxl")

@@ -79,6 +79,19 @@ def test_missing_dataset_folder_is_named(tmp_path):
         load_config(path)
 
 
+@pytest.mark.parametrize("chosen", [None, "auto", "diffusers", "comfyui"])
+def test_output_format_round_trips_and_defaults_to_auto(tmp_path, chosen):
+    """The default is "auto" and is saved as "auto" (resolved per family only when a run
+    writes the file); an explicit choice in a saved project stays exactly as chosen."""
+    text = MINIMAL + (f'\n[output]\nformat = "{chosen}"\n' if chosen else "")
+    config = load_config(write(tmp_path, text))
+    assert config.output.format == (chosen or "auto")
+    out = tmp_path / "copy.toml"
+    save_config(config, out)
+    assert f'format = "{chosen or "auto"}"' in out.read_text(encoding="utf-8")
+    assert load_config(out).output.format == (chosen or "auto")
+
+
 def test_save_and_load_round_trip(tmp_path):
     config = load_config(write(tmp_path, MINIMAL))
     config.train.steps = 123

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from lorastudio import catalog
 from lorastudio.config import Config, ConfigError
 from lorastudio.dataset import Dataset, ImageSet, Severity, scan_dataset
 
@@ -105,8 +106,11 @@ def describe_plan(plan: Plan) -> list[str]:
              f"steps:      {c.train.steps} (batch {c.train.batch_size}, learning rate {c.train.learning_rate:g}, "
              f"rank {c.train.rank}, alpha {c.train.alpha or c.train.rank:g})",
              f"resolution: {c.train.resolution} (area {c.train.resolution}² per target)",
-             f"output:     {c.output.lora_path} ({c.output.format} format)",
+             f"output:     {c.output.lora_path} ({catalog.describe_format(c.output.format, fam.name)})",
              f"run folder: {c.output.run_dir}"]
+    format_warning = catalog.comfyui_warning(c.output.format, fam.name)
+    if format_warning:
+        lines.append(f"warning:    {format_warning}")
     buckets: dict[tuple[int, int], int] = {}
     for s in plan.sets:
         assert s.target is not None

@@ -42,7 +42,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from lorastudio import __version__, run_folder
+from lorastudio import __version__, catalog, run_folder
 from lorastudio.config import Config
 from lorastudio.dataset import load_image
 from lorastudio.fileio import writing
@@ -112,6 +112,10 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
                                       f"not before the {t.steps} steps asked for; raise train.steps to continue")
     start_step = resume_from.step if resume_from else 0
     family = plan.family_cls(config.model.path, accelerator.device, dtype)
+    lora_format = catalog.resolve_format(config.output.format, family.name)  # "auto" → the family's
+    format_warning = catalog.comfyui_warning(config.output.format, family.name)  # an explicit choice is kept
+    if format_warning:
+        notes.append(format_warning)
     checkpoint_info = {"total": t.steps, "family": family.name, "rank": t.rank, "alpha": t.alpha or float(t.rank),
                        "seed": t.seed, "version": __version__, "optimizer": t.optimizer}
     if resume_from is not None:
@@ -178,10 +182,10 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
     def save_lora(step: int) -> Path:
         emit("status", phase="saving", message="writing the LoRA")
         tensors = export_state_dict(peft_state_dict(transformer), t.rank, alpha, family.name,
-                                    dtype=dtype if dtype != torch.float32 else None, fmt=config.output.format)
+                                    dtype=dtype if dtype != torch.float32 else None, fmt=lora_format)
         meta = export_metadata(family=family.name, base_model=config.model.path.resolve().name, rank=t.rank,
                                alpha=alpha, steps=step, learning_rate=t.learning_rate, resolution=t.resolution,
-                               sets=len(cached), trigger=config.dataset.trigger.strip(), fmt=config.output.format,
+                               sets=len(cached), trigger=config.dataset.trigger.strip(), fmt=lora_format,
                                title=config.output.name, edit=plan.dataset.mode.value == "paired",
                                model_dir=config.model.path)
         return save_lora_file(config.output.lora_path, tensors, meta)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from lorastudio import catalog
 from lorastudio.config import Config, ConfigError
 from lorastudio.project import validate, with_changes
 from lorastudio.ui.learning_rate import format_lr, parse_lr
@@ -72,7 +73,7 @@ def config_from_values(values: FormValues, base: Config) -> Config:
                "seed": values.seed, "sample_every": values.sample_every,
                "checkpoint_every": values.checkpoint_every, **values.memory_values()},
         output={"dir": Path(values.output_dir).expanduser(), "name": values.output_name.strip(),
-                "format": values.output_format or "diffusers"},
+                "format": values.output_format or catalog.AUTO_FORMAT},
     )
     return validate(config)
 

@@ -37,10 +37,12 @@ TRIGGER_TIP = ("An optional word added to every caption (e.g. <i>sks_bgremove</i
                "to switch the effect on.")
 DEFAULT_TIP = "The caption used for sets that have no .txt file."
 NAME_TIP = "File name of the LoRA: OUTPUT/NAME.safetensors"
-FORMAT_TIP = ("Which key names the LoRA file uses. “diffusers” loads with diffusers' load_lora_weights "
-              "(ComfyUI also reads it for FLUX.1 and Qwen-Image). “ComfyUI / kohya” writes the names ComfyUI, "
-              "Forge and kohya's scripts use (for FLUX the original BFL layout with fused q/k/v); diffusers "
-              "loads it too.")
+FORMAT_TIP = ("Which key names the LoRA file uses. “Automatic” picks, for the chosen model, the one that loads "
+              "fully both in ComfyUI and in diffusers (diffusers names for FLUX.1, Kontext and Qwen-Image; the "
+              "ComfyUI/BFL names for FLUX.2). “diffusers” is for diffusers' load_lora_weights (ComfyUI also "
+              "reads it fully for FLUX.1 and Qwen-Image, but not for FLUX.2). “ComfyUI / kohya” is for "
+              "ComfyUI's LoraLoader, Forge and kohya's scripts (for FLUX the original BFL layout with fused "
+              "q/k/v); diffusers loads it too.")
 
 PRESET_TIP = ("<b>Fit to my GPU</b>: pick your card's memory. LoRA Studio chooses the resolution and the "
               "fastest memory savers that fit this model on it (worked out from the model folder), and shows "

@@ -15,6 +15,7 @@ from PySide6.QtGui import QDoubleValidator
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
                                QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
+from lorastudio import catalog
 from lorastudio.config import MEMORY_PRESETS, QUANTIZATION, Config, ConfigError
 from lorastudio.model_folder import ModelFolderInfo, detect_model_folder
 from lorastudio.ui import theme
@@ -28,7 +29,8 @@ from lorastudio.ui.memory_presets import preset_savers
 
 #: The LoRA file's key layout (config ``output.format``, one of ``config.OUTPUT_FORMATS``), as the
 #: artist's tools name it.
-OUTPUT_FORMAT_LABELS = {"diffusers": "diffusers (Python, diffusers pipelines)",
+OUTPUT_FORMAT_LABELS = {catalog.AUTO_FORMAT: "Automatic (recommended)",
+                        "diffusers": "diffusers (Python, diffusers pipelines)",
                         "comfyui": "ComfyUI / kohya (Forge, SwarmUI)"}
 QUANT_LABELS = {"none": "full precision (bf16)", "int8": "8-bit", "int4": "4-bit (NF4)"}
 assert tuple(QUANT_LABELS) == QUANTIZATION
@@ -209,9 +211,14 @@ class SettingsForm(QWidget):
         for fmt, label in OUTPUT_FORMAT_LABELS.items():
             self.output_format.addItem(label, fmt)
         self.output_format.setToolTip(FORMAT_TIP)
+        self.format_note = QLabel("")  # when the chosen format will not load fully in ComfyUI
+        theme.set_role(self.format_note, "warning")
+        self.format_note.setWordWrap(True)
+        self.format_note.hide()
         form.addRow("Folder", self.output_dir)
         form.addRow("Name", self.output_name)
         form.addRow("Format", self.output_format)
+        form.addRow("", self.format_note)
         form.addRow("", self.output_file)
         layout.addWidget(box)
 
@@ -266,7 +273,7 @@ class SettingsForm(QWidget):
             quantization=self.quantization.currentData() or "none", cpu_offload=self.offload.isChecked(),
             adam8=self.adam8.isChecked(), trigger=self.trigger.text(), default_caption=self.default_caption.text(),
             output_dir=self.output_dir.text(), output_name=self.output_name.text(),
-            output_format=self.output_format.currentData() or "diffusers")
+            output_format=self.output_format.currentData() or catalog.AUTO_FORMAT)
 
     def set_values(self, v: FormValues) -> None:
         self.model.set_text(v.model)
@@ -349,6 +356,12 @@ class SettingsForm(QWidget):
         advice = lr_advice(self.lr.currentText())
         self.lr_note.setText(advice)
         self.lr_note.setVisible(bool(advice))
+        fmt = self.output_format.currentData() or catalog.AUTO_FORMAT
+        warning = catalog.comfyui_warning(fmt, info.family) if info.supported else ""
+        self.format_note.setText(warning)
+        self.format_note.setVisible(bool(warning))
+        self.output_format.setToolTip(FORMAT_TIP + (f"<br><br>{catalog.describe_format(fmt, info.family)}."
+                                                    if info.supported else ""))
         name = self.output_name.text().strip() or "?"
         out = self.output_dir.text() or "?"
         self.output_file.setText(f"→ {Path(out) / (name + '.safetensors')}")

@@ -199,24 +199,35 @@ def _single_dataset(folder, sets=4):
     return folder
 
 
-@pytest.mark.parametrize("kind", ["two-references", "text-to-image"])
-def test_training_loop_and_the_lora_loads_back(kind, demo_project, tiny_flux2_klein_dir, tmp_path):
+@pytest.mark.parametrize("kind, fmt", [("two-references", "auto"), ("text-to-image", "diffusers")])
+def test_training_loop_and_the_lora_loads_back(kind, fmt, demo_project, tiny_flux2_klein_dir, tmp_path):
     """3 steps on the tiny Klein; the file reloads into Flux2KleinPipeline (every key, no
-    warnings) and reproduces the trained model's prediction."""
+    warnings) and reproduces the trained model's prediction — in the automatic format (the
+    ComfyUI/BFL names for FLUX.2) and in an explicitly chosen diffusers format, which the run
+    keeps but says, in a status event, will not load fully in ComfyUI."""
     from diffusers import Flux2KleinPipeline
 
     data = (_multi_input_dataset if kind == "two-references" else _single_dataset)(tmp_path / "data")
     cfg = load_config(make_config(demo_project, tmp_path / "run", model=tiny_flux2_klein_dir, dataset=data,
                                   steps=3, resolution=32, rank=4, alpha=8.0, learning_rate=2e-2, sample_sets=0))
+    cfg.output.format = fmt
     plan = make_plan(cfg)
     assert plan.family_cls is Flux2KleinFamily
     assert plan.dataset.mode is (Mode.PAIRED if kind == "two-references" else Mode.SINGLE)
-    result = train(cfg, NullSink(), keep_model=True)
+    sink = NullSink()
+    result = train(cfg, sink, keep_model=True)
     assert result.lora.is_file() and len(result.losses) == 3
     assert all(len(s.inputs) == (2 if kind == "two-references" else 0) for s in result.cached)
     tensors, meta = read_lora_file(result.lora)
     assert meta["lorastudio.family"] == "flux2-klein" and meta["modelspec.architecture"] == "flux.2-klein/lora"
-    assert not [k for k in tensors if k.endswith(".alpha")]  # FLUX.2 diffusers format: alpha folded in
+    warnings = [e["message"] for e in sink.history if e["event"] == "status" and "ComfyUI" in e["message"]]
+    if fmt == "diffusers":
+        assert meta["lorastudio.format"] == "diffusers"
+        assert not [k for k in tensors if k.endswith(".alpha")]  # FLUX.2 diffusers format: alpha folded in
+        assert len(warnings) == 1 and "do not load fully in ComfyUI" in warnings[0]
+    else:
+        assert meta["lorastudio.format"] == "comfyui" and all(k.startswith("lora_unet_") for k in tensors)
+        assert not warnings
 
     assert result.family.pipeline_class() is Flux2KleinPipeline
     assert_pipeline_reproduces_lora(result, tiny_flux2_klein_dir)

@@ -106,10 +106,30 @@ def test_dry_run_refuses_pairs_on_a_text_to_image_model(capsys, demo_project, ti
 
 def test_flux2_takes_both_kinds_in_a_dry_run(capsys, demo_project, tiny_flux2_klein_dir, single_dataset, tmp_path):
     code, out = _dry_run(capsys, make_config(demo_project, tmp_path / "a", model=tiny_flux2_klein_dir))
-    assert code == 0 and "paired" in out and "(diffusers format)" in out
+    assert code == 0 and "paired" in out and "(comfyui format, chosen automatically for FLUX.2 [klein]" in out
+    assert "warning:" not in out
     code, out = _dry_run(capsys, make_config(demo_project, tmp_path / "b", model=tiny_flux2_klein_dir,
                                              dataset=single_dataset))
     assert code == 0 and "single" in out
+
+
+@pytest.mark.parametrize("model, fmt, warned", [
+    ("tiny_flux2_klein_dir", "diffusers", True), ("tiny_flux2_klein_dir", "comfyui", False),
+    ("tiny_kontext_dir", "diffusers", False), ("tiny_kontext_dir", "auto", False)])
+def test_dry_run_says_when_the_chosen_format_will_not_load_fully_in_comfyui(request, capsys, demo_project, tmp_path,
+                                                                          model, fmt, warned):
+    path = make_config(demo_project, tmp_path, model=request.getfixturevalue(model))
+    _edit_config(path, output={"format": fmt})
+    code, out = _dry_run(capsys, path)
+    assert code == 0
+    resolved = "diffusers" if fmt == "auto" else fmt
+    assert f"({resolved} format" in out
+    warning = [line for line in out.splitlines() if line.startswith("warning:")]
+    if warned:
+        assert len(warning) == 1 and "FLUX.2 [klein] LoRAs in the 'diffusers' format do not load fully in ComfyUI" \
+            in warning[0] and '"comfyui"' in warning[0]
+    else:
+        assert not warning
 
 
 def test_gui_model_folder_check_says_why(tiny_kontext_dir, tiny_flux_dir, tiny_flux2_klein_dir):
