@@ -35,17 +35,12 @@ from typing import Iterable
 
 import torch
 
+from lorastudio import catalog
 from lorastudio.fileio import atomic_writer
+from lorastudio.training.formats import DIFFUSERS_PREFIX
 
-#: Key prefix of the diffusers-format weights per family (see ``formats``).
-KEY_PREFIX: dict[str, str] = {
-    "kontext": "transformer.",
-    "flux": "transformer.",
-    "flux2": "transformer.",
-    "flux2-klein": "transformer.",
-    "qwen-edit-plus": "",
-    "qwen-image": "",
-}
+#: Key prefix of the diffusers-format weights per family: its key layout's (see ``formats``).
+KEY_PREFIX: dict[str, str] = {record.id: DIFFUSERS_PREFIX[record.key_layout] for record in catalog.FAMILIES}
 ADAPTER = "default"
 
 

@@ -57,10 +57,7 @@ __all__ = [
     "detect_family",
     "family_by_name",
     "families_for_mode",
-    "supported_models_text",
 ]
-
-supported_models_text = catalog.supported_models_text
 
 
 class FamilyModeError(ValueError):

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import torch
 from PIL import Image
 
+from lorastudio import catalog
 from lorastudio.dataset.model import Mode
 from lorastudio.model_folder import index_components, read_model_index
 from lorastudio.training.families._common import (
@@ -98,13 +99,16 @@ class PipelineFamily(ModelFamily):
             raise InputCountError(
                 f"{self.display_name} edits images: every set needs an input image (NAME_start) besides its "
                 "NAME_end target. For text-to-image sets choose a text-to-image model folder "
-                "(FLUX.1-dev, Qwen-Image or FLUX.2).")
+                f"({', '.join(r.display_name for r in catalog.families_for_mode(catalog.SINGLE))}).")
         if self.max_inputs is not None and count > self.max_inputs:
             names = ", ".join(self.input_names[:count]) if count <= len(self.input_names) else f"{count} inputs"
             takes = "one input image" if self.max_inputs == 1 else f"at most {self.max_inputs} input images"
+            several = ", ".join(
+                f"{r.display_name} takes " + ("any number" if r.max_inputs is None else f"up to {r.max_inputs}")
+                for r in catalog.FAMILIES if r.max_inputs is None or r.max_inputs >= count)
             raise InputCountError(
                 f"{self.display_name} takes {takes}, but this set has {count} ({names}). Remove the extra "
-                "_startN images, or train a model that takes several inputs (Qwen-Image-Edit-Plus takes up to 3, FLUX.2 any number).")
+                f"_startN images, or train a model that takes several inputs ({several}).")
 
     def _components(self) -> dict[str, str]:
         """Component name → class name, from the folder's ``model_index.json`` (non-empty entries)."""
