@@ -8,7 +8,7 @@ T5 tokens (the pipeline's default, and diffusers' Kontext training script's) the
 transformer's work is what a step mostly costs, as on a real model.
 
 Built from the tiny Kontext pipeline (same VAE, text encoders, tokenizers, scheduler:
-``tiny_models.build_tiny_pipeline``) with the transformer swapped, and saved with the
+``lorastudio.training.tiny.build_tiny_pipeline``) with the transformer swapped, and saved with the
 pipeline's own ``save_pretrained``, so it is an ordinary diffusers folder the trainer
 loads like any other. Random weights, seeded: the same folder on every build.
 """
@@ -30,7 +30,7 @@ def build_small_kontext(out_dir: Path) -> Path:
     import torch
     from diffusers import FluxTransformer2DModel
 
-    from lorastudio.training.tiny_models import build_tiny_pipeline
+    from lorastudio.training.tiny import build_tiny_pipeline
 
     out_dir = Path(out_dir)
     if (out_dir / "model_index.json").is_file():

@@ -137,6 +137,7 @@ def bare_loop(config, window: Window, events: bool = True, final_layer: bool = T
     from diffusers.optimization import get_scheduler
     from peft import LoraConfig
 
+    from lorastudio import run_folder
     from lorastudio.training.cache import TrainingCache
     from lorastudio.training.events import JsonlSink
     from lorastudio.training.families.base import EncodedPrompt
@@ -149,7 +150,7 @@ def bare_loop(config, window: Window, events: bool = True, final_layer: bool = T
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     family = plan.family_cls(config.model.path, device, dtype)
-    cache = TrainingCache(config.output.run_dir / "cache", family, t.resolution, config.dataset.trigger,
+    cache = TrainingCache(run_folder.cache_dir(config.output.run_dir), family, t.resolution, config.dataset.trigger,
                           config.dataset.default_caption)
     cached = cache.build(plan.sets)
     transformer = family.load_transformer()
@@ -225,6 +226,7 @@ def extras_microtimings(config) -> dict[str, float]:
     """
     import torch
 
+    from lorastudio import run_folder
     from lorastudio.training import batches as tb
     from lorastudio.training import trainer as tr
     from lorastudio.training.cache import TrainingCache
@@ -237,7 +239,7 @@ def extras_microtimings(config) -> dict[str, float]:
     plan = make_plan(config)
     accelerator, dtype = tr._accelerator(config)
     family = plan.family_cls(config.model.path, accelerator.device, dtype)
-    cached = TrainingCache(config.output.run_dir / "cache", family, t.resolution, config.dataset.trigger,
+    cached = TrainingCache(run_folder.cache_dir(config.output.run_dir), family, t.resolution, config.dataset.trigger,
                            config.dataset.default_caption).build(plan.sets)
     order = tb.BatchOrder(cached, t.batch_size, t.seed)
     batches = tb.Batches(family, cached, dtype, memo=True)
