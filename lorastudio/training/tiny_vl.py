@@ -5,7 +5,7 @@ Qwen2-VL image processor with Qwen3-VL's 16-pixel patches and 0.5 mean/std) buil
 small config with seeded weights, saved with ``save_pretrained`` as a normal model folder
 (``config.json``, safetensors, processor files, chat template), so it loads through the
 same code path as a downloaded Qwen3-VL. It reuses the tiny Qwen tokenizer and chat template
-of :mod:`lorastudio.training.tiny_models`. A tiny Qwen2.5-VL needs no builder: the tiny
+of :mod:`lorastudio.training.tiny`. A tiny Qwen2.5-VL needs no builder: the tiny
 Qwen-Image-Edit-Plus pipeline's ``text_encoder`` + ``processor`` is one.
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lorastudio.training.tiny_models import QWEN_CHAT_TEMPLATE, QWEN_SPECIAL_TOKENS, _quiet_libraries, _seeded, \
-    tiny_qwen_tokenizer
+from lorastudio.training.tiny import quiet_libraries, seeded
+from lorastudio.training.tiny.tokenizers import QWEN_CHAT_TEMPLATE, QWEN_SPECIAL_TOKENS, tiny_qwen_tokenizer
 
 
 def tiny_qwen3_vl():
@@ -45,13 +45,13 @@ def tiny_qwen3_vl():
     video_processor = Qwen3VLVideoProcessor(patch_size=16, merge_size=2)
     processor = Qwen3VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
                                  video_processor=video_processor, chat_template=QWEN_CHAT_TEMPLATE)
-    return _seeded(lambda: Qwen3VLForConditionalGeneration(config)), processor
+    return seeded(lambda: Qwen3VLForConditionalGeneration(config)), processor
 
 
 def build_tiny_qwen3_vl(out_dir: Path) -> Path:
     """Save the tiny Qwen3-VL (model + processor) as a model folder at ``out_dir``."""
     out_dir = Path(out_dir)
-    with _quiet_libraries():
+    with quiet_libraries():
         model, processor = tiny_qwen3_vl()
         model.save_pretrained(out_dir, safe_serialization=True)
         processor.save_pretrained(out_dir)

@@ -58,7 +58,7 @@ def build_tiny_pipeline(family: str):
 
 
 @contextlib.contextmanager
-def _quiet_libraries() -> Iterator[None]:
+def quiet_libraries() -> Iterator[None]:
     """No progress bars or info chatter from transformers/diffusers while building: the
     demo prints its own short report."""
     from diffusers.utils import logging as diffusers_logging
@@ -95,7 +95,7 @@ def build_tiny_model(family: str, out_dir: Path) -> Path:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
-        with _quiet_libraries():
+        with quiet_libraries():
             build_tiny_pipeline(family).save_pretrained(tmp, safe_serialization=True)
         if out_dir.exists():
             shutil.rmtree(out_dir)
