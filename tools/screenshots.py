@@ -243,7 +243,7 @@ async def drive(window, out_dir: Path, use_fake: bool, app) -> None:
         window.show_sample(rp.gallery.samples[-1])
         await asyncio.sleep(1.2)
         await snap(out_dir, "06-sample-compare")
-        for v in list(window._viewers):
+        for v in list(window.viewers.open):
             v.close()
         await asyncio.sleep(0.3)
     if window.runner.is_running():

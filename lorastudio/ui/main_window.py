@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QStackedWidget
 
@@ -25,13 +25,13 @@ from lorastudio.ui.compare_wiring import CompareWiring
 from lorastudio.ui.dataset_control import DatasetControl
 from lorastudio.ui.run_control import RunControl
 from lorastudio.ui.runner import WorkerRunner
-from lorastudio.ui.sample_gallery import Sample, SampleViewer
+from lorastudio.ui.sample_gallery import Sample, SampleViewers
 from lorastudio.ui.session_signals import SessionSignals
 from lorastudio.ui.settings import Settings
 from lorastudio.ui.thumbnails import ThumbnailLoader
 from lorastudio.ui.welcome import DemoMaker, WelcomePage
 from lorastudio.ui.window_actions import WindowActions
-from lorastudio.ui.window_geometry import place_window
+from lorastudio.ui.window_geometry import remember_layout, restore_layout
 from lorastudio.ui.workspace import Workspace
 from lorastudio.user_folders import cache_dir, demo_dir
 
@@ -50,7 +50,6 @@ class MainWindow(QMainWindow):
         self.theme_manager = theme_manager
         self.session = Session()
         self.signals = SessionSignals(self.session, self)
-        self._viewers: list[SampleViewer] = []
         self._shut_down = False
         #: Asked before quitting with unsaved work; tests replace it.
         self.ask = lambda title, text, choices: dialogs.ask_user(self, title, text, choices)
@@ -60,6 +59,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
 
         self.loader = ThumbnailLoader(cache_dir(), self)
+        self.viewers = SampleViewers(self.loader, self)
         self.runner = WorkerRunner(self, kill_timeout=kill_timeout)
         self.demo = DemoMaker(self)
 
@@ -92,7 +92,7 @@ class MainWindow(QMainWindow):
         self.run_control = RunControl(self.signals, self.runner, ws, self.train_status, self)
         self.compare = CompareWiring(self.signals, ws, self.run_control)
         self._connect()
-        self._restore_geometry()
+        restore_layout(self, self.settings, self._splitters())
         self.welcome.set_recent(self.settings.recent())
         self.dataset_page.set_thumb_size(self.settings.thumb_size(self.dataset_page.thumb_size()))
         self.dataset_page.thumb_size_changed.connect(self.settings.set_thumb_size)
@@ -248,12 +248,12 @@ class MainWindow(QMainWindow):
         if project is None:
             return
         c = project.config.caption
-        model = str(c.model) if c.model else self.settings.q.value("caption_model", "") or self.form.model_path()
+        model = str(c.model) if c.model else self.settings.caption_model() or self.form.model_path()
         self.draft_dialog = self.dataset_control.open_draft_dialog(self, self.loader, self.form.caption_context()[0],
                                                                    model, c)
         if self.draft_dialog is not None:
             edit = self.draft_dialog.model_edit
-            edit.editingFinished.connect(lambda: self.settings.q.setValue("caption_model", edit.text()))
+            edit.editingFinished.connect(lambda: self.settings.set_caption_model(edit.text()))
 
     def _focus_search(self) -> None:
         if self.session.project is not None:
@@ -327,12 +327,7 @@ class MainWindow(QMainWindow):
         self.run_control.stop()
 
     def show_sample(self, sample: Sample) -> None:
-        samples = self.run_panel.samples()
-        index = next((i for i, s in enumerate(samples) if s is sample), 0)
-        viewer = SampleViewer(self.loader, samples, index, self)
-        viewer.destroyed.connect(lambda *_: self._viewers.remove(viewer) if viewer in self._viewers else None)
-        self._viewers.append(viewer)
-        viewer.show()
+        self.viewers.show(self.run_panel.samples(), sample)
 
     # -- look -----------------------------------------------------------------------------
 
@@ -399,27 +394,14 @@ class MainWindow(QMainWindow):
         if self._shut_down:
             return
         self._shut_down = True
-        self.settings.set_geometry(self.saveGeometry(), self.saveState())
-        for name, splitter in self._splitters().items():
-            self.settings.set_splitter(name, splitter.saveState())
-        self.settings.sync()
+        remember_layout(self, self.settings, self._splitters())
         self.run_control.shutdown()
         self.compare_page.shutdown()
         self.demo.cancel()
-        for v in list(self._viewers):
-            v.close()
+        self.viewers.close_all()
         self.loader.shutdown()
 
     def _splitters(self) -> dict:
         return {**self.dataset_page.splitters(), **self.training_page.splitters()}
 
-    def _restore_geometry(self) -> None:
-        place_window(self, self.settings.geometry())
-        s = self.settings.window_state()
-        if s is not None:
-            self.restoreState(s)
-        for name, splitter in self._splitters().items():
-            state = self.settings.splitter(name)
-            if isinstance(state, QByteArray):
-                splitter.restoreState(state)
 

@@ -157,3 +157,24 @@ class SampleViewer(QDialog):
         self.strip.set_items(items)
         self.prev_button.setEnabled(self.index > 0)
         self.next_button.setEnabled(self.index < len(self.samples) - 1)
+
+
+class SampleViewers:
+    """The sample viewer windows the artist opened: several may be open at once, and all close
+    with the main window."""
+
+    def __init__(self, loader: ThumbnailLoader, parent: QWidget) -> None:
+        self.loader, self.parent = loader, parent
+        self.open: list[SampleViewer] = []
+
+    def show(self, samples: list[Sample], sample: Sample) -> SampleViewer:
+        index = next((i for i, s in enumerate(samples) if s is sample), 0)
+        viewer = SampleViewer(self.loader, samples, index, self.parent)
+        viewer.destroyed.connect(lambda *_: self.open.remove(viewer) if viewer in self.open else None)
+        self.open.append(viewer)
+        viewer.show()
+        return viewer
+
+    def close_all(self) -> None:
+        for viewer in list(self.open):
+            viewer.close()

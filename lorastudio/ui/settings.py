@@ -75,6 +75,13 @@ class Settings:
     def set_last_model(self, path: str) -> None:
         self.q.setValue("last_model", path)
 
+    def caption_model(self) -> str:
+        """The vision-language folder last used to draft captions."""
+        return str(self.q.value("caption_model", "") or "")
+
+    def set_caption_model(self, path: str) -> None:
+        self.q.setValue("caption_model", path)
+
     def thumb_size(self, default: int) -> int:
         try:
             return int(self.q.value("thumb_size", default))

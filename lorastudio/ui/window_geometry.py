@@ -101,3 +101,23 @@ def place_window(window: QWidget, remembered: QByteArray | None) -> None:
     if frame is not None and fits_a_screen(frame, screens) and window.restoreGeometry(remembered):
         return
     window.setGeometry(QRect(*default_geometry(_rect(screen.availableGeometry()))))
+
+
+def restore_layout(window, settings, splitters: dict) -> None:
+    """The window's place (``place_window``), its docks/toolbars and its splitters, as last left."""
+    place_window(window, settings.geometry())
+    state = settings.window_state()
+    if state is not None:
+        window.restoreState(state)
+    for name, splitter in splitters.items():
+        saved = settings.splitter(name)
+        if isinstance(saved, QByteArray):
+            splitter.restoreState(saved)
+
+
+def remember_layout(window, settings, splitters: dict) -> None:
+    """Save what ``restore_layout`` reads back, and flush it to disk now (the app is closing)."""
+    settings.set_geometry(window.saveGeometry(), window.saveState())
+    for name, splitter in splitters.items():
+        settings.set_splitter(name, splitter.saveState())
+    settings.sync()
