@@ -43,6 +43,14 @@ QUANTIZATION = ("none", "int8", "int4")
 #: ``train.optimizer``: AdamW, or bitsandbytes' 8-bit AdamW (optimizer states in 8 bits).
 OPTIMIZERS = ("adamw", "adamw8bit")
 
+# -- the training recipe (issue 15: timesteps, LR schedule, EMA, caption dropout, repeats, logging)
+#: ``train.timesteps``: how each step's noise level σ is drawn (``training/timesteps.py``).
+TIMESTEP_SAMPLERS = ("logit_normal", "uniform", "sigmoid", "shift")
+#: ``train.lr_schedule``: diffusers' ``get_scheduler`` names, each after ``warmup_steps``.
+LR_SCHEDULES = ("constant", "linear", "cosine")
+#: ``train.log_with``: "" (no tracker) or an accelerate tracker.
+LOG_WITH = ("", "tensorboard")
+
 
 @dataclass(frozen=True)
 class MemoryPreset:
@@ -109,6 +117,11 @@ class DatasetConfig:
     trigger: str = ""
     #: Used where a set has no ``.txt``.
     default_caption: str = ""
+    # -- recipe (issue 15) -------------------------------------------------------------
+    #: Probability of training a step's set on the empty caption (no trigger either).
+    caption_dropout: float = 0.0
+    #: Per-set weight: ``{"set_a" = 3}`` shows set_a three times per epoch.
+    repeats: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -153,6 +166,22 @@ class TrainConfig:
     sample_steps: int = 8
     #: How many sets get a preview at each sampling point.
     sample_sets: int = 2
+    # -- recipe (issue 15; README "Training recipe") ----------------------------------
+    #: σ sampler: "logit_normal" (mean, scale), "uniform", "sigmoid" (scale), "shift".
+    timesteps: str = "logit_normal"
+    #: logit_normal's mean (of the normal before the sigmoid).
+    timestep_mean: float = 0.0
+    #: logit_normal / sigmoid / shift: the normal's scale before the sigmoid.
+    timestep_scale: float = 1.0
+    #: shift only: 0 = μ from the image sequence length as the family's scheduler computes
+    #: it; X > 0 = a fixed shift σ' = Xσ / (1 + (X - 1)σ).
+    timestep_shift: float = 0.0
+    #: "constant" | "linear" | "cosine" (decay to 0 at the last step), after warmup_steps.
+    lr_schedule: str = "constant"
+    #: EMA of the LoRA weights (0 = off, else in (0, 1)); previews and the LoRA use it.
+    ema_decay: float = 0.0
+    #: "" or "tensorboard": log loss, learning rate and previews with accelerate's tracker.
+    log_with: str = ""
 
 
 @dataclass
@@ -166,6 +195,11 @@ class OutputConfig:
     @property
     def lora_path(self) -> Path:
         return self.dir / f"{self.name}.safetensors"
+
+    @property
+    def raw_lora_path(self) -> Path:
+        """With ``train.ema_decay``: the last step's (not averaged) weights, beside the LoRA."""
+        return self.dir / f"{self.name}.raw.safetensors"
 
     @property
     def run_dir(self) -> Path:
@@ -258,6 +292,12 @@ def _check_type(key: str, value: Any, annotation: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: expected a whole number, got {value!r}")
         return value
+    if kind == "dict[str,int]":
+        if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in value.items()):
+            raise ConfigError(f"{key}: expected a table of set names to whole numbers "
+                              f"(e.g. {{\"set_a\" = 3}}), got {value!r}")
+        return dict(value)
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
@@ -295,6 +335,7 @@ def _validate(config: Config) -> None:
     if t.cpu_offload and t.quantization != "none":
         raise ConfigError(f"train.cpu_offload: cannot be combined with train.quantization = {t.quantization!r}; "
                           "quantized weights stay on the GPU (they are small): use one or the other")
+    _validate_recipe(config)
     if config.model.family and config.model.family not in KNOWN_FAMILIES:
         raise ConfigError(f"model.family: unknown family {config.model.family!r}; "
                           f"known: {', '.join(KNOWN_FAMILIES)} (or leave it empty to detect)")
@@ -311,6 +352,34 @@ def _validate(config: Config) -> None:
             or name != name.strip() or name.startswith(".")):
         raise ConfigError(f"output.name: {name!r} is not a plain file name "
                           "(no slashes, no leading dot, none of : * ? \" < > |)")
+
+
+def _validate_recipe(config: Config) -> None:
+    """The recipe keys (issue 15). Whether a repeated set exists is checked against the
+    dataset in ``training/plan.py`` (still before any model loads)."""
+    t, d = config.train, config.dataset
+    if t.timesteps not in TIMESTEP_SAMPLERS:
+        raise ConfigError(f"train.timesteps: must be one of {', '.join(TIMESTEP_SAMPLERS)}, got {t.timesteps!r}")
+    if t.timestep_scale <= 0:
+        raise ConfigError(f"train.timestep_scale: must be greater than 0, got {t.timestep_scale}")
+    if t.timestep_shift < 0:
+        raise ConfigError(f"train.timestep_shift: must be 0 (computed from the resolution) or positive, "
+                          f"got {t.timestep_shift}")
+    if t.timestep_shift and t.timesteps != "shift":
+        raise ConfigError(f"train.timestep_shift: only used with train.timesteps = \"shift\" "
+                          f"(it is {t.timesteps!r}); remove it or set train.timesteps = \"shift\"")
+    if t.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"train.lr_schedule: must be one of {', '.join(LR_SCHEDULES)}, got {t.lr_schedule!r}")
+    if not (0 <= t.ema_decay < 1):
+        raise ConfigError(f"train.ema_decay: must be 0 (off) or at least 0 and below 1 (typical 0.99 … 0.9999), "
+                          f"got {t.ema_decay}")
+    if t.log_with not in LOG_WITH:
+        raise ConfigError(f"train.log_with: must be \"\" (off) or \"tensorboard\", got {t.log_with!r}")
+    if not (0 <= d.caption_dropout <= 1):
+        raise ConfigError(f"dataset.caption_dropout: must be between 0 and 1, got {d.caption_dropout}")
+    for name, count in d.repeats.items():
+        if count < 1:
+            raise ConfigError(f"dataset.repeats: set {name!r} must repeat 1 or more times, got {count}")
 
 
 def config_from_dict(data: dict[str, Any], base_dir: Path, source: Path | None = None) -> Config:

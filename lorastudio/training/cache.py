@@ -51,6 +51,8 @@ class CachedSet:
     input_sizes: list[tuple[int, int]]
     #: Each input's latent cache key (file content, size, family, model).
     input_keys: list[str]
+    #: The empty caption's encoding for this set (caption dropout), when asked for.
+    empty_prompt: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
@@ -202,6 +204,27 @@ class TrainingCache:
                          prompt=prompt, target_path=image_set.target, input_paths=list(image_set.inputs),
                          input_sizes=list(input_sizes), input_keys=input_keys)
 
+    def _prepare_empty_prompts(self, sets: list[CachedSet]) -> None:
+        """Caption dropout's empty caption (no trigger either), encoded once, or once per set
+        where the family's prompt encoding sees the input images (Qwen-Image-Edit-Plus)."""
+        depends = bool(getattr(self.family, "prompt_depends_on_inputs", False))
+        done: dict[str, dict[str, torch.Tensor]] = {}
+        for s in sets:
+            key = prompt_key("", "", self.family.name, self.family.model_dir, s.input_keys if depends else None)
+            if key not in done:
+                file = self.root / "prompts" / f"{key}.safetensors"
+                tensors = load_tensors(file)
+                if tensors is None:
+                    self._ensure_encoders()
+                    images = [resize_to(load_image(p), size) for p, size in zip(s.input_paths, s.input_sizes)]
+                    with torch.no_grad():
+                        encoded = self.family.encode_prompt("", images)
+                    tensors = {k: v.detach().to("cpu") for k, v in encoded.tensors.items()}
+                    if self.write:
+                        save_tensors(file, tensors)
+                done[key] = tensors
+            s.empty_prompt = done[key]
+
     def _prepare_preview(self, cached: CachedSet) -> None:
         """The preview prompt of one set: from disk when an earlier run encoded it, else
         encoded now (the family loads its encoders only for a miss) and kept on disk."""
@@ -219,9 +242,11 @@ class TrainingCache:
             save_tensors(file, tensors)
 
     def build(self, sets: list[ImageSet], on_progress: Callable[[int, int], None] | None = None,
-              should_stop: Callable[[], bool] | None = None, previews: int = 0) -> list[CachedSet]:
+              should_stop: Callable[[], bool] | None = None, previews: int = 0,
+              empty_captions: bool = False) -> list[CachedSet]:
         """Cache every set; then, encoders still loaded, let the family prepare the first
-        ``previews`` sets' sampling prompts (``ModelFamily.prepare_sample``)."""
+        ``previews`` sets' sampling prompts (``ModelFamily.prepare_sample``) and, with
+        ``empty_captions`` (caption dropout), encode the empty caption."""
         out: list[CachedSet] = []
         try:
             for i, image_set in enumerate(sets):
@@ -233,6 +258,8 @@ class TrainingCache:
             if len(out) == len(sets):
                 for s in out[:previews]:
                     self._prepare_preview(s)
+                if empty_captions:
+                    self._prepare_empty_prompts(out)
         finally:
             if self._encoders_loaded:
                 self.family.free_encoders()

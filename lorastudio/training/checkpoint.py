@@ -132,14 +132,16 @@ def _restore_rng(t: dict[str, torch.Tensor]) -> None:
 
 def save_checkpoint(run_dir: Path, step: int, lora_state: dict[str, torch.Tensor],
                     optimizer: torch.optim.Optimizer, scheduler: Any, info: dict[str, Any],
-                    keep: int = KEEP) -> Path:
-    """Write checkpoint ``step`` completely, then rename it into place; prune to ``keep``."""
+                    keep: int = KEEP, extra: dict[str, dict[str, torch.Tensor]] | None = None) -> Path:
+    """Write checkpoint ``step`` completely, then rename it into place; prune to ``keep``.
+    ``extra``: more tensors to keep, ``<name>.safetensors`` each (the EMA weights)."""
     with writing():  # a process ending abruptly waits for this save (fileio.wait_for_writes)
-        return _save_checkpoint(run_dir, step, lora_state, optimizer, scheduler, info, keep)
+        return _save_checkpoint(run_dir, step, lora_state, optimizer, scheduler, info, keep, extra or {})
 
 
 def _save_checkpoint(run_dir: Path, step: int, lora_state: dict[str, torch.Tensor],
-                     optimizer: torch.optim.Optimizer, scheduler: Any, info: dict[str, Any], keep: int) -> Path:
+                     optimizer: torch.optim.Optimizer, scheduler: Any, info: dict[str, Any], keep: int,
+                     extra: dict[str, dict[str, torch.Tensor]]) -> Path:
     from safetensors.torch import save_file
 
     root = checkpoint_dir(run_dir)
@@ -156,6 +158,8 @@ def _save_checkpoint(run_dir: Path, step: int, lora_state: dict[str, torch.Tenso
         (tmp / "optimizer.json").write_text(json.dumps(opt_meta), encoding="utf-8")
         (tmp / "scheduler.json").write_text(json.dumps(_scheduler_state(scheduler)), encoding="utf-8")
         save_file(_rng_tensors(), str(tmp / "rng.safetensors"))
+        for name, tensors in extra.items():
+            save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp / f"{name}.safetensors"))
         files = sorted(p.name for p in tmp.iterdir())
         for name in files:  # on disk before the manifest says they are: a power cut cannot
             _fsync(tmp / name)  # leave a manifest naming files the disk never got
@@ -216,6 +220,17 @@ def prune(run_dir: Path, keep: int = KEEP) -> None:
     cps = list_checkpoints(run_dir)
     for cp in cps[:-keep] if keep > 0 else []:
         shutil.rmtree(cp.path, ignore_errors=True)
+
+
+def load_extra(cp: Checkpoint, name: str) -> dict[str, torch.Tensor]:
+    """The ``extra`` tensors ``name`` saved with the checkpoint (the EMA weights)."""
+    from safetensors.torch import load_file
+
+    path = cp.path / f"{name}.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{cp.path} has no {name} state (it was saved without it); "
+                                "resume with the same settings or start a new run")
+    return load_file(str(path))
 
 
 def load_checkpoint(cp: Checkpoint, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, torch.Tensor]:

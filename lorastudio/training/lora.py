@@ -108,7 +108,8 @@ def export_state_dict(peft_state: dict[str, torch.Tensor], rank: int, alpha: flo
 
 def export_metadata(*, family: str, base_model: str, rank: int, alpha: float, steps: int, learning_rate: float,
                     resolution: int, sets: int, trigger: str, fmt: str = "diffusers", title: str = "",
-                    edit: bool = True, model_dir: Path | None = None) -> dict[str, str]:
+                    edit: bool = True, model_dir: Path | None = None,
+                    recipe: dict[str, str] | None = None) -> dict[str, str]:
     """Our ``lorastudio.*`` facts plus the common ``modelspec.*`` fields (``modelspec``)."""
     from lorastudio import __version__
     from lorastudio.training.modelspec import modelspec_metadata
@@ -128,6 +129,7 @@ def export_metadata(*, family: str, base_model: str, rank: int, alpha: float, st
     }
     if trigger:
         meta["lorastudio.trigger"] = trigger
+    meta.update({f"lorastudio.{k}": v for k, v in (recipe or {}).items()})  # timesteps, lr_schedule, …
     meta.update(modelspec_metadata(family=family, title=title or base_model, resolution=resolution,
                                    trigger=trigger, edit=edit, model_dir=model_dir))
     return meta

@@ -35,6 +35,8 @@ class Plan:
     dataset: Dataset
     sets: list[ImageSet]
     skipped: list[str] = field(default_factory=list)
+    #: Things worth saying before training (status events; the dry run prints them).
+    warnings: list[str] = field(default_factory=list)
 
 
 def make_plan(config: Config) -> Plan:
@@ -64,7 +66,56 @@ def make_plan(config: Config) -> Plan:
         if too_many:
             raise TrainingError("data", f"{family_cls.display_name} takes at most {limit} input image(s) per set; "
                                         f"{len(too_many)} set(s) have more: {', '.join(too_many[:5])}")
-    return Plan(config=config, family_cls=family_cls, dataset=dataset, sets=sets, skipped=skipped)
+    warnings = check_recipe(config, family_cls, dataset, sets)
+    return Plan(config=config, family_cls=family_cls, dataset=dataset, sets=sets, skipped=skipped,
+                warnings=warnings)
+
+
+def check_recipe(config: Config, family_cls: type, dataset: Dataset, sets: list[ImageSet]) -> list[str]:
+    """The recipe keys that need the dataset or the model folder (issue 15): a config error
+    before any model loads, or warnings."""
+    from lorastudio.training.timesteps import SchedulerConfigError, read_scheduler
+    from lorastudio.training.tracking import check_available
+
+    names = {s.name for s in dataset.sets}
+    for name in config.dataset.repeats:
+        if name not in names:
+            raise TrainingError("config", f"dataset.repeats: no set named {name!r} in {config.dataset.path} "
+                                          f"(sets: {', '.join(sorted(names)[:8])}{' …' if len(names) > 8 else ''})")
+        if name not in {s.name for s in sets}:
+            raise TrainingError("config", f"dataset.repeats: set {name!r} is not trained (it has errors); "
+                                          "fix it or remove it from dataset.repeats")
+    t = config.train
+    if t.timesteps == "shift" and not t.timestep_shift:
+        try:
+            read_scheduler(config.model.path)
+        except SchedulerConfigError as exc:
+            raise TrainingError("config", f"train.timesteps: {exc}") from None
+    message = check_available(t.log_with)
+    if message:
+        raise TrainingError("config", message)
+    warnings = []
+    if config.dataset.caption_dropout > 0 and dataset.mode.value == "paired":
+        warnings.append(f"dataset.caption_dropout = {config.dataset.caption_dropout:g} on an edit dataset: the "
+                        "caption is what tells the model which edit to make, so steps without it teach the edit "
+                        "as unconditional (SimpleTuner advises 0 for edit models)")
+    return warnings
+
+
+def recipe_facts(config: Config, plan: Plan | None = None) -> dict[str, str]:
+    """The training recipe as text (the LoRA's metadata, the tracker's hyperparameters)."""
+    t, d = config.train, config.dataset
+    facts = {"timesteps": t.timesteps, "lr_schedule": t.lr_schedule, "warmup_steps": str(t.warmup_steps),
+             "ema_decay": repr(t.ema_decay), "caption_dropout": repr(d.caption_dropout)}
+    if t.timesteps == "logit_normal":
+        facts.update(timestep_mean=repr(t.timestep_mean), timestep_scale=repr(t.timestep_scale))
+    elif t.timesteps != "uniform":
+        facts["timestep_scale"] = repr(t.timestep_scale)
+    if t.timesteps == "shift":
+        facts["timestep_shift"] = repr(t.timestep_shift) if t.timestep_shift else "resolution"
+    if d.repeats:
+        facts["repeats"] = ", ".join(f"{k}={v}" for k, v in sorted(d.repeats.items()))
+    return facts
 
 
 def classify(exc: BaseException) -> tuple[str, str]:
@@ -118,8 +169,31 @@ def describe_plan(plan: Plan) -> list[str]:
         b = bucket_size(w, h, c.train.resolution, fam.size_multiple)
         buckets[b] = buckets.get(b, 0) + 1
     lines.append("buckets:    " + ", ".join(f"{w}x{h}: {n}" for (w, h), n in sorted(buckets.items())))
+    lines += describe_recipe(plan, sorted(buckets, key=lambda b: -buckets[b])[0])
     lines += describe_estimate(plan)
     return lines
+
+
+def describe_recipe(plan: Plan, bucket: tuple[int, int]) -> list[str]:
+    """The recipe lines of the dry run (``bucket``: the most common one, for the shift's μ)."""
+    from lorastudio.training.timesteps import TimestepSampler
+
+    c, t, d = plan.config, plan.config.train, plan.config.dataset
+    sampler = TimestepSampler.from_config(t, plan.family_cls.name, c.model.path)
+    warmup = f" after {t.warmup_steps} warmup steps" if t.warmup_steps else ""
+    lines = [f"timesteps:  {sampler.describe(bucket)}",
+             f"lr schedule: {t.lr_schedule}{warmup}",
+             "ema:        " + (f"decay {t.ema_decay:g} (the LoRA holds the average; raw weights: "
+                               f"{c.output.raw_lora_path.name})" if t.ema_decay else "off")]
+    if d.caption_dropout:
+        lines.append(f"captions:   dropped (empty caption) with probability {d.caption_dropout:g}")
+    if d.repeats:
+        lines.append("repeats:    " + ", ".join(f"{k} ×{v}" for k, v in sorted(d.repeats.items())))
+    if t.log_with:
+        from lorastudio.training.tracking import logs_dir
+
+        lines.append(f"logging:    {t.log_with} in {logs_dir(c.output.run_dir)}")
+    return lines + [f"warning:    {w}" for w in plan.warnings]
 
 
 def describe_estimate(plan: Plan) -> list[str]:

@@ -1,7 +1,7 @@
 """The training loop, top to bottom (nanoGPT-style): one function, :func:`train`.
 
     config → dataset → accelerator → cache latents/text → free encoders → transformer + LoRA
-    → AdamW + constant-with-warmup → steps 1…total (flow matching) → samples/checkpoints
+    → AdamW + LR schedule (+ EMA) → steps 1…total (flow matching) → samples/checkpoints
     → LoRA file → done
 
 Everything model-specific (how latents become tokens, position ids, how inputs join the
@@ -14,9 +14,10 @@ all-reduce), ``optimizer.py`` and ``memory.py`` (AdamW; quantization, offload, c
 Flow matching (rectified flow, as FLUX and Qwen-Image are trained)::
 
     x0     = target latents            noise ~ N(0, I)
-    σ      = sigmoid(u), u ~ N(0, 1)   ("logit-normal" timesteps, as diffusers' FLUX
+    σ      = sigmoid(u), u ~ N(0, 1)   ("logit-normal" timesteps by default, as diffusers' FLUX
                                          DreamBooth script and SD3/FLUX trainers use: most
-                                         samples in the middle, few near pure noise/clean)
+                                         samples in the middle, few near pure noise/clean;
+                                         ``train.timesteps`` chooses another: timesteps.py)
     noisy  = (1 - σ)·x0 + σ·noise
     target = noise - x0                 (the velocity the transformer predicts)
     loss   = MSE(family.predict(noisy, σ, inputs, prompt), target)
@@ -32,6 +33,7 @@ are averaged in one all-reduce per step; only rank 0 emits events and writes fil
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import time
@@ -48,16 +50,22 @@ from lorastudio.dataset import load_image
 from lorastudio.fileio import writing
 from lorastudio.training import checkpoint as ckpt
 from lorastudio.training import memory
-from lorastudio.training.batches import Batches, BatchOrder, noise_and_sigmas
+from lorastudio.training.batches import Batches, BatchOrder, dropped_captions, noise_and_sigmas
 from lorastudio.training.buckets import resize_to
 from lorastudio.training.cache import CachedSet, TrainingCache
 from lorastudio.training.distributed import reduce_step
+from lorastudio.training.ema import LoraEMA
 from lorastudio.training.events import EventSink
 from lorastudio.training.lora import (add_lora, export_metadata, export_state_dict, load_peft_state_dict,
                                       peft_state_dict, save_lora_file)
 from lorastudio.training.optimizer import make_optimizer
-from lorastudio.training.plan import Plan, TrainingError, make_plan
+from lorastudio.training.plan import Plan, TrainingError, make_plan, recipe_facts
 from lorastudio.training.stop import StopSignal
+from lorastudio.training.timesteps import TimestepSampler, image_seq_len
+from lorastudio.training.tracking import Tracker, logs_dir
+
+#: ``train.lr_schedule`` → diffusers' ``get_scheduler`` name (each with ``warmup_steps``).
+LR_SCHEDULERS = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
 
 
 @dataclass
@@ -82,7 +90,9 @@ def _accelerator(config: Config):
         mp = "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
     if not cuda and mp != "no":
         mp = "no"  # fp32 on the CPU
-    accelerator = Accelerator(mixed_precision=mp, cpu=not cuda)
+    tracking = {"log_with": config.train.log_with, "project_dir": str(logs_dir(config.output.run_dir))} \
+        if config.train.log_with else {}
+    accelerator = Accelerator(mixed_precision=mp, cpu=not cuda, **tracking)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mp, torch.float32)
     return accelerator, dtype
 
@@ -117,9 +127,10 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
     if format_warning:
         notes.append(format_warning)
     checkpoint_info = {"total": t.steps, "family": family.name, "rank": t.rank, "alpha": t.alpha or float(t.rank),
-                       "seed": t.seed, "version": __version__, "optimizer": t.optimizer}
+                       "seed": t.seed, "version": __version__, "optimizer": t.optimizer, "ema_decay": t.ema_decay}
     if resume_from is not None:
-        for key in ("family", "rank", "alpha", "optimizer"):  # optimizer: its saved state's layout
+        # optimizer: its saved state's layout; ema_decay: whether the EMA weights are there
+        for key in ("family", "rank", "alpha", "optimizer", "ema_decay"):
             saved = resume_from.manifest.get(key)
             if saved is not None and saved != checkpoint_info[key]:
                 where = "model.path" if key == "family" else f"train.{key}"
@@ -132,7 +143,7 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
             notes.append(f"the previous run's checkpoints were moved to {retired}")
     emit("started", total=t.steps, family=family.name, sets=len(plan.sets), run_dir=str(run_dir),
          resumed_from=start_step)
-    for note in notes:
+    for note in notes + plan.warnings:
         emit("status", phase="loading", message=note)
     if plan.skipped:
         emit("status", phase="loading", message=f"skipping {len(plan.skipped)} set(s) with errors: "
@@ -148,7 +159,8 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
                                   config.dataset.default_caption, write=main)
             cached = cache.build(plan.sets, on_progress=lambda i, n: emit(
                 "status", phase="caching", message="encoding images and captions", current=i, total=n),
-                should_stop=stop.is_set if world == 1 else None, previews=t.sample_sets if main else 0)
+                should_stop=stop.is_set if world == 1 else None, previews=t.sample_sets if main else 0,
+                empty_captions=config.dataset.caption_dropout > 0)
         if world > 1:
             accelerator.wait_for_everyone()
     gc.collect()
@@ -170,44 +182,65 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
     optimizer = make_optimizer(params, t, lambda message: emit("status", phase="loading", message=message))
     from diffusers.optimization import get_scheduler
 
-    scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=t.warmup_steps,
+    # the schedule's step counter is in the checkpoint; its shape comes from the config
+    scheduler = get_scheduler(LR_SCHEDULERS[t.lr_schedule], optimizer, num_warmup_steps=t.warmup_steps,
                               num_training_steps=t.steps)
     if resume_from is not None:
         lora_state = ckpt.load_checkpoint(resume_from, optimizer, scheduler)
         load_peft_state_dict(transformer, {k: v.to(accelerator.device) for k, v in lora_state.items()})
-    order = BatchOrder(cached, t.batch_size, t.seed)
-    batches = Batches(family, cached, dtype, memo=t.batch_size == 1)
+    ema = LoraEMA(params, t.ema_decay) if t.ema_decay else None
+    if ema is not None and resume_from is not None:
+        try:
+            ema.load(ckpt.load_extra(resume_from, "ema"), resume_from.manifest)
+        except FileNotFoundError as exc:
+            raise TrainingError("config", f"train.ema_decay: {exc}") from None
+    order = BatchOrder(cached, t.batch_size, t.seed, config.dataset.repeats)
+    empty_prompts = [s.empty_prompt for s in cached] if config.dataset.caption_dropout > 0 else None
+    batches = Batches(family, cached, dtype, memo=t.batch_size == 1, empty_prompts=empty_prompts)
+    sampler = TimestepSampler.from_config(t, family.name, config.model.path)
     sample_sets = cached[: t.sample_sets]
+    tracker = Tracker(accelerator, t.log_with, recipe_facts(config, plan))
 
     def save_lora(step: int) -> Path:
         emit("status", phase="saving", message="writing the LoRA")
-        tensors = export_state_dict(peft_state_dict(transformer), t.rank, alpha, family.name,
-                                    dtype=dtype if dtype != torch.float32 else None, fmt=lora_format)
         meta = export_metadata(family=family.name, base_model=config.model.path.resolve().name, rank=t.rank,
                                alpha=alpha, steps=step, learning_rate=t.learning_rate, resolution=t.resolution,
                                sets=len(cached), trigger=config.dataset.trigger.strip(), fmt=lora_format,
                                title=config.output.name, edit=plan.dataset.mode.value == "paired",
-                               model_dir=config.model.path)
-        return save_lora_file(config.output.lora_path, tensors, meta)
+                               model_dir=config.model.path, recipe=recipe_facts(config, plan))
+
+        def write(path: Path, weights: str) -> Path:
+            tensors = export_state_dict(peft_state_dict(transformer), t.rank, alpha, family.name,
+                                        dtype=dtype if dtype != torch.float32 else None, fmt=lora_format)
+            return save_lora_file(path, tensors, {**meta, "lorastudio.weights": weights} if ema else meta)
+
+        if ema is None:
+            return write(config.output.lora_path, "raw")
+        write(config.output.raw_lora_path, "raw")  # the last step's weights, beside the EMA LoRA
+        with ema.applied():
+            return write(config.output.lora_path, "ema")
 
     def save_checkpoint(step: int) -> None:
         emit("status", phase="saving", message=f"checkpoint at step {step}")
         with writing():  # the save and its event are one: an error reported meanwhile waits for both
             path = ckpt.save_checkpoint(run_dir, step, peft_state_dict(transformer), optimizer, scheduler,
-                                        checkpoint_info)
+                                        {**checkpoint_info, **(ema.info() if ema else {})},
+                                        extra={"ema": ema.tensors()} if ema else None)
             emit("checkpoint", step=step, path=str(path))
 
     def make_samples(step: int) -> None:
         emit("status", phase="sampling", message=f"previews at step {step}")
         transformer.eval()
-        for s in sample_sets:
-            images = [resize_to(load_image(p), size) for p, size in zip(s.input_paths, s.input_sizes)]
-            with torch.no_grad():
-                image = family.sample(transformer, images, s.caption, s.bucket, t.sample_steps, t.seed)
-            path = run_folder.sample_path(run_dir, step, s.name)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _save_png(image, path)
-            emit("sample", step=step, path=str(path), set=s.name, target=str(s.target_path))
+        with ema.applied() if ema else contextlib.nullcontext():  # previews show what the file will hold
+            for s in sample_sets:
+                images = [resize_to(load_image(p), size) for p, size in zip(s.input_paths, s.input_sizes)]
+                with torch.no_grad():
+                    image = family.sample(transformer, images, s.caption, s.bucket, t.sample_steps, t.seed)
+                path = run_folder.sample_path(run_dir, step, s.name)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _save_png(image, path)
+                tracker.image(s.name, image, step)
+                emit("sample", step=step, path=str(path), set=s.name, target=str(s.target_path))
         transformer.train()
 
     # 4. the loop.
@@ -231,9 +264,12 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
             break
         step += 1
 
-        # the batch and its noise: pure functions of (seed, step, rank)
-        x0, inputs, prompt = batches.get(order.batch(step, rank, world), accelerator.device)
-        noise, sigmas = noise_and_sigmas(tuple(x0.shape), t.seed, step, rank)
+        # the batch, its caption dropout and its noise: pure functions of (seed, step, rank)
+        indices = order.batch(step, rank, world)
+        dropped = dropped_captions(len(indices), config.dataset.caption_dropout, t.seed, step, rank)
+        x0, inputs, prompt = batches.get(indices, accelerator.device, dropped)
+        noise, sigmas = noise_and_sigmas(tuple(x0.shape), t.seed, step, rank, sampler,
+                                         image_seq_len(cached[indices[0]].bucket))
         noise = noise.to(accelerator.device, dtype)
         sigmas = sigmas.to(accelerator.device)
 
@@ -263,13 +299,17 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.step()
 
         # report progress (the rate leaves out the time spent on previews and checkpoints)
         losses.append(loss_value)
         elapsed = time.perf_counter() - t0 - paused
         rate = (step - start_step) / elapsed if elapsed > 0 else 0.0
-        emit("progress", step=step, total=t.steps, loss=loss_value, lr=scheduler.get_last_lr()[0],
+        lr = scheduler.get_last_lr()[0]
+        emit("progress", step=step, total=t.steps, loss=loss_value, lr=lr,
              rate=rate, eta=(t.steps - step) / rate if rate > 0 else None)
+        tracker.log({"loss": loss_value, "lr": lr}, step)
 
         # previews and checkpoints every so many steps (rank 0 only; the last step's come after the loop)
         p0 = time.perf_counter()
@@ -292,6 +332,7 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
             make_samples(step)
         if step > 0:  # stopped before step 1: nothing learned, so an earlier LoRA file stays as it was
             lora_path = save_lora(step)
+    tracker.end()
     if world > 1:
         accelerator.wait_for_everyone()
     emit("done", lora=str(lora_path) if lora_path else None, step=step, stopped=stopped)
