@@ -28,7 +28,8 @@ The pages and their pieces:
 - ``bulk_dialog``      trigger word / find-replace / fill-empty with a preview
 - ``training_page``    the Train tab: ``settings_form`` beside ``run_panel``
 - ``settings_form``    the settings' fields; ``form_mapping`` (fields ↔ Config, Qt-free),
-  ``learning_rate`` (advice), ``memory_presets`` ("Fit to my GPU"), ``estimate_cache``
+  ``learning_rate`` (advice), ``memory_presets`` ("Fit to my GPU"), ``estimate_cache``,
+  ``advanced_section`` (the collapsed training-recipe options)
 - ``run_panel``        Train/Stop/Resume, progress, loss chart, samples, log
 - ``help_texts``       tooltips, tips and the advice after a failed run
 - ``runner``           ``WorkerRunner``: a QThread owning the worker process, events → signals

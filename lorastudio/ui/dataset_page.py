@@ -11,8 +11,9 @@ from functools import partial
 from html import escape
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, Signal
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListView,
-                               QPushButton, QSlider, QSplitter, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QInputDialog, QLabel,
+                               QLineEdit, QListView, QMenu, QPushButton, QSlider, QSplitter, QTreeWidget,
+                               QTreeWidgetItem, QVBoxLayout, QWidget)
 
 from lorastudio.dataset.model import Dataset, Problem, Severity
 from lorastudio.ui import theme
@@ -206,6 +207,8 @@ class DatasetPage(QWidget):
     current_set_changed = Signal(str)
     #: The grid's thumbnail size changed (the zoom slider).
     thumb_size_changed = Signal(int)
+    #: The artist set how often a set is shown per epoch (name, count): ``dataset.repeats``.
+    repeats_requested = Signal(str, int)
 
     def __init__(self, loader: ThumbnailLoader, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -259,6 +262,10 @@ class DatasetPage(QWidget):
         self.delegate = SetDelegate(self.grid, loader)
         self.grid.setItemDelegate(self.delegate)
         self.grid.selectionModel().currentChanged.connect(self._current_changed)
+        self.grid.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.grid.customContextMenuRequested.connect(self._grid_menu)
+        #: A set's current repeats (the settings hold them; the workspace wires this).
+        self.repeats_of = lambda _name: 1
         self.vsplit.addWidget(self.grid)
         self.problems_panel = ProblemsPanel()
         self.problems_panel.set_requested.connect(self.select_set)
@@ -330,6 +337,22 @@ class DatasetPage(QWidget):
             idx, QItemSelectionModel.SelectionFlag.ClearAndSelect)
         self.grid.scrollTo(idx, QAbstractItemView.ScrollHint.EnsureVisible)
         return True
+
+    def _grid_menu(self, pos) -> None:
+        idx = self.grid.indexAt(pos)
+        name = idx.data(Qt.ItemDataRole.DisplayRole) if idx.isValid() else ""
+        if not name:
+            return
+        menu = QMenu(self)
+        menu.addAction(f"Repeats per epoch… (now ×{self.repeats_of(name)})", lambda: self.ask_repeats(name))
+        menu.popup(self.grid.viewport().mapToGlobal(pos))
+
+    def ask_repeats(self, name: str) -> None:
+        """Weight a rare case: the set is shown this many times per epoch (dataset.repeats)."""
+        count, ok = QInputDialog.getInt(self, "Repeats", f"How many times “{name}” is shown per epoch "
+                                        "(1 = once, like every other set):", self.repeats_of(name), 1, 100)
+        if ok:
+            self.repeats_requested.emit(name, count)
 
     def next_set(self) -> None:
         self._step(1)

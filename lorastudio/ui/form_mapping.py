@@ -7,13 +7,17 @@ is here, without Qt.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lorastudio import catalog
 from lorastudio.config import Config, ConfigError
 from lorastudio.project import validate, with_changes
 from lorastudio.ui.learning_rate import format_lr, parse_lr
+
+#: The ``train`` keys of the Advanced section (issue 15's recipe).
+RECIPE_TRAIN_KEYS = ("timesteps", "timestep_mean", "timestep_scale", "timestep_shift", "lr_schedule",
+                     "warmup_steps", "ema_decay", "log_with")
 
 
 @dataclass
@@ -37,6 +41,10 @@ class FormValues:
     output_dir: str
     output_name: str
     output_format: str
+    # -- recipe (issue 15): the Advanced section's keys (ui/advanced_section.py) ----------
+    #: ``train`` keys (advanced_section.TRAIN_KEYS) plus ``caption_dropout`` (a ``dataset``
+    #: key); empty = leave the base config's values.
+    recipe: dict = field(default_factory=dict)
 
     def memory_values(self) -> dict:
         """The memory savers as ``train`` keys."""
@@ -53,7 +61,25 @@ def values_from_config(config: Config) -> FormValues:
         checkpoint_every=t.checkpoint_every, gradient_checkpointing=t.gradient_checkpointing,
         quantization=t.quantization, cpu_offload=t.cpu_offload, adam8=t.optimizer == "adamw8bit",
         trigger=config.dataset.trigger, default_caption=config.dataset.default_caption,
-        output_dir=str(config.output.dir), output_name=config.output.name, output_format=config.output.format)
+        output_dir=str(config.output.dir), output_name=config.output.name, output_format=config.output.format,
+        recipe=recipe_values(config))
+
+
+def recipe_values(config: Config) -> dict:
+    """The Advanced section's values from a config."""
+    values = {key: getattr(config.train, key) for key in RECIPE_TRAIN_KEYS}
+    return {**values, "caption_dropout": config.dataset.caption_dropout}
+
+
+def _recipe_changes(recipe: dict) -> tuple[dict, dict]:
+    """(train changes, dataset changes) of the Advanced section's values. The fixed shift
+    applies to the resolution-shift sampler only: with another sampler it is reset to 0
+    rather than kept as an error the artist cannot see in the collapsed section."""
+    train = {k: v for k, v in recipe.items() if k in RECIPE_TRAIN_KEYS}
+    if train and train.get("timesteps") != "shift":
+        train["timestep_shift"] = 0.0
+    dataset = {"caption_dropout": recipe["caption_dropout"]} if "caption_dropout" in recipe else {}
+    return train, dataset
 
 
 def config_from_values(values: FormValues, base: Config) -> Config:
@@ -65,13 +91,15 @@ def config_from_values(values: FormValues, base: Config) -> Config:
     resolution = whole_number(values.resolution, "train.resolution")
     if not values.output_dir:
         raise ConfigError("output.dir: choose an output folder")
+    recipe_train, recipe_dataset = _recipe_changes(values.recipe)
     config = with_changes(
         base,
         model={"path": Path(values.model) if values.model else Path("")},
-        dataset={"trigger": values.trigger.strip(), "default_caption": values.default_caption.strip()},
+        dataset={"trigger": values.trigger.strip(), "default_caption": values.default_caption.strip(),
+                 **recipe_dataset},
         train={"steps": values.steps, "learning_rate": lr, "rank": rank, "resolution": resolution,
                "seed": values.seed, "sample_every": values.sample_every,
-               "checkpoint_every": values.checkpoint_every, **values.memory_values()},
+               "checkpoint_every": values.checkpoint_every, **values.memory_values(), **recipe_train},
         output={"dir": Path(values.output_dir).expanduser(), "name": values.output_name.strip(),
                 "format": values.output_format or catalog.AUTO_FORMAT},
     )

@@ -1,4 +1,4 @@
-"""The Train tab's settings: base model, training, GPU memory, captions, output.
+"""The Train tab's settings: base model, training, GPU memory, captions, output, advanced.
 
 The widget builds the fields and keeps the derived lines under them up to date (the
 model's family, learning-rate advice, the estimate, the output file, the first error);
@@ -18,7 +18,9 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, Q
 from lorastudio import catalog
 from lorastudio.config import MEMORY_PRESETS, QUANTIZATION, Config, ConfigError
 from lorastudio.model_folder import ModelFolderInfo, detect_model_folder
+from lorastudio.project import with_changes
 from lorastudio.ui import theme
+from lorastudio.ui.advanced_section import AdvancedSection
 from lorastudio.ui.estimate_cache import ModelFactsCache, estimate_html
 from lorastudio.ui.form_mapping import FormValues, config_from_values, values_from_config, whole_number_or
 from lorastudio.ui.help_texts import (ADAM8_TIP, CHECKPOINTING_TIP, CKPT_TIP, DEFAULT_TIP, FORMAT_TIP, LR_TIP, NAME_TIP,
@@ -222,6 +224,11 @@ class SettingsForm(QWidget):
         form.addRow("", self.output_file)
         layout.addWidget(box)
 
+        # Advanced: the training recipe (collapsed; ui/advanced_section.py).
+        self.advanced = AdvancedSection()
+        self.advanced.changed.connect(self._changed)
+        layout.addWidget(self.advanced)
+
         self.error = QLabel("")
         theme.set_role(self.error, "error")
         self.error.setWordWrap(True)
@@ -273,7 +280,7 @@ class SettingsForm(QWidget):
             quantization=self.quantization.currentData() or "none", cpu_offload=self.offload.isChecked(),
             adam8=self.adam8.isChecked(), trigger=self.trigger.text(), default_caption=self.default_caption.text(),
             output_dir=self.output_dir.text(), output_name=self.output_name.text(),
-            output_format=self.output_format.currentData() or catalog.AUTO_FORMAT)
+            output_format=self.output_format.currentData() or catalog.AUTO_FORMAT, recipe=self.advanced.values())
 
     def set_values(self, v: FormValues) -> None:
         self.model.set_text(v.model)
@@ -290,6 +297,8 @@ class SettingsForm(QWidget):
         self.output_dir.set_text(v.output_dir)
         self.output_name.setText(v.output_name)
         self.output_format.setCurrentIndex(max(0, self.output_format.findData(v.output_format)))
+        if v.recipe:
+            self.advanced.set_values(v.recipe)
 
     def _set_savers(self, savers: dict) -> None:
         """The memory saver fields from ``train`` keys."""
@@ -297,6 +306,19 @@ class SettingsForm(QWidget):
         self.quantization.setCurrentIndex(max(0, self.quantization.findData(savers["quantization"])))
         self.offload.setChecked(savers["cpu_offload"])
         self.adam8.setChecked(savers["optimizer"] == "adamw8bit")
+
+    def repeats(self) -> dict[str, int]:
+        """``dataset.repeats``: set from the dataset grid's context menu, kept in the base config."""
+        return dict(self._base.dataset.repeats) if self._base else {}
+
+    def set_repeat(self, name: str, count: int) -> None:
+        if self._base is None:
+            return
+        repeats = {**self._base.dataset.repeats, name: count}
+        if count <= 1:
+            repeats.pop(name)
+        self._base = with_changes(self._base, dataset={"repeats": repeats})
+        self._changed()
 
     def set_project_path(self, path: Path | None) -> None:
         self.project_label.setText(f"Project file: {path}" if path else

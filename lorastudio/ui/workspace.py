@@ -26,6 +26,9 @@ class Workspace(QWidget):
         self.compare_page = ComparePage(loader)
         for page, (label, _icon) in zip((self.dataset_page, self.training_page, self.compare_page), TABS):
             self.tabs.addTab(page, label)
+        # the grid's "Repeats per epoch…" edits dataset.repeats in the settings
+        self.dataset_page.repeats_of = lambda name: self.training_page.form.repeats().get(name, 1)
+        self.dataset_page.repeats_requested.connect(self.training_page.form.set_repeat)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
