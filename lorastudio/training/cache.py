@@ -214,7 +214,10 @@ class TrainingCache:
             if key not in done:
                 file = self.root / "prompts" / f"{key}.safetensors"
                 tensors = load_tensors(file)
-                if tensors is None:
+                if tensors is not None:
+                    self.stats.prompt_hits += 1
+                else:
+                    self.stats.prompt_misses += 1
                     self._ensure_encoders()
                     images = [resize_to(load_image(p), size) for p, size in zip(s.input_paths, s.input_sizes)]
                     with torch.no_grad():

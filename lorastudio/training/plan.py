@@ -182,7 +182,7 @@ def describe_recipe(plan: Plan, bucket: tuple[int, int]) -> list[str]:
     sampler = TimestepSampler.from_config(t, plan.family_cls.name, c.model.path)
     warmup = f" after {t.warmup_steps} warmup steps" if t.warmup_steps else ""
     lines = [f"timesteps:  {sampler.describe(bucket)}",
-             f"lr schedule: {t.lr_schedule}{warmup}",
+             f"schedule:   {t.lr_schedule} learning rate{warmup}",
              "ema:        " + (f"decay {t.ema_decay:g} (the LoRA holds the average; raw weights: "
                                f"{c.output.raw_lora_path.name})" if t.ema_decay else "off")]
     if d.caption_dropout:

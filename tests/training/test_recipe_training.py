@@ -121,7 +121,7 @@ def test_defaults_train_todays_lora_and_every_option_resumes_bit_exactly(demo_pr
     assert any(not torch.equal(dropped[k], captioned[k]) for k in dropped)
     # the plan says all of it before a model loads; the edit dataset's dropout is warned about
     text = "\n".join(describe_plan(make_plan(config)))
-    for fact in ("shift (scale 1.2, μ from the resolution", "cosine after 1 warmup steps", "decay 0.9",
+    for fact in ("shift (scale 1.2, μ from the resolution", "cosine learning rate after 1 warmup steps", "decay 0.9",
                  "probability 0.5", f"{first} ×3", "SimpleTuner advises 0 for edit models"):
         assert fact in text, fact
 
@@ -131,3 +131,23 @@ def test_recipe_errors_that_need_the_dataset_come_before_any_model_loads(demo_pr
     with pytest.raises(TrainingError) as info:
         make_plan(cfg)
     assert info.value.kind == "config" and info.value.message.startswith("dataset.repeats: no set named 'no_such_set'")
+
+
+def test_qwen_edit_plus_encodes_the_empty_caption_once_per_set(demo_project, tiny_qwen_edit_plus_dir, tmp_path):
+    """Qwen-Image-Edit-Plus's prompt encoding sees the input images, so the empty caption is
+    encoded with each set's inputs (and the encodings differ), where Kontext's is shared."""
+    from lorastudio.dataset import scan_dataset
+    from lorastudio.training.cache import TrainingCache
+    from lorastudio.training.families import detect_family
+
+    family_cls = detect_family(tiny_qwen_edit_plus_dir, "")
+    assert family_cls.prompt_depends_on_inputs
+    family = family_cls(tiny_qwen_edit_plus_dir, torch.device("cpu"), torch.float32)
+    sets = scan_dataset(demo_project.parent / "dataset").trainable_sets()[:2]
+    cached = TrainingCache(tmp_path / "cache", family, 32).build(sets, empty_captions=True)
+    a, b = (s.empty_prompt for s in cached)
+    assert a is not b and any(not torch.equal(a[k], b[k]) for k in a if a[k].shape == b[k].shape)
+    again = TrainingCache(tmp_path / "cache", family, 32)
+    rebuilt = again.build(sets, empty_captions=True)  # from the disk cache, no encoder
+    assert again.stats.prompt_misses == again.stats.latent_misses == 0
+    assert all(torch.equal(rebuilt[0].empty_prompt[k], a[k]) for k in a)
