@@ -7,6 +7,7 @@ All runs share one output folder, so the latents and prompts are encoded once.""
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,12 +15,12 @@ import tomli_w
 import torch
 
 from lorastudio.config import load_config
+from lorastudio.training import checkpoint as ckpt
 from lorastudio.training.batches import collate
 from lorastudio.training.cache import prompt_key
 from lorastudio.training.events import NullSink
 from lorastudio.training.lora import export_state_dict, peft_state_dict, read_lora_file
 from lorastudio.training.plan import TrainingError, describe_plan, make_plan
-from lorastudio.training.stop import StopSignal
 from lorastudio.training.trainer import train
 
 from trainer_helpers import make_config
@@ -43,16 +44,6 @@ def _config(demo_project, out: Path, dataset: dict | None = None, **train_keys) 
     return path
 
 
-class StopAt(NullSink):
-    def __init__(self, stop: StopSignal, at: int) -> None:
-        super().__init__()
-        self.stop, self.at = stop, at
-
-    def _write(self, ev):
-        if ev["event"] == "progress" and ev["step"] >= self.at:
-            self.stop.request("test")
-
-
 def _lora(path: Path) -> dict[str, torch.Tensor]:
     return read_lora_file(path)[0]
 
@@ -72,7 +63,7 @@ def test_defaults_train_todays_lora_and_every_option_resumes_bit_exactly(demo_pr
     assert _equal(plain_lora, _lora(explicit.lora))
     assert not explicit_cfg.output.raw_lora_path.exists()
 
-    # 2. every option on: an uninterrupted run, then a run stopped at step 3 and resumed
+    # 2. every option on: an uninterrupted run, then the same run killed in step 3 and resumed
     first = make_plan(explicit_cfg).sets[0].name
     recipe = dict(steps=5, checkpoint_every=2, sample_sets=0, learning_rate=5e-3, warmup_steps=1,
                   timesteps="shift", timestep_scale=1.2, lr_schedule="cosine", ema_decay=0.9)
@@ -82,12 +73,15 @@ def test_defaults_train_todays_lora_and_every_option_resumes_bit_exactly(demo_pr
     full = train(load_config(cfg), sink, keep_model=True)
     full_lora, full_raw = _lora(full.lora), _lora(load_config(cfg).output.raw_lora_path)
 
-    stop = StopSignal()
-    stopped = train(load_config(cfg), StopAt(stop, 3), stop=stop)
-    assert stopped.stopped and stopped.step == 3
+    # killed during step 3: all that survives is the checkpoint at step 2 (the LoRA, the
+    # optimizer, the LR schedule's counter and the EMA); resuming redoes steps 3-5
+    run_dir = load_config(cfg).output.run_dir
+    for cp in ckpt.list_checkpoints(run_dir):
+        if cp.step > 2:
+            shutil.rmtree(cp.path)
     resumed_sink = NullSink()
     resumed = train(load_config(cfg), resumed_sink, resume=True)
-    assert resumed_sink.history[0]["resumed_from"] == 3
+    assert resumed_sink.history[0]["resumed_from"] == 2
     assert _equal(full_lora, _lora(resumed.lora))
     assert _equal(full_raw, _lora(load_config(cfg).output.raw_lora_path))
 
