@@ -84,3 +84,16 @@ def test_the_grid_context_menu_asks_and_sends_the_repeats(qtbot, monkeypatch):
     with qtbot.waitSignal(page.repeats_requested) as signal:
         page.ask_repeats("set_a")
     assert signal.args == ["set_a", 4] and asked == [(2, 1)]
+
+
+def test_the_workspace_wires_the_grid_menu_to_the_settings(qtbot, tmp_path):
+    from lorastudio.ui.thumbnails import ThumbnailLoader
+    from lorastudio.ui.workspace import Workspace
+
+    workspace = Workspace(ThumbnailLoader())
+    qtbot.addWidget(workspace)
+    form = _form(qtbot, tmp_path)
+    workspace.training_page.form.load(form.config(), None)
+    workspace.dataset_page.repeats_requested.emit("set_a", 3)
+    assert workspace.training_page.form.config().dataset.repeats == {"set_a": 3}
+    assert workspace.dataset_page.repeats_of("set_a") == 3 and workspace.dataset_page.repeats_of("b") == 1
