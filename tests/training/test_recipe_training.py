@@ -145,3 +145,25 @@ def test_qwen_edit_plus_encodes_the_empty_caption_once_per_set(demo_project, tin
     rebuilt = again.build(sets, empty_captions=True)  # from the disk cache, no encoder
     assert again.stats.prompt_misses == again.stats.latent_misses == 0
     assert all(torch.equal(rebuilt[0].empty_prompt[k], a[k]) for k in a)
+
+
+def test_previews_are_drawn_with_the_ema_weights(demo_project, tmp_path, monkeypatch):
+    """With EMA on, the preview shows what the LoRA file will hold (the average), and the
+    model trains on with its raw weights afterwards."""
+    config = load_config(_config(demo_project, tmp_path, steps=2, sample_sets=1, learning_rate=5e-3, ema_decay=0.5))
+    family_cls = make_plan(config).family_cls
+    seen = []
+    original = family_cls.sample
+
+    def observed(self, transformer, *args, **kwargs):
+        seen.append({k: v.clone() for k, v in peft_state_dict(transformer).items()})
+        return original(self, transformer, *args, **kwargs)
+
+    monkeypatch.setattr(family_cls, "sample", observed)
+    result = train(config, NullSink(), keep_model=True)
+    rank = config.train.rank
+    assert len(seen) == 1
+    assert _equal(export_state_dict(seen[0], rank, float(rank), "kontext"), _lora(result.lora))
+    assert _equal(export_state_dict(peft_state_dict(result.transformer), rank, float(rank), "kontext"),
+                  _lora(config.output.raw_lora_path))
+    assert not _equal(_lora(result.lora), _lora(config.output.raw_lora_path))
