@@ -8,6 +8,7 @@
       samples/step_000020_SET.png   previews
       checkpoints/step_000020/      one complete checkpoint; manifest.json is written last
       checkpoints.previous/         the checkpoints of the run before a fresh start
+      logs/                         train.log_with's tracker files (tensorboard --logdir)
 
 The worker writes it (``training/checkpoint.py``, the trainer); the GUI reads it (is there
 a checkpoint Resume can continue from? where is the log?). Both ask this module, so they
@@ -28,6 +29,8 @@ PREVIOUS_CHECKPOINTS = "checkpoints.previous"
 MANIFEST = "manifest.json"
 SAMPLES = "samples"
 CACHE = "cache"
+#: ``train.log_with``'s tracker writes here (accelerate's ``project_dir``).
+LOGS = "logs"
 
 
 @dataclass
@@ -57,6 +60,10 @@ def checkpoint_path(run_dir: Path, step: int) -> Path:
 def sample_path(run_dir: Path, step: int, set_name: str) -> Path:
     """The preview of set ``set_name`` at ``step``."""
     return Path(run_dir) / SAMPLES / f"{step_name(step)}_{set_name}.png"
+
+
+def logs_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / LOGS
 
 
 def cache_dir(run_dir: Path) -> Path:

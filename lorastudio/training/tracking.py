@@ -8,15 +8,12 @@ lorastudio[tensorboard]``); :func:`check_available` says so before any model loa
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
+
+from lorastudio.run_folder import logs_dir  # noqa: F401  (the tracker's folder, stated once there)
 
 #: The tracker's project name: the subfolder of ``run_dir/logs`` it writes to.
 PROJECT = "lorastudio"
-
-
-def logs_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "logs"
 
 
 def check_available(log_with: str) -> str | None:
