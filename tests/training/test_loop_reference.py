@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lorastudio import catalog
 from lorastudio.config import load_config
 from lorastudio.training.batches import BatchOrder, noise_and_sigmas
 from lorastudio.training.cache import TrainingCache
@@ -79,6 +80,6 @@ def test_trainer_lora_is_bit_identical_to_the_plain_loop(demo_project, tmp_path,
     # and the file on disk holds exactly those weights, in the exported layout
     written, _ = read_lora_file(result.lora)
     exported = export_state_dict(expected, config.train.rank, config.train.alpha or float(config.train.rank),
-                                 result.family.name, dtype=None, fmt=config.output.format)
+                                 result.family.name, dtype=None, fmt=catalog.resolve_format(config.output.format, result.family.name))
     assert written.keys() == exported.keys()
     assert all(torch.equal(written[k], exported[k]) for k in exported)
