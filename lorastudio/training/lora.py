@@ -44,12 +44,34 @@ KEY_PREFIX: dict[str, str] = {record.id: DIFFUSERS_PREFIX[record.key_layout] for
 ADAPTER = "default"
 
 
-def add_lora(transformer: torch.nn.Module, rank: int, alpha: float, target_modules: Iterable[str]) -> list[torch.nn.Parameter]:
-    """Inject peft LoRA layers (in place) and return the trainable LoRA parameters (float32)."""
-    from peft import LoraConfig, inject_adapter_in_model
+def adapter_config(adapter: str, rank: int, alpha: float, targets: list[str], lokr_factor: int = -1):
+    """peft's config for ``train.adapter`` (``lora``, ``dora``, ``lokr``): no hand-written layers.
 
-    config = LoraConfig(r=rank, lora_alpha=alpha or rank, lora_dropout=0.0, init_lora_weights=True,
-                        target_modules=linear_targets(transformer, target_modules) or list(target_modules))
+    All three scale their delta by ``alpha / rank``; DoRA adds peft's per-output-row
+    magnitude (``lora_magnitude_vector``), LoKr factors the delta as ``kron(w1, w2)`` with
+    ``w2`` low-rank where the rank is small enough (LyCORIS' layout, same key names)."""
+    from peft import LoKrConfig, LoraConfig
+
+    if adapter == "lokr":
+        return LoKrConfig(r=rank, alpha=alpha or rank, decompose_factor=lokr_factor, target_modules=targets)
+    if adapter in ("lora", "dora"):
+        return LoraConfig(r=rank, lora_alpha=alpha or rank, lora_dropout=0.0, init_lora_weights=True,
+                          target_modules=targets, use_dora=adapter == "dora")
+    raise ValueError(f"unknown adapter {adapter!r}")
+
+
+def is_adapter_parameter(name: str) -> bool:
+    """Whether a parameter name belongs to a peft adapter (LoRA/DoRA ``lora_*``, LoKr ``lokr_*``)."""
+    return "lora_" in name or "lokr_" in name
+
+
+def add_lora(transformer: torch.nn.Module, rank: int, alpha: float, target_modules: Iterable[str],
+             adapter: str = "lora", lokr_factor: int = -1) -> list[torch.nn.Parameter]:
+    """Inject peft adapter layers (in place) and return the trainable parameters (float32)."""
+    from peft import inject_adapter_in_model
+
+    config = adapter_config(adapter, rank, alpha, linear_targets(transformer, target_modules) or list(target_modules),
+                            lokr_factor)
     for p in transformer.parameters():
         p.requires_grad_(False)
     if hasattr(transformer, "add_adapter"):  # diffusers ModelMixin: registers peft_config too
@@ -57,7 +79,7 @@ def add_lora(transformer: torch.nn.Module, rank: int, alpha: float, target_modul
     else:  # plain torch modules (unit tests)
         inject_adapter_in_model(config, transformer, adapter_name=ADAPTER)
         transformer.peft_config = {ADAPTER: config}
-    params = [p for n, p in transformer.named_parameters() if "lora_" in n]
+    params = [p for n, p in transformer.named_parameters() if is_adapter_parameter(n)]
     for p in params:
         p.requires_grad_(True)
         if p.dtype != torch.float32:
@@ -98,9 +120,16 @@ def load_peft_state_dict(transformer: torch.nn.Module, state: dict[str, torch.Te
 
 
 def export_state_dict(peft_state: dict[str, torch.Tensor], rank: int, alpha: float, family: str,
-                      dtype: torch.dtype | None = None, fmt: str = "diffusers") -> dict[str, torch.Tensor]:
+                      dtype: torch.dtype | None = None, fmt: str = "diffusers", adapter: str = "lora",
+                      transformer: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
     """The exported tensors in ``fmt`` (``diffusers``: prefixed lora_A/lora_B weights plus one
-    ``.alpha`` per module; ``comfyui``: kohya/BFL names) — see ``formats``."""
+    ``.alpha`` per module; ``comfyui``: kohya/BFL names) — see ``formats``; DoRA and LoKr
+    files: see ``adapter_files`` (a ComfyUI DoRA needs the base weights, from ``transformer``)."""
+    if adapter != "lora":
+        from lorastudio.training.adapter_files import export_adapter_tensors
+
+        return export_adapter_tensors(peft_state, rank, alpha, family, fmt=fmt, dtype=dtype, adapter=adapter,
+                                      transformer=transformer)
     from lorastudio.training.formats import export_tensors
 
     return export_tensors(peft_state, rank, alpha, family, fmt=fmt, dtype=dtype)
@@ -109,7 +138,8 @@ def export_state_dict(peft_state: dict[str, torch.Tensor], rank: int, alpha: flo
 def export_metadata(*, family: str, base_model: str, rank: int, alpha: float, steps: int, learning_rate: float,
                     resolution: int, sets: int, trigger: str, fmt: str = "diffusers", title: str = "",
                     edit: bool = True, model_dir: Path | None = None,
-                    recipe: dict[str, str] | None = None) -> dict[str, str]:
+                    recipe: dict[str, str] | None = None, adapter: str = "lora",
+                    lokr_factor: int = -1) -> dict[str, str]:
     """Our ``lorastudio.*`` facts plus the common ``modelspec.*`` fields (``modelspec``)."""
     from lorastudio import __version__
     from lorastudio.training.modelspec import modelspec_metadata
@@ -125,8 +155,11 @@ def export_metadata(*, family: str, base_model: str, rank: int, alpha: float, st
         "lorastudio.sets": str(sets),
         "lorastudio.version": __version__,
         "lorastudio.format": fmt,
+        "lorastudio.adapter": adapter,
         "format": "pt",
     }
+    if adapter == "lokr":
+        meta["lorastudio.lokr_factor"] = str(lokr_factor)
     if trigger:
         meta["lorastudio.trigger"] = trigger
     meta.update({f"lorastudio.{k}": v for k, v in (recipe or {}).items()})  # timesteps, lr_schedule, …

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from lorastudio import catalog
-from lorastudio.config import Config, ConfigError
+from lorastudio.config import Config, ConfigError, check_adapter_format
 from lorastudio.dataset import Dataset, ImageSet, Severity, scan_dataset
 
 
@@ -47,6 +47,8 @@ def make_plan(config: Config) -> Plan:
         family_cls = detect_family(config.model.path, config.model.family)
     except ModelFolderError as exc:
         raise TrainingError("config", f"model.path: {exc}") from None
+    check_adapter_format(config.train.adapter, catalog.resolve_format(config.output.format, family_cls.name),
+                         family_cls.name)  # ConfigError → "config"
     dataset = scan_dataset(config.dataset.path)
     global_errors = [p for p in dataset.problems if p.severity is Severity.ERROR and p.set_name is None]
     if global_errors:
@@ -156,6 +158,7 @@ def describe_plan(plan: Plan) -> list[str]:
              + (f", {len(plan.skipped)} skipped for errors" if plan.skipped else "") + ")",
              f"steps:      {c.train.steps} (batch {c.train.batch_size}, learning rate {c.train.learning_rate:g}, "
              f"rank {c.train.rank}, alpha {c.train.alpha or c.train.rank:g})",
+             f"adapter:    {describe_adapter(c.train.adapter, c.train.lokr_factor)}",
              f"resolution: {c.train.resolution} (area {c.train.resolution}² per target)",
              f"output:     {c.output.lora_path} ({catalog.describe_format(c.output.format, fam.name)})",
              f"run folder: {c.output.run_dir}"]
@@ -194,6 +197,16 @@ def describe_recipe(plan: Plan, bucket: tuple[int, int]) -> list[str]:
 
         lines.append(f"logging:    {t.log_with} in {logs_dir(c.output.run_dir)}")
     return lines + [f"warning:    {w}" for w in plan.warnings]
+
+
+def describe_adapter(adapter: str, lokr_factor: int) -> str:
+    """One line on the adapter type (``train.adapter``) for the dry-run plan."""
+    if adapter == "dora":
+        return "dora (LoRA plus a trained magnitude per output row: peft LoraConfig(use_dora=True))"
+    if adapter == "lokr":
+        factor = "automatic" if lokr_factor == -1 else str(lokr_factor)
+        return f"lokr (Kronecker product, factor {factor}: peft LoKrConfig)"
+    return "lora (peft LoraConfig)"
 
 
 def describe_estimate(plan: Plan) -> list[str]:

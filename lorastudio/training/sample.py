@@ -9,7 +9,9 @@ with its ``.alpha`` tensors honoured; ``--scale`` is the strength on top of that
 ``comfyui``-format files (header ``lorastudio.format``) are renamed back to diffusers names
 with ``formats``' mapping first, so every file LoRA Studio writes loads here in full. A file
 the loader cannot take ends in one line naming the file, its format and what to do (exit
-code 2), never a traceback. Without ``--lora`` the base model alone is sampled. The image comes from ``family.sample``, the
+code 2), never a traceback. DoRA and
+LoKr files this app wrote (header ``lorastudio.adapter``) load through peft directly
+(:func:`load_adapter_with_peft`) where diffusers cannot take them. Without ``--lora`` the base model alone is sampled. The image comes from ``family.sample``, the
 same code that makes training previews, and is written atomically as a PNG.
 """
 
@@ -108,6 +110,48 @@ def _diffusers_load(transformer: torch.nn.Module, pipe_cls, lora_path: Path, ada
     pipe_cls.load_lora_into_transformer(state_dict, **kwargs)
 
 
+def file_adapter(lora_path: Path) -> str:
+    """``lora``, ``dora`` or ``lokr``: what the file's ``lorastudio.adapter`` header says (others: lora)."""
+    from safetensors import safe_open
+
+    with safe_open(str(lora_path), framework="pt") as f:
+        return (f.metadata() or {}).get("lorastudio.adapter", "lora")
+
+
+def load_adapter_with_peft(transformer: torch.nn.Module, family: str, target_modules, lora_path: Path,
+                           scale: float = 1.0) -> None:
+    """Put a DoRA/LoKr file this app wrote on ``transformer`` with peft (see ``adapter_files``)."""
+    from peft import inject_adapter_in_model, set_peft_model_state_dict
+
+    from lorastudio.training.adapter_files import peft_state_from_file
+    from lorastudio.training.lora import adapter_config, linear_targets, read_lora_file
+
+    tensors, meta = read_lora_file(lora_path)
+    try:
+        adapter, fmt, rank = meta["lorastudio.adapter"], meta["lorastudio.format"], int(meta["lorastudio.rank"])
+        lokr_factor = int(meta.get("lorastudio.lokr_factor", "-1"))
+    except (KeyError, ValueError):
+        raise ValueError(f"{lora_path}: the LoRA Studio header (lorastudio.adapter/format/rank) is missing or "
+                         "damaged; train or export the file again") from None
+    if meta.get("lorastudio.family") and meta["lorastudio.family"] != family:
+        raise ValueError(f"{lora_path}: a {meta['lorastudio.family']} {adapter} does not fit this {family} model")
+    targets = linear_targets(transformer, target_modules)
+    state = peft_state_from_file(tensors, transformer, family, fmt, adapter, rank, targets)
+    modules = sorted({k.rsplit(".", 2 if k.endswith(".weight") else 1)[0] for k in state})
+    missing = [m for m in modules if m not in set(targets)]
+    if not modules or missing:
+        raise ValueError(f"{lora_path}: its layers do not match this model's transformer "
+                         f"({(missing or ['no layers'])[0]}); is it for another model?")
+    inject_adapter_in_model(adapter_config(adapter, rank, rank, modules, lokr_factor), transformer,
+                            adapter_name=ADAPTER)
+    result = set_peft_model_state_dict(transformer, state, adapter_name=ADAPTER)
+    if getattr(result, "unexpected_keys", None):
+        raise ValueError(f"{lora_path}: keys that fit no layer: {result.unexpected_keys[:3]}")
+    for layer in transformer.modules():
+        if hasattr(layer, "set_scale") and ADAPTER in getattr(layer, "scaling", {}):
+            layer.set_scale(ADAPTER, scale)
+
+
 def _size(args, images) -> tuple[int, int]:
     from lorastudio.training.buckets import bucket_size
 
@@ -164,7 +208,9 @@ def sample_command(args) -> int:
         inputs = [resize_to(im, tuple(family.input_size(im.size, size, res))) for im in images]
     try:
         transformer = family.load_transformer()
-        if args.lora:
+        if args.lora and file_adapter(Path(args.lora)) != "lora":
+            load_adapter_with_peft(transformer, family.name, family.lora_target_modules, Path(args.lora), args.scale)
+        elif args.lora:
             load_lora_into(transformer, family.pipeline_class(), Path(args.lora), args.scale,
                            family=family_cls.name, family_title=family_cls.display_name)
         transformer.eval()

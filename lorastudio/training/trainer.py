@@ -127,10 +127,11 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
     if format_warning:
         notes.append(format_warning)
     checkpoint_info = {"total": t.steps, "family": family.name, "rank": t.rank, "alpha": t.alpha or float(t.rank),
-                       "seed": t.seed, "version": __version__, "optimizer": t.optimizer, "ema_decay": t.ema_decay}
+                       "seed": t.seed, "version": __version__, "optimizer": t.optimizer, "ema_decay": t.ema_decay,
+                       "adapter": t.adapter, "lokr_factor": t.lokr_factor}
     if resume_from is not None:
         # optimizer: its saved state's layout; ema_decay: whether the EMA weights are there
-        for key in ("family", "rank", "alpha", "optimizer", "ema_decay"):
+        for key in ("family", "rank", "alpha", "optimizer", "ema_decay", "adapter", "lokr_factor"):
             saved = resume_from.manifest.get(key)
             if saved is not None and saved != checkpoint_info[key]:
                 where = "model.path" if key == "family" else f"train.{key}"
@@ -176,7 +177,7 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
     transformer = memory.load_transformer(family, t)  # quantized blocks when train.quantization
     torch.manual_seed(t.seed)  # LoRA init does not depend on what loading consumed
     alpha = t.alpha or float(t.rank)
-    params = add_lora(transformer, t.rank, alpha, family.lora_target_modules)
+    params = add_lora(transformer, t.rank, alpha, family.lora_target_modules, t.adapter, t.lokr_factor)
     memory.place_transformer(transformer, accelerator.device, t)  # + checkpointing, block offload
     transformer.train()
     optimizer = make_optimizer(params, t, lambda message: emit("status", phase="loading", message=message))
@@ -206,12 +207,14 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
         meta = export_metadata(family=family.name, base_model=config.model.path.resolve().name, rank=t.rank,
                                alpha=alpha, steps=step, learning_rate=t.learning_rate, resolution=t.resolution,
                                sets=len(cached), trigger=config.dataset.trigger.strip(), fmt=lora_format,
+                               adapter=t.adapter, lokr_factor=t.lokr_factor,
                                title=config.output.name, edit=plan.dataset.mode.value == "paired",
                                model_dir=config.model.path, recipe=recipe_facts(config, plan))
 
         def write(path: Path, weights: str) -> Path:
             tensors = export_state_dict(peft_state_dict(transformer), t.rank, alpha, family.name,
-                                        dtype=dtype if dtype != torch.float32 else None, fmt=lora_format)
+                                        dtype=dtype if dtype != torch.float32 else None, fmt=lora_format,
+                                        adapter=t.adapter, transformer=transformer)
             return save_lora_file(path, tensors, {**meta, "lorastudio.weights": weights} if ema else meta)
 
         if ema is None:
