@@ -6,8 +6,12 @@ layout. This module does the same for the other two adapters, per ``output.forma
 DoRA (``LoraConfig(use_dora=True)``: ``W' = m ⊙ (W + s·BA) / ‖W + s·BA‖``, norms per output
 row, ``s = alpha / rank``):
 
-* ``diffusers``: the LoRA file of ``formats`` plus peft's own ``<module>.lora_magnitude_vector``
-  per module (the key diffusers' peft loader recognises as DoRA).
+* ``diffusers``: peft's keys with diffusers' ``transformer.`` prefix for every family
+  (``transformer.<module>.lora_A.weight``, ``.lora_B.weight`` with ``s`` folded in, and
+  ``.lora_magnitude_vector``, the key diffusers' peft loader recognises as DoRA) and no
+  ``.alpha``: with ``.alpha`` tensors diffusers' Qwen loader takes the file for a kohya one
+  and stops at the magnitude keys. ``load_lora_weights`` loads it for FLUX.1, FLUX.2 and
+  Qwen (tested). ComfyUI ignores ``lora_magnitude_vector``: for ComfyUI use ``comfyui``.
 * ``comfyui``: the LoRA file of ``formats`` (kohya/BFL names, q/k/v fused where ComfyUI
   fuses them) plus ``<name>.dora_scale`` of shape (out, 1). ComfyUI's
   ``comfy/weight_adapter/base.py:weight_decompose`` with a scale on the output axis divides
@@ -97,10 +101,12 @@ def export_adapter_tensors(peft_state: dict[str, torch.Tensor], rank: int, alpha
         magnitudes = _by_module(peft_state, ("lora_magnitude_vector",))
         lora_state = {k: v for k, v in peft_state.items() if not k.endswith(".lora_magnitude_vector")}
         if fmt == "diffusers":
-            out = diffusers_tensors(lora_state, rank, alpha, family, dtype)
-            prefix = DIFFUSERS_PREFIX[arch]
-            for module, parts in sorted(magnitudes.items()):
-                out[f"{prefix}{module}.lora_magnitude_vector"] = _cast(parts["lora_magnitude_vector"], dtype)
+            out = {}
+            for module, parts in sorted(_by_module(lora_state, ("lora_A.weight", "lora_B.weight")).items()):
+                out[f"transformer.{module}.lora_A.weight"] = _cast(parts["lora_A.weight"], dtype)
+                out[f"transformer.{module}.lora_B.weight"] = _cast(parts["lora_B.weight"] * scale, dtype)
+                out[f"transformer.{module}.lora_magnitude_vector"] = _cast(
+                    magnitudes[module]["lora_magnitude_vector"], dtype)
             return out
         if fmt != "comfyui":
             raise FormatError(f"unknown LoRA format {fmt!r}")
@@ -146,7 +152,7 @@ def peft_state_from_file(tensors: dict[str, torch.Tensor], transformer: torch.nn
     ``targets`` are the transformer's adapted Linear module names (diffusers names)."""
     arch = architecture(family)
     if fmt == "diffusers":
-        prefix = DIFFUSERS_PREFIX[arch]
+        prefix = "transformer." if all(k.startswith("transformer.") for k in tensors) else ""
         state = {k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
         alphas = {k[: -len(".alpha")]: v.item() for k, v in state.items() if k.endswith(".alpha")}
         for module, value in alphas.items():  # scale folded into B: the config uses alpha = rank

@@ -9,9 +9,11 @@ with its ``.alpha`` tensors honoured; ``--scale`` is the strength on top of that
 ``comfyui``-format files (header ``lorastudio.format``) are renamed back to diffusers names
 with ``formats``' mapping first, so every file LoRA Studio writes loads here in full. A file
 the loader cannot take ends in one line naming the file, its format and what to do (exit
-code 2), never a traceback. DoRA and
-LoKr files this app wrote (header ``lorastudio.adapter``) load through peft directly
-(:func:`load_adapter_with_peft`) where diffusers cannot take them. Without ``--lora`` the base model alone is sampled. The image comes from ``family.sample``, the
+code 2), never a traceback. LoKr files and ``comfyui``-format DoRA files this app wrote
+(header ``lorastudio.adapter``) load through peft directly (:func:`load_adapter_with_peft`):
+diffusers' loaders for these families read neither ComfyUI's ``dora_scale`` nor a LoKr, and
+every file the app writes must be testable (a ``diffusers``-format DoRA goes through
+diffusers like a LoRA). Without ``--lora`` the base model alone is sampled. The image comes from ``family.sample``, the
 same code that makes training previews, and is written atomically as a PNG.
 """
 
@@ -110,12 +112,15 @@ def _diffusers_load(transformer: torch.nn.Module, pipe_cls, lora_path: Path, ada
     pipe_cls.load_lora_into_transformer(state_dict, **kwargs)
 
 
-def file_adapter(lora_path: Path) -> str:
-    """``lora``, ``dora`` or ``lokr``: what the file's ``lorastudio.adapter`` header says (others: lora)."""
+def needs_peft(lora_path: Path) -> bool:
+    """Whether diffusers' loader cannot take this file: a LoKr, or a DoRA in the ``comfyui``
+    format (header ``lorastudio.adapter``/``format``; files without it are plain LoRAs)."""
     from safetensors import safe_open
 
     with safe_open(str(lora_path), framework="pt") as f:
-        return (f.metadata() or {}).get("lorastudio.adapter", "lora")
+        meta = f.metadata() or {}
+    adapter = meta.get("lorastudio.adapter", "lora")
+    return adapter == "lokr" or (adapter == "dora" and meta.get("lorastudio.format") != "diffusers")
 
 
 def load_adapter_with_peft(transformer: torch.nn.Module, family: str, target_modules, lora_path: Path,
@@ -208,7 +213,7 @@ def sample_command(args) -> int:
         inputs = [resize_to(im, tuple(family.input_size(im.size, size, res))) for im in images]
     try:
         transformer = family.load_transformer()
-        if args.lora and file_adapter(Path(args.lora)) != "lora":
+        if args.lora and needs_peft(Path(args.lora)):
             load_adapter_with_peft(transformer, family.name, family.lora_target_modules, Path(args.lora), args.scale)
         elif args.lora:
             load_lora_into(transformer, family.pipeline_class(), Path(args.lora), args.scale,
