@@ -359,6 +359,10 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"train.adapter: must be one of {', '.join(ADAPTERS)}, got {t.adapter!r}")
     if t.lokr_factor == 0 or t.lokr_factor < -1:
         raise ConfigError(f"train.lokr_factor: must be -1 (automatic) or a whole number from 1, got {t.lokr_factor}")
+    if t.adapter == "lokr" and t.quantization != "none":
+        raise ConfigError(f"train.adapter: \"lokr\" cannot train on quantized weights (train.quantization = "
+                          f"{t.quantization!r}): peft's LoKr layers wrap only plain float layers; use \"lora\" or "
+                          "\"dora\", or set train.quantization = \"none\"")
     if t.lokr_factor != -1 and t.adapter != "lokr":
         raise ConfigError(f"train.lokr_factor: only used with train.adapter = \"lokr\" (adapter is {t.adapter!r})")
     if config.model.family:

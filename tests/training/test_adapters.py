@@ -67,3 +67,28 @@ def test_adapter_trains_resumes_exactly_and_samples(demo_project, tmp_path, adap
     base = _sample(cfg, None, tmp_path / "base.png")
     with_adapter = _sample(cfg, full.lora, tmp_path / "lora.png")
     assert np.abs(with_adapter - base).max() > 0  # the adapter reaches the image
+
+
+def test_adapter_keys_are_checked_before_any_model_loads(demo_project, tmp_path, capsys):
+    """Unknown names and impossible combinations are config errors naming the key; the dry
+    run's plan says which adapter trains."""
+    from lorastudio.config import ConfigError
+    from lorastudio.training.plan import make_plan
+    from lorastudio.training.worker import dry_run_command
+
+    bad = [({"adapter": "loha"}, "train.adapter: must be one of lora, dora, lokr"),
+           ({"adapter": "lokr", "lokr_factor": 0}, "train.lokr_factor"),
+           ({"adapter": "lora", "lokr_factor": 4}, "train.lokr_factor: only used with"),
+           ({"adapter": "lokr", "quantization": "int8"}, "train.adapter: \"lokr\" cannot train on quantized")]
+    for i, (keys, message) in enumerate(bad):
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+            load_config(make_config(demo_project, tmp_path / str(i), **keys))
+    # The demo is FLUX.1 Kontext: its BFL (comfyui) layout fuses q/k/v, which a LoKr cannot follow.
+    cfg = make_config(demo_project, tmp_path / "fused", adapter="lokr")
+    cfg.write_text(cfg.read_text().replace('name = "test_lora"', 'name = "test_lora"\nformat = "comfyui"'))
+    with pytest.raises(ConfigError, match='cannot be written in the \'comfyui\' format.*output.format = "diffusers"'):
+        make_plan(load_config(cfg))
+    assert dry_run_command(cfg) != 0
+    cfg = make_config(demo_project, tmp_path / "ok", adapter="lokr", lokr_factor=4)
+    assert dry_run_command(cfg) == 0
+    assert "adapter:    lokr (Kronecker product, factor 4: peft LoKrConfig)" in capsys.readouterr().out
