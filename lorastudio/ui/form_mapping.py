@@ -45,6 +45,8 @@ class FormValues:
     #: ``train`` keys (advanced_section.TRAIN_KEYS) plus ``caption_dropout`` (a ``dataset``
     #: key); empty = leave the base config's values.
     recipe: dict = field(default_factory=dict)
+    adapter: str = "lora"
+    lokr_factor: int = -1
 
     def memory_values(self) -> dict:
         """The memory savers as ``train`` keys."""
@@ -62,7 +64,7 @@ def values_from_config(config: Config) -> FormValues:
         quantization=t.quantization, cpu_offload=t.cpu_offload, adam8=t.optimizer == "adamw8bit",
         trigger=config.dataset.trigger, default_caption=config.dataset.default_caption,
         output_dir=str(config.output.dir), output_name=config.output.name, output_format=config.output.format,
-        recipe=recipe_values(config))
+        recipe=recipe_values(config), adapter=t.adapter, lokr_factor=t.lokr_factor)
 
 
 def recipe_values(config: Config) -> dict:
@@ -99,7 +101,8 @@ def config_from_values(values: FormValues, base: Config) -> Config:
                  **recipe_dataset},
         train={"steps": values.steps, "learning_rate": lr, "rank": rank, "resolution": resolution,
                "seed": values.seed, "sample_every": values.sample_every,
-               "checkpoint_every": values.checkpoint_every, **values.memory_values(), **recipe_train},
+               "checkpoint_every": values.checkpoint_every, **values.memory_values(), **recipe_train,
+               "adapter": values.adapter, "lokr_factor": values.lokr_factor},
         output={"dir": Path(values.output_dir).expanduser(), "name": values.output_name.strip(),
                 "format": values.output_format or catalog.AUTO_FORMAT},
     )

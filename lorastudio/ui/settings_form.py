@@ -20,6 +20,7 @@ from lorastudio.config import MEMORY_PRESETS, QUANTIZATION, Config, ConfigError
 from lorastudio.model_folder import ModelFolderInfo, detect_model_folder
 from lorastudio.project import with_changes
 from lorastudio.ui import theme
+from lorastudio.ui.adapter_fields import AdapterFields
 from lorastudio.ui.advanced_section import AdvancedSection
 from lorastudio.ui.estimate_cache import ModelFactsCache, estimate_html
 from lorastudio.ui.form_mapping import FormValues, config_from_values, values_from_config, whole_number_or
@@ -199,6 +200,7 @@ class SettingsForm(QWidget):
         form.addRow("Default caption", self.default_caption)
         layout.addWidget(box)
 
+
         # Output.
         box = QGroupBox("Output")
         form = QFormLayout(box)
@@ -228,6 +230,8 @@ class SettingsForm(QWidget):
         self.advanced = AdvancedSection()
         self.advanced.changed.connect(self._changed)
         layout.addWidget(self.advanced)
+        self.adapter_fields = AdapterFields()  # train.adapter / lokr_factor (adapter_fields.py)
+        layout.addWidget(self.adapter_fields)
 
         self.error = QLabel("")
         theme.set_role(self.error, "error")
@@ -254,6 +258,7 @@ class SettingsForm(QWidget):
         self.quantization.currentIndexChanged.connect(self._memory_changed)
         self.output_dir.changed.connect(self._changed)
         self.output_format.currentIndexChanged.connect(self._changed)
+        self.adapter_fields.changed.connect(self._changed)
         self.model_info: ModelFolderInfo = detect_model_folder("")
         self._dataset_mode = None
 
@@ -280,7 +285,8 @@ class SettingsForm(QWidget):
             quantization=self.quantization.currentData() or "none", cpu_offload=self.offload.isChecked(),
             adam8=self.adam8.isChecked(), trigger=self.trigger.text(), default_caption=self.default_caption.text(),
             output_dir=self.output_dir.text(), output_name=self.output_name.text(),
-            output_format=self.output_format.currentData() or catalog.AUTO_FORMAT, recipe=self.advanced.values())
+            output_format=self.output_format.currentData() or catalog.AUTO_FORMAT, recipe=self.advanced.values(),
+            adapter=self.adapter_fields.value(), lokr_factor=self.adapter_fields.lokr_factor.value())
 
     def set_values(self, v: FormValues) -> None:
         self.model.set_text(v.model)
@@ -299,6 +305,7 @@ class SettingsForm(QWidget):
         self.output_format.setCurrentIndex(max(0, self.output_format.findData(v.output_format)))
         if v.recipe:
             self.advanced.set_values(v.recipe)
+        self.adapter_fields.set_values(v.adapter, v.lokr_factor)
 
     def _set_savers(self, savers: dict) -> None:
         """The memory saver fields from ``train`` keys."""
