@@ -111,7 +111,7 @@ def _comfy_apply(weight: torch.Tensor, tensors: dict, x: str, consumed: set) -> 
 
 
 @pytest.mark.parametrize("family,fixture", FAMILIES, ids=[f for f, _ in FAMILIES])
-def test_comfyui_applies_each_adapter_as_peft_does(request, family, fixture):
+def test_comfyui_applies_each_adapter_as_peft_does(request, family, fixture, tmp_path):
     """Every key of every allowed (adapter, format) file is consumed under a name ComfyUI maps,
     and ComfyUI's weight for every adapted layer equals peft's; the file also loads back into
     peft (as ``lorastudio sample`` does) to the same weights. Refused combinations are refused
@@ -124,7 +124,8 @@ def test_comfyui_applies_each_adapter_as_peft_does(request, family, fixture):
             continue
         check_adapter_format(adapter, fmt, family)
         model, targets = _model(request, family, fixture, adapter)
-        if adapter == "dora" and fmt == "diffusers":  # for diffusers' loader, not ComfyUI's (tested below)
+        if adapter == "dora" and fmt == "diffusers":  # for diffusers' own loader (ComfyUI: the comfyui file)
+            _check_diffusers_loads_dora(request, family, fixture, model, targets, tmp_path)
             continue
         tensors = export_state_dict(peft_state_dict(model), RANK, ALPHA, family, fmt=fmt, adapter=adapter,
                                     transformer=model)
@@ -149,3 +150,20 @@ def test_comfyui_applies_each_adapter_as_peft_does(request, family, fixture):
         set_peft_model_state_dict(fresh, state, adapter_name="default")
         for m in targets:
             torch.testing.assert_close(_peft_weight(fresh, m), _peft_weight(model, m), atol=2e-5, rtol=1e-4)
+
+
+def _check_diffusers_loads_dora(request, family, fixture, model, targets, tmp_path):
+    """The ``diffusers``-format DoRA, read by the family pipeline's own LoRA loader
+    (``lora_state_dict`` + ``load_lora_into_transformer``), gives peft's weights."""
+    from lorastudio.training.families import FAMILIES as CLASSES
+    from lorastudio.training.lora import export_metadata, save_lora_file
+    from lorastudio.training.sample import load_lora_into
+
+    path = save_lora_file(tmp_path / f"{family}-dora.safetensors",
+                          export_state_dict(peft_state_dict(model), RANK, ALPHA, family, adapter="dora"),
+                          export_metadata(family=family, base_model="m", rank=RANK, alpha=ALPHA, steps=1,
+                                          learning_rate=1e-4, resolution=64, sets=1, trigger="", adapter="dora"))
+    fresh, _ = _model(request, family, fixture)
+    load_lora_into(fresh, CLASSES[family].pipeline_class(), path)
+    for m in targets:
+        torch.testing.assert_close(_peft_weight(fresh, m), _peft_weight(model, m), atol=2e-5, rtol=1e-4)
