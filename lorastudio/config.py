@@ -417,7 +417,7 @@ def check_adapter_format(adapter: str, fmt: str, family: str) -> None:
     """Refuse an adapter/format/family that no file could carry so that ComfyUI applies it
     fully (see LOKR_UNLOADABLE) — a file that half-applies is worse than no file."""
     if adapter == "lokr" and fmt in LOKR_UNLOADABLE.get(family, ()):
-        other = [f for f in OUTPUT_FORMATS if f not in LOKR_UNLOADABLE[family]]
+        other = [f for f in catalog.LORA_FORMATS if f not in LOKR_UNLOADABLE[family]]
         what = (f'use output.format = "{other[0]}" (ComfyUI and LoRA Studio load it)' if other
                 else 'train a "lora" or "dora" adapter for this family')
         raise ConfigError(f"train.adapter: a LoKr for {family} cannot be written in the {fmt!r} format so that "
