@@ -114,11 +114,15 @@ def _diffusers_load(transformer: torch.nn.Module, pipe_cls, lora_path: Path, ada
 
 def needs_peft(lora_path: Path) -> bool:
     """Whether diffusers' loader cannot take this file: a LoKr, or a DoRA in the ``comfyui``
-    format (header ``lorastudio.adapter``/``format``; files without it are plain LoRAs)."""
+    format (header ``lorastudio.adapter``/``format``; files without it are plain LoRAs). A file
+    whose header cannot be read goes to the diffusers loader, which reports it in one line."""
     from safetensors import safe_open
 
-    with safe_open(str(lora_path), framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(lora_path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception:  # noqa: BLE001 - any unreadable header: the loader's own message says what is wrong
+        return False
     adapter = meta.get("lorastudio.adapter", "lora")
     return adapter == "lokr" or (adapter == "dora" and meta.get("lorastudio.format") != "diffusers")
 
