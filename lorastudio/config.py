@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lorastudio import catalog
+from lorastudio.adapter_rules import ADAPTERS, LOKR_UNLOADABLE, adapter_format_problem, adapter_key_problem  # noqa: F401
 from lorastudio.fileio import atomic_write_text
 
 try:  # Python 3.11+
@@ -42,19 +43,6 @@ MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 QUANTIZATION = ("none", "int8", "int4")
 #: ``train.optimizer``: AdamW, or bitsandbytes' 8-bit AdamW (optimizer states in 8 bits).
 OPTIMIZERS = ("adamw", "adamw8bit")
-#: ``train.adapter``: which peft adapter trains (``lora``; ``dora``: LoRA with a learned
-#: per-row magnitude, Liu et al. 2024; ``lokr``: LyCORIS' Kronecker-product adapter).
-ADAPTERS = ("lora", "dora", "lokr")
-#: Families whose ComfyUI layout fuses layers the trainer adapts separately (BFL's fused
-#: q/k/v), where a LoKr cannot be written so that ComfyUI loads it fully, per format.
-#: A Kronecker product over a fused layer is not the parts' products stacked, so the
-#: ``comfyui`` (BFL-named) file cannot hold it; FLUX.1's ``diffusers``-named file loads in
-#: ComfyUI (its key map narrows each name to its rows of the fused layer), FLUX.2's does not
-#: (ComfyUI leaves its MLP/single-block keys unmapped, see ``formats``).
-LOKR_UNLOADABLE: dict[str, tuple[str, ...]] = {
-    "kontext": ("comfyui",), "flux": ("comfyui",),
-    "flux2": ("diffusers", "comfyui"), "flux2-klein": ("diffusers", "comfyui"),
-}
 
 # -- the training recipe (issue 15: timesteps, LR schedule, EMA, caption dropout, repeats, logging)
 #: ``train.timesteps``: how each step's noise level σ is drawn (``training/timesteps.py``).
@@ -355,16 +343,9 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"train.cpu_offload: cannot be combined with train.quantization = {t.quantization!r}; "
                           "quantized weights stay on the GPU (they are small): use one or the other")
     _validate_recipe(config)
-    if t.adapter not in ADAPTERS:
-        raise ConfigError(f"train.adapter: must be one of {', '.join(ADAPTERS)}, got {t.adapter!r}")
-    if t.lokr_factor == 0 or t.lokr_factor < -1:
-        raise ConfigError(f"train.lokr_factor: must be -1 (automatic) or a whole number from 1, got {t.lokr_factor}")
-    if t.adapter == "lokr" and t.quantization != "none":
-        raise ConfigError(f"train.adapter: \"lokr\" cannot train on quantized weights (train.quantization = "
-                          f"{t.quantization!r}): peft's LoKr layers wrap only plain float layers; use \"lora\" or "
-                          "\"dora\", or set train.quantization = \"none\"")
-    if t.lokr_factor != -1 and t.adapter != "lokr":
-        raise ConfigError(f"train.lokr_factor: only used with train.adapter = \"lokr\" (adapter is {t.adapter!r})")
+    problem = adapter_key_problem(t.adapter, t.lokr_factor, t.quantization)
+    if problem:
+        raise ConfigError(problem)
     if config.model.family:
         check_adapter_format(t.adapter, config.output.format, config.model.family)
     if config.model.family and config.model.family not in KNOWN_FAMILIES:
@@ -414,15 +395,10 @@ def _validate_recipe(config: Config) -> None:
 
 
 def check_adapter_format(adapter: str, fmt: str, family: str) -> None:
-    """Refuse an adapter/format/family that no file could carry so that ComfyUI applies it
-    fully (see LOKR_UNLOADABLE) — a file that half-applies is worse than no file."""
-    if adapter == "lokr" and fmt in LOKR_UNLOADABLE.get(family, ()):
-        other = [f for f in catalog.LORA_FORMATS if f not in LOKR_UNLOADABLE[family]]
-        what = (f'use output.format = "{other[0]}" (ComfyUI and LoRA Studio load it)' if other
-                else 'train a "lora" or "dora" adapter for this family')
-        raise ConfigError(f"train.adapter: a LoKr for {family} cannot be written in the {fmt!r} format so that "
-                          "ComfyUI loads it fully (its layout fuses q/k/v into one layer, and a Kronecker "
-                          f"product cannot be split into parts); {what}")
+    """ConfigError where no file could carry the adapter so that ComfyUI applies it fully."""
+    problem = adapter_format_problem(adapter, fmt, family)
+    if problem:
+        raise ConfigError(problem)
 
 
 def config_from_dict(data: dict[str, Any], base_dir: Path, source: Path | None = None) -> Config:
