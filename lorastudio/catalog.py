@@ -251,11 +251,17 @@ def describe_format(fmt: str, family_id: str) -> str:
     return f"{resolved} format, for {FORMAT_LOADERS[resolved]}"
 
 
-def comfyui_warning(fmt: str, family_id: str) -> str:
+def comfyui_warning(fmt: str, family_id: str, adapter: str = "lora") -> str:
     """A sentence when a LoRA of ``family_id`` in ``fmt`` will not load fully in ComfyUI
-    ("" when it will): an explicit choice is kept, but the artist is told."""
+    ("" when it will): an explicit choice is kept, but the artist is told. A DoRA is named on
+    its own: its diffusers layout keeps the magnitude as ``lora_magnitude_vector``, which
+    ComfyUI does not read (it reads ``dora_scale``, written only in the comfyui layout)."""
     record = family(family_id)
     resolved = resolve_format(fmt, family_id)
+    if adapter == "dora" and resolved == "diffusers":
+        return (f"A DoRA in the 'diffusers' format loads fully in diffusers, but ComfyUI applies it without its "
+                f"magnitude (it reads only the comfyui layout's dora_scale). For ComfyUI choose "
+                f'output.format = "comfyui"; LoRA Studio\'s Test tab loads either.')
     if resolved in record.comfyui_formats:
         return ""
     better = " or ".join(f'"{f}"' for f in record.comfyui_formats)

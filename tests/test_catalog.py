@@ -125,3 +125,15 @@ def test_reader_returns_the_index(tmp_path):
                                                encoding="utf-8")
     assert read_model_index(tmp_path)["is_distilled"] is True
     assert family_of(tmp_path) is catalog.family("flux2-klein")
+
+
+@pytest.mark.parametrize("family", ["kontext", "qwen-image", "flux2-klein"])
+def test_a_dora_in_the_diffusers_layout_is_flagged_for_comfyui(family):
+    """ComfyUI reads a DoRA's magnitude only as the comfyui layout's ``dora_scale``: a DoRA
+    written with diffusers names (the "auto" choice for FLUX.1/Kontext/Qwen) would be applied
+    there without it, so the artist is told, and the comfyui layout is not flagged."""
+    warning = catalog.comfyui_warning("diffusers", family, "dora")
+    assert "DoRA" in warning and '"comfyui"' in warning
+    assert catalog.comfyui_warning("comfyui", family, "dora") == ""
+    assert bool(catalog.comfyui_warning("auto", family, "dora")) == (catalog.resolve_format("auto", family) == "diffusers")
+    assert catalog.comfyui_warning("auto", family, "lora") == ""

@@ -162,7 +162,7 @@ def describe_plan(plan: Plan) -> list[str]:
              f"resolution: {c.train.resolution} (area {c.train.resolution}² per target)",
              f"output:     {c.output.lora_path} ({catalog.describe_format(c.output.format, fam.name)})",
              f"run folder: {c.output.run_dir}"]
-    format_warning = catalog.comfyui_warning(c.output.format, fam.name)
+    format_warning = catalog.comfyui_warning(c.output.format, fam.name, c.train.adapter)
     if format_warning:
         lines.append(f"warning:    {format_warning}")
     buckets: dict[tuple[int, int], int] = {}

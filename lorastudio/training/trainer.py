@@ -123,7 +123,7 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
     start_step = resume_from.step if resume_from else 0
     family = plan.family_cls(config.model.path, accelerator.device, dtype)
     lora_format = catalog.resolve_format(config.output.format, family.name)  # "auto" → the family's
-    format_warning = catalog.comfyui_warning(config.output.format, family.name)  # an explicit choice is kept
+    format_warning = catalog.comfyui_warning(config.output.format, family.name, t.adapter)  # an explicit choice is kept
     if format_warning:
         notes.append(format_warning)
     checkpoint_info = {"total": t.steps, "family": family.name, "rank": t.rank, "alpha": t.alpha or float(t.rank),

@@ -386,7 +386,7 @@ class SettingsForm(QWidget):
         self.lr_note.setText(advice)
         self.lr_note.setVisible(bool(advice))
         fmt = self.output_format.currentData() or catalog.AUTO_FORMAT
-        warning = catalog.comfyui_warning(fmt, info.family) if info.supported else ""
+        warning = catalog.comfyui_warning(fmt, info.family, self.adapter_fields.value()) if info.supported else ""
         self.format_note.setText(warning)
         self.format_note.setVisible(bool(warning))
         self.output_format.setToolTip(FORMAT_TIP + (f"<br><br>{catalog.describe_format(fmt, info.family)}."
