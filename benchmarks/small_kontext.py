@@ -15,8 +15,6 @@ loads like any other. Random weights, seeded: the same folder on every build.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 #: 4 double-stream + 8 single-stream blocks, 4 heads × 32 (hidden 128); RoPE axes sum to 32.
@@ -30,7 +28,7 @@ def build_small_kontext(out_dir: Path) -> Path:
     import torch
     from diffusers import FluxTransformer2DModel
 
-    from lorastudio.training.tiny import build_tiny_pipeline
+    from lorastudio.training.tiny import build_tiny_pipeline, save_pipeline_folder
 
     out_dir = Path(out_dir)
     if (out_dir / "model_index.json").is_file():
@@ -42,13 +40,4 @@ def build_small_kontext(out_dir: Path) -> Path:
     transformer = FluxTransformer2DModel(**SMALL_TRANSFORMER, joint_attention_dim=text,
                                          pooled_projection_dim=pooled).eval()
     pipe.register_modules(transformer=transformer)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
-        pipe.save_pretrained(tmp, safe_serialization=True)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    return save_pipeline_folder(pipe, out_dir)

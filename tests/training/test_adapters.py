@@ -19,19 +19,7 @@ from lorastudio.training.sample import sample_command
 from lorastudio.training.stop import StopSignal
 from lorastudio.training.trainer import train
 
-from trainer_helpers import make_config
-
-
-class StopAt(NullSink):
-    """Asks the run to stop once it has seen step ``at`` (the GUI's Stop)."""
-
-    def __init__(self, stop: StopSignal, at: int) -> None:
-        super().__init__()
-        self.stop, self.at = stop, at
-
-    def _write(self, ev):
-        if ev["event"] == "progress" and ev["step"] >= self.at:
-            self.stop.request("test")
+from trainer_helpers import StopAt, make_config
 
 
 def _sample(cfg: Path, lora: Path | None, out: Path) -> np.ndarray:

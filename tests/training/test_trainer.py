@@ -18,19 +18,7 @@ from lorastudio.training.lora import read_lora_file
 from lorastudio.training.stop import StopSignal
 from lorastudio.training.trainer import TrainingError, make_plan, train
 
-from trainer_helpers import make_config
-
-
-class StopAt(NullSink):
-    """A sink that asks the run to stop once it has seen step ``at`` (like the GUI's Stop)."""
-
-    def __init__(self, stop: StopSignal, at: int) -> None:
-        super().__init__()
-        self.stop, self.at = stop, at
-
-    def _write(self, ev):
-        if ev["event"] == "progress" and ev["step"] >= self.at:
-            self.stop.request("test")
+from trainer_helpers import StopAt, make_config
 
 
 def _run(cfg: Path, **kw):

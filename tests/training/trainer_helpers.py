@@ -22,6 +22,7 @@ except ModuleNotFoundError:  # pragma: no cover
     import tomli as tomllib  # type: ignore[no-redef]
 
 from lorastudio import protocol
+from lorastudio.training.events import NullSink
 
 FAST_TRAIN = {"steps": 4, "resolution": 32, "rank": 4, "learning_rate": 1e-3, "sample_every": 0,
               "checkpoint_every": 0, "sample_steps": 2, "sample_sets": 1, "seed": 7}
@@ -103,3 +104,15 @@ def assert_pipeline_reproduces_lora(result, model_dir: Path) -> None:
 
 def dumps(obj: Any) -> str:  # pragma: no cover - debugging aid in assertion messages
     return json.dumps(obj, indent=1, default=str)[:4000]
+
+
+class StopAt(NullSink):
+    """A sink that asks the run to stop once it has seen step ``at`` (like the GUI's Stop)."""
+
+    def __init__(self, stop, at: int) -> None:
+        super().__init__()
+        self.stop, self.at = stop, at
+
+    def _write(self, ev):
+        if ev["event"] == "progress" and ev["step"] >= self.at:
+            self.stop.request("test")

@@ -93,10 +93,18 @@ def build_tiny_model(family: str, out_dir: Path) -> Path:
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MODEL_INDEX).is_file():
         raise FileExistsError(f"{out_dir} exists and is not a model folder; not replacing it")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with quiet_libraries():
+        return save_pipeline_folder(build_tiny_pipeline(family), out_dir)
+
+
+def save_pipeline_folder(pipe, out_dir: Path) -> Path:
+    """``pipe.save_pretrained`` (safetensors) into a temporary sibling, then renamed over
+    ``out_dir``: a half-written folder never looks like a model."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
-        with quiet_libraries():
-            build_tiny_pipeline(family).save_pretrained(tmp, safe_serialization=True)
+        pipe.save_pretrained(tmp, safe_serialization=True)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)
