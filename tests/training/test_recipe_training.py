@@ -32,7 +32,7 @@ except ModuleNotFoundError:  # pragma: no cover
 
 #: Every new key at its default value.
 RECIPE_DEFAULTS = dict(timesteps="logit_normal", timestep_mean=0.0, timestep_scale=1.0, timestep_shift=0.0,
-                       lr_schedule="constant", ema_decay=0.0, log_with="")
+                       lr_schedule="constant", ema_decay=0.0, log_with="", adapter="lora", lokr_factor=-1)
 
 
 def _config(demo_project, out: Path, dataset: dict | None = None, **train_keys) -> Path:
