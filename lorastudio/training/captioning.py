@@ -24,6 +24,7 @@ import torch
 from lorastudio.dataset.images import load_image
 from lorastudio.dataset.model import ImageSet
 from lorastudio.drafting import DEFAULT_MAX_TOKENS, MAX_PIXELS, clean_draft, prompt_content
+from lorastudio.training.families._common import offline_kwargs
 from lorastudio.vl_folder import VLFolder
 
 
@@ -129,10 +130,11 @@ def load_captioner(folder: VLFolder, quantization: str = "none", max_tokens: int
 
     device = device or pick_device()
     dtype = pick_dtype(device)
+    # A processor holds no weights (tokenizer and image-processor configs): nothing to unpickle.
     processor = AutoProcessor.from_pretrained(folder.processor_dir, local_files_only=True)
     model_class = getattr(transformers, folder.class_name)
     model = model_class.from_pretrained(
-        folder.model_dir, local_files_only=True, dtype=dtype, device_map={"": str(device)},
+        folder.model_dir, **offline_kwargs(), dtype=dtype, device_map={"": str(device)},
         quantization_config=quantization_config(quantization, dtype))
     model.eval()
     return Captioner(folder=folder, processor=processor, model=model, device=device, max_tokens=max_tokens)

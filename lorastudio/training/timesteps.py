@@ -56,11 +56,11 @@ def read_scheduler(model_dir: Path):
 
     path = Path(model_dir) / "scheduler" / "scheduler_config.json"
     try:
-        json.loads(path.read_text(encoding="utf-8"))
+        config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise SchedulerConfigError(f"{path}: cannot read the scheduler config ({exc}); "
                                    "train.timesteps = \"shift\" needs it (or set train.timestep_shift)") from None
-    return FlowMatchEulerDiscreteScheduler.from_pretrained(str(model_dir), subfolder="scheduler")
+    return FlowMatchEulerDiscreteScheduler.from_config(config)
 
 
 class TimestepSampler:

@@ -143,8 +143,13 @@ def test_no_pickle_loading_in_the_source():
     assert offenders == []
 
 
+#: Loaders that read only configs and vocabularies, never weights: local_files_only suffices.
+WEIGHTLESS_LOADERS = {"AutoProcessor", "AutoTokenizer"}
+
+
 def test_every_from_pretrained_is_local_and_safetensors_only():
-    """Each ``from_pretrained`` passes ``**offline_kwargs()`` (local_files_only, use_safetensors)."""
+    """Each ``from_pretrained`` passes ``**offline_kwargs()`` (local_files_only, use_safetensors);
+    a processor or tokenizer, which holds no weights, passes local_files_only."""
     from lorastudio.training.families._common import offline_kwargs
 
     assert offline_kwargs() == {"local_files_only": True, "use_safetensors": True}
@@ -156,8 +161,9 @@ def test_every_from_pretrained_is_local_and_safetensors_only():
                 starred = [_dotted(k.value.func) for k in node.keywords
                            if k.arg is None and isinstance(k.value, ast.Call)]
                 explicit = {k.arg: getattr(k.value, "value", None) for k in node.keywords if k.arg}
-                if "offline_kwargs" not in starred and not (explicit.get("use_safetensors") is True
-                                                            and explicit.get("local_files_only") is True):
+                weightless = _dotted(node.func.value) in WEIGHTLESS_LOADERS  # configs only: local is enough
+                if "offline_kwargs" not in starred and not (explicit.get("local_files_only") is True and (
+                        weightless or explicit.get("use_safetensors") is True)):
                     offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert calls >= 3 and offenders == [], offenders
 
