@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lorastudio import estimate as E
-from lorastudio.config import MEMORY_PRESETS
+from lorastudio.memory_presets import MEMORY_PRESETS
 
 KONTEXT_1024_TOKENS = 4096 + 4096 + 512
 

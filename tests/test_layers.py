@@ -24,7 +24,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lorastudio"
 CORE_MODULES = ("config", "protocol", "catalog", "run_folder", "model_folder", "session", "project", "user_folders",
-                "estimate", "fileio")
+                "memory_presets", "estimate", "fileio")
 CORE = sorted([*(PACKAGE / "dataset").glob("*.py"),
                *(p for p in (PACKAGE / f"{m}.py" for m in CORE_MODULES) if p.exists())])
 TRAINING = sorted((PACKAGE / "training").rglob("*.py"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 
 from lorastudio import estimate as memory_estimate
-from lorastudio.config import memory_preset
+from lorastudio.memory_presets import memory_preset
 from lorastudio.ui.form_mapping import FormValues, whole_number_or
 
 

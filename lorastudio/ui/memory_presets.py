@@ -8,7 +8,7 @@ preset's own defaults apply.
 from __future__ import annotations
 
 from lorastudio import estimate as memory_estimate
-from lorastudio.config import memory_preset
+from lorastudio.memory_presets import memory_preset
 
 
 def preset_savers(preset_id: str, facts: object, rank: int) -> tuple[int, dict]:

@@ -16,7 +16,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, Q
                                QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from lorastudio import catalog
-from lorastudio.config import MEMORY_PRESETS, QUANTIZATION, Config, ConfigError
+from lorastudio.config import QUANTIZATION, Config, ConfigError
+from lorastudio.memory_presets import MEMORY_PRESETS
 from lorastudio.model_folder import ModelFolderInfo, detect_model_folder
 from lorastudio.project import with_changes
 from lorastudio.ui import theme
