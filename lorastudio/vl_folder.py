@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lorastudio.estimate import EstimateError, read_safetensors_header
+from lorastudio.model_folder import MODEL_INDEX, ModelFolderError, read_model_index
 
 #: ``config.json`` ``model_type`` → (name for people, the transformers class that generates text).
 VL_MODEL_TYPES = {
@@ -95,7 +96,7 @@ def detect_vl_folder(path: str | Path) -> VLFolder:
     root = Path(path).expanduser()
     if not root.is_dir():
         raise VLFolderError(f"{root}: folder not found (choose {SUPPORTED})")
-    if (root / "model_index.json").is_file():
+    if (root / MODEL_INDEX).is_file():
         return _pipeline_folder(root)
     if (root / "config.json").is_file():
         return _model_folder(root, root, kind="model")
@@ -103,7 +104,10 @@ def detect_vl_folder(path: str | Path) -> VLFolder:
 
 
 def _pipeline_folder(root: Path) -> VLFolder:
-    index = _read_json(root / "model_index.json")
+    try:
+        index = read_model_index(root)
+    except ModelFolderError as exc:
+        raise VLFolderError(str(exc)) from None
     pipeline = index.get("_class_name", "a pipeline")
     if "text_encoder" not in index or not (root / "text_encoder" / "config.json").is_file():
         raise VLFolderError(f"{root}: {pipeline} has no text_encoder/ with a config.json, so there is no "
