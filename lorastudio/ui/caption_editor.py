@@ -22,13 +22,13 @@ from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QTextCursor
-from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QSizePolicy, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QVBoxLayout, QWidget
 
 from lorastudio.dataset import effective_caption, read_caption, write_caption
 from lorastudio.dataset.captions import normalize_caption
 from lorastudio.dataset.model import ImageSet
 from lorastudio.ui import theme
+from lorastudio.ui.message_bar import MessageBar
 
 
 @dataclass(frozen=True)
@@ -58,40 +58,6 @@ def read_disk_caption(path: Path) -> str | None:
 
 def write_disk_caption(path: Path, text: str) -> None:
     write_caption(path, text)
-
-
-class MessageBar(QFrame):
-    """A slim non-modal bar with a message and buttons (warning / error / info)."""
-
-    def __init__(self, kind: str = "warning", parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setProperty("bar", kind)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(10, 6, 6, 6)
-        layout.setSpacing(8)
-        self.label = QLabel(self)
-        self.label.setWordWrap(True)
-        self.label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        layout.addWidget(self.label, 1)
-        self._buttons_layout = layout
-        self.hide()
-
-    def set_kind(self, kind: str) -> None:
-        self.setProperty("bar", kind)
-        self.style().unpolish(self)
-        self.style().polish(self)
-
-    def add_button(self, text: str, slot, tooltip: str = "") -> QPushButton:
-        b = QPushButton(text, self)
-        if tooltip:
-            b.setToolTip(tooltip)
-        b.clicked.connect(slot)
-        self._buttons_layout.addWidget(b)
-        return b
-
-    def show_message(self, text: str) -> None:
-        self.label.setText(text)
-        self.show()
 
 
 class CaptionEditor(QWidget):

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
 from lorastudio import protocol
 from lorastudio.dataset.model import ImageSet
 from lorastudio.ui import theme
-from lorastudio.ui.caption_editor import MessageBar
+from lorastudio.ui.message_bar import MessageBar
 from lorastudio.ui.image_strip import ImageStrip, StripItem
 from lorastudio.ui.thumbnails import ThumbnailLoader
 

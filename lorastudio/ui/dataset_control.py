@@ -12,7 +12,7 @@ from lorastudio.dataset.model import Dataset
 from lorastudio.project import Project
 from lorastudio.session import dataset_summary
 from lorastudio.ui.bulk_dialog import BulkCaptionDialog
-from lorastudio.ui.caption_editor import MessageBar
+from lorastudio.ui.message_bar import MessageBar
 from lorastudio.ui.dataset_page import DatasetPage
 from lorastudio.ui.folder_watch import FolderWatch
 from lorastudio.ui.session_signals import SessionSignals

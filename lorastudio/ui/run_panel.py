@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar
                                QVBoxLayout, QWidget)
 
 from lorastudio.ui import theme
-from lorastudio.ui.caption_editor import MessageBar
+from lorastudio.ui.message_bar import MessageBar
 from lorastudio.ui.help_texts import ADVICE
 from lorastudio.ui.loss_chart import LossChart
 from lorastudio.ui.sample_gallery import Sample, SampleGallery

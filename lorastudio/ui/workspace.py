@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtWidgets import QTabWidget, QVBoxLayout, QWidget
 
 from lorastudio.ui import theme
-from lorastudio.ui.caption_editor import MessageBar
+from lorastudio.ui.message_bar import MessageBar
 from lorastudio.ui.compare_page import ComparePage
 from lorastudio.ui.dataset_page import DatasetPage
 from lorastudio.ui.thumbnails import ThumbnailLoader
