@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from PIL import Image
 
 from lorastudio.dataset import ImageSet, effective_caption, image_size, load_image
 from lorastudio.fileio import atomic_writer
@@ -182,24 +183,10 @@ class TrainingCache:
             input_keys.append(key)
             input_images.append(img)
         caption = effective_caption(image_set, self.trigger, self.default_caption)
-        depends = bool(getattr(self.family, "prompt_depends_on_inputs", False))
-        pkey = prompt_key(caption, self.trigger, self.family.name, self.family.model_dir,
-                          input_keys if depends else None)
-        pfile = self.root / "prompts" / f"{pkey}.safetensors"
-        prompt = load_tensors(pfile)
-        if prompt is not None:
-            self.stats.prompt_hits += 1
-        else:
-            self.stats.prompt_misses += 1
-            self._ensure_encoders()
-            # Families validate the input count here, so the images are always passed; only
-            # families whose text encoder sees them (``depends``) key the prompt by them.
-            images = [img() for img in input_images]
-            with torch.no_grad():
-                encoded = self.family.encode_prompt(caption, images)
-            prompt = {k: v.detach().to("cpu") for k, v in encoded.tensors.items()}
-            if self.write:
-                save_tensors(pfile, prompt)
+        # Families validate the input count when encoding, so the images are always passed;
+        # only families whose text encoder sees them key the prompt by them.
+        prompt = self._encoded_prompt(caption, self.trigger, input_keys,
+                                      lambda: [img() for img in input_images])
         return CachedSet(name=image_set.name, caption=caption, bucket=bucket, target=target, inputs=inputs,
                          prompt=prompt, target_path=image_set.target, input_paths=list(image_set.inputs),
                          input_sizes=list(input_sizes), input_keys=input_keys)
@@ -207,32 +194,44 @@ class TrainingCache:
     def _prepare_empty_prompts(self, sets: list[CachedSet]) -> None:
         """Caption dropout's empty caption (no trigger either), encoded once, or once per set
         where the family's prompt encoding sees the input images (Qwen-Image-Edit-Plus)."""
-        depends = bool(getattr(self.family, "prompt_depends_on_inputs", False))
-        done: dict[str, dict[str, torch.Tensor]] = {}
+        done: dict[tuple[str, ...] | None, dict[str, torch.Tensor]] = {}
         for s in sets:
-            key = prompt_key("", "", self.family.name, self.family.model_dir, s.input_keys if depends else None)
+            key = tuple(s.input_keys) if self._prompt_depends_on_inputs else None
             if key not in done:
-                file = self.root / "prompts" / f"{key}.safetensors"
-                tensors = load_tensors(file)
-                if tensors is not None:
-                    self.stats.prompt_hits += 1
-                else:
-                    self.stats.prompt_misses += 1
-                    self._ensure_encoders()
-                    images = [resize_to(load_image(p), size) for p, size in zip(s.input_paths, s.input_sizes)]
-                    with torch.no_grad():
-                        encoded = self.family.encode_prompt("", images)
-                    tensors = {k: v.detach().to("cpu") for k, v in encoded.tensors.items()}
-                    if self.write:
-                        save_tensors(file, tensors)
-                done[key] = tensors
+                done[key] = self._encoded_prompt(
+                    "", "", s.input_keys,
+                    lambda s=s: [resize_to(load_image(p), size) for p, size in zip(s.input_paths, s.input_sizes)])
             s.empty_prompt = done[key]
+
+    @property
+    def _prompt_depends_on_inputs(self) -> bool:
+        return bool(getattr(self.family, "prompt_depends_on_inputs", False))
+
+    def _encoded_prompt(self, caption: str, trigger: str, input_keys: list[str],
+                        images: Callable[[], list[Image.Image]]) -> dict[str, torch.Tensor]:
+        """A caption's encoding from the prompt cache, or encoded now (the encoders load only
+        on a miss; ``images`` are read only then) and kept on disk."""
+        depends = self._prompt_depends_on_inputs
+        key = prompt_key(caption, trigger, self.family.name, self.family.model_dir, input_keys if depends else None)
+        file = self.root / "prompts" / f"{key}.safetensors"
+        tensors = load_tensors(file)
+        if tensors is not None:
+            self.stats.prompt_hits += 1
+            return tensors
+        self.stats.prompt_misses += 1
+        self._ensure_encoders()
+        with torch.no_grad():
+            encoded = self.family.encode_prompt(caption, images())
+        tensors = {k: v.detach().to("cpu") for k, v in encoded.tensors.items()}
+        if self.write:
+            save_tensors(file, tensors)
+        return tensors
 
     def _prepare_preview(self, cached: CachedSet) -> None:
         """The preview prompt of one set: from disk when an earlier run encoded it, else
         encoded now (the family loads its encoders only for a miss) and kept on disk."""
         images = [resize_to(load_image(p), size) for p, size in zip(cached.input_paths, cached.input_sizes)]
-        depends = bool(getattr(self.family, "prompt_depends_on_inputs", False))
+        depends = self._prompt_depends_on_inputs
         key = sample_prompt_key(cached.caption, self.family.name, self.family.model_dir,
                                 cached.input_keys if depends else None)
         file = self.root / "prompts" / f"sample_{key}.safetensors"
