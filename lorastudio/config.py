@@ -77,6 +77,8 @@ class DatasetConfig:
     caption_dropout: float = 0.0
     #: Per-set weight: ``{"set_a" = 3}`` shows set_a three times per epoch.
     repeats: dict[str, int] = field(default_factory=dict)
+    #: Held-out sets (issue 14): never trained on; their validation loss picks the best checkpoint.
+    validation: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -143,6 +145,11 @@ class TrainConfig:
     ema_decay: float = 0.0
     #: "" or "tensorboard": log loss, learning rate and previews with accelerate's tracker.
     log_with: str = ""
+    # -- held-out validation (issue 14; README "Held-out validation") -------------------
+    #: Validation loss every N steps; unset = with the previews (sample_every); 0 = only at checkpoints.
+    validate_every: int | None = None
+    #: Stop (as Stop does) after K validations without a new best; 0 = off.
+    early_stop: int = 0
 
 
 @dataclass
@@ -249,10 +256,14 @@ def _check_type(key: str, value: Any, annotation: str) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}")
         return value
-    if kind == "int":
+    if kind in ("int", "int|None"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: expected a whole number, got {value!r}")
         return value
+    if kind == "list[str]":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: expected a list of set names (e.g. [\"set_a\", \"set_b\"]), got {value!r}")
+        return list(value)
     if kind == "dict[str,int]":
         if not isinstance(value, dict) or not all(
                 isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in value.items()):
@@ -276,8 +287,8 @@ def _validate(config: Config) -> None:
     for name, value in positive.items():
         if value <= 0:
             raise ConfigError(f"train.{name}: must be greater than 0, got {value}")
-    for name in ("sample_every", "checkpoint_every", "warmup_steps", "sample_sets"):
-        if getattr(t, name) < 0:
+    for name in ("sample_every", "checkpoint_every", "warmup_steps", "sample_sets", "validate_every", "early_stop"):
+        if (getattr(t, name) or 0) < 0:
             raise ConfigError(f"train.{name}: must be 0 or more, got {getattr(t, name)}")
     if not (0 < t.learning_rate < 1):
         raise ConfigError(f"train.learning_rate: must be between 0 and 1 (typical 1e-4 … 5e-4), got {t.learning_rate}")
@@ -321,8 +332,9 @@ def _validate(config: Config) -> None:
 
 
 def _validate_recipe(config: Config) -> None:
-    """The recipe keys (issue 15). Whether a repeated set exists is checked against the
-    dataset in ``training/plan.py`` (still before any model loads)."""
+    """The recipe keys (issue 15) and held-out validation (issue 14). Whether a repeated or
+    held-out set exists is checked against the dataset in ``training/plan.py`` (still before
+    any model loads)."""
     t, d = config.train, config.dataset
     if t.timesteps not in TIMESTEP_SAMPLERS:
         raise ConfigError(f"train.timesteps: must be one of {', '.join(TIMESTEP_SAMPLERS)}, got {t.timesteps!r}")
@@ -346,6 +358,13 @@ def _validate_recipe(config: Config) -> None:
     for name, count in d.repeats.items():
         if count < 1:
             raise ConfigError(f"dataset.repeats: set {name!r} must repeat 1 or more times, got {count}")
+    both = sorted(set(d.repeats) & set(d.validation))
+    if both:
+        raise ConfigError(f"dataset.repeats: {', '.join(both)} held out for validation (dataset.validation) "
+                          "and never trained on, so repeats mean nothing there; remove one or the other")
+    doubled = sorted({n for n in d.validation if d.validation.count(n) > 1})
+    if doubled:
+        raise ConfigError(f"dataset.validation: {', '.join(doubled)} named more than once")
 
 
 def check_adapter_format(adapter: str, fmt: str, family: str) -> None:

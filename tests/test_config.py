@@ -62,6 +62,9 @@ name = "my_lora"
     ("[output]\nname = \"../../etc/evil\"\n", "output.name"),
     ("[model]\nfamily = \"sdxl\"\n", "model.family"),
     ("[extra]\nx = 1\n", "[extra]"),
+    ("[train]\nvalidate_every = -1\n", "train.validate_every"),
+    ("[train]\nearly_stop = -2\n", "train.early_stop"),
+    ("[train]\nearly_stop = 1.5\n", "train.early_stop"),
 ])
 def test_bad_values_name_the_key(tmp_path, extra, key):
     text = MINIMAL
@@ -103,3 +106,33 @@ def test_save_and_load_round_trip(tmp_path):
     assert again.train.steps == 123
     assert again.dataset.trigger == "ünïcode"
     assert again.model.path == config.model.path
+
+
+def test_held_out_validation_keys_default_and_round_trip(tmp_path):
+    """dataset.validation, train.validate_every (unset = with the previews) and train.early_stop."""
+    config = load_config(write(tmp_path, MINIMAL))
+    assert config.dataset.validation == [] and config.train.validate_every is None and config.train.early_stop == 0
+    out = tmp_path / "copy.toml"
+    save_config(config, out)
+    assert "validate_every" not in out.read_text(encoding="utf-8")  # unset stays unset
+    assert load_config(out).train.validate_every is None
+    config.dataset.validation = ["set_b", "set_a"]
+    config.train.validate_every = 0
+    config.train.early_stop = 3
+    save_config(config, out)
+    again = load_config(out)
+    assert again.dataset.validation == ["set_b", "set_a"]
+    assert again.train.validate_every == 0 and again.train.early_stop == 3
+
+
+@pytest.mark.parametrize("dataset, message", [
+    ('validation = "set_a"', "dataset.validation: expected a list of set names"),
+    ("validation = [1]", "dataset.validation: expected a list of set names"),
+    ('validation = ["a", "a"]', "dataset.validation: a named more than once"),
+    ('validation = ["a"]\nrepeats = {a = 2}', "dataset.repeats: a held out for validation"),
+])
+def test_bad_validation_sets_name_the_key(tmp_path, dataset, message):
+    text = MINIMAL.replace('path = "data"', 'path = "data"\n' + dataset)
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert str(info.value).startswith(message)

@@ -80,13 +80,20 @@ def check_recipe(config: Config, family_cls: type, dataset: Dataset, sets: list[
     from lorastudio.training.tracking import check_available
 
     names = {s.name for s in dataset.sets}
+    listing = f"(sets: {', '.join(sorted(names)[:8])}{' …' if len(names) > 8 else ''})"
     for name in config.dataset.repeats:
         if name not in names:
-            raise TrainingError("config", f"dataset.repeats: no set named {name!r} in {config.dataset.path} "
-                                          f"(sets: {', '.join(sorted(names)[:8])}{' …' if len(names) > 8 else ''})")
+            raise TrainingError("config", f"dataset.repeats: no set named {name!r} in {config.dataset.path} {listing}")
         if name not in {s.name for s in sets}:
             raise TrainingError("config", f"dataset.repeats: set {name!r} is not trained (it has errors); "
                                           "fix it or remove it from dataset.repeats")
+    unknown = [name for name in config.dataset.validation if name not in names]
+    if unknown:
+        raise TrainingError("config", f"dataset.validation: no set named {', '.join(map(repr, unknown))} in "
+                                      f"{config.dataset.path} {listing}")
+    if sets and all(s.name in config.dataset.validation for s in sets):
+        raise TrainingError("config", f"dataset.validation: holds out every set ({len(sets)}), so nothing would "
+                                      "be trained; keep at least one set for training (about 10 % held out is usual)")
     t = config.train
     if t.timesteps == "shift" and not t.timestep_shift:
         try:
