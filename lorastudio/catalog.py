@@ -69,6 +69,16 @@ _BFL_FLUX2 = "https://github.com/black-forest-labs/flux2"
 _QWEN = "https://github.com/QwenLM/Qwen-Image"
 
 
+#: ``train.input_size``: how an input image is sized for training (edit families).
+#: "target": at the target's bucket size (aspect kept when it clearly differs), as musubi-tuner
+#: and ai-toolkit's ``match_target_res`` do; "pipeline": at the size the family's diffusers
+#: pipeline gives it by default at inference (about 1 MP: Qwen-Image-Edit-Plus always,
+#: Kontext's preferred resolutions, FLUX.2 the reference's own size up to 1 MP), as
+#: ai-toolkit does by default; "auto": the family's ``default_input_size``.
+INPUT_SIZE_RULES = ("target", "pipeline")
+AUTO_INPUT_SIZE = "auto"
+
+
 @dataclass(frozen=True)
 class FamilyRecord:
     """Everything about one model family that is not tensor code."""
@@ -111,6 +121,12 @@ class FamilyRecord:
     #: Transformer width → size tag appended to the modelspec architecture (FLUX.2 [klein]
     #: comes as 4B and 9B); empty when the family has one size.
     modelspec_size_tags: tuple[tuple[int, str], ...] = ()
+    #: ``train.input_size = "auto"`` means this rule (:data:`INPUT_SIZE_RULES`): the one measured
+    #: to train the best LoRA for this family (``benchmarks/input_size.py``). Edit families only.
+    default_input_size: str = "target"
+    #: Pixels the family's pipeline gives each input image's VAE view by default (about 1 MP,
+    #: whatever the output size), for the ``"pipeline"`` rule and the estimate.
+    pipeline_input_area: int = 1024 * 1024
 
     @property
     def pipeline_class(self) -> str:
@@ -211,6 +227,11 @@ def family(family_id: str) -> FamilyRecord:
 def find(family_id: str) -> FamilyRecord | None:
     """The record of ``family_id``, or None when there is no such family."""
     return _BY_ID.get(family_id)
+
+
+def resolve_input_size(rule: str, family_id: str) -> str:
+    """The input-size rule a run uses: ``rule``, or the family's default for ``"auto"``."""
+    return family(family_id).default_input_size if rule == AUTO_INPUT_SIZE else rule
 
 
 def family_for_pipeline(class_name: str) -> FamilyRecord | None:

@@ -51,6 +51,8 @@ TIMESTEP_SAMPLERS = ("logit_normal", "uniform", "sigmoid", "shift")
 LR_SCHEDULES = ("constant", "linear", "cosine")
 #: ``train.log_with``: "" (no tracker) or an accelerate tracker.
 LOG_WITH = ("", "tensorboard")
+#: ``train.input_size``: "auto" (the family's measured best) or one of catalog.INPUT_SIZE_RULES.
+INPUT_SIZES = (catalog.AUTO_INPUT_SIZE, *catalog.INPUT_SIZE_RULES)
 
 
 class ConfigError(ValueError):
@@ -150,6 +152,10 @@ class TrainConfig:
     validate_every: int | None = None
     #: Stop (as Stop does) after K validations without a new best; 0 = off.
     early_stop: int = 0
+    #: Edit families: the size input images are trained at (and previews show them at):
+    #: "target" (the target's bucket), "pipeline" (what the family's pipeline uses at
+    #: inference: about 1 MP) or "auto" (the family's default; README "Input image size").
+    input_size: str = catalog.AUTO_INPUT_SIZE
 
 
 @dataclass
@@ -338,6 +344,8 @@ def _validate_recipe(config: Config) -> None:
     t, d = config.train, config.dataset
     if t.timesteps not in TIMESTEP_SAMPLERS:
         raise ConfigError(f"train.timesteps: must be one of {', '.join(TIMESTEP_SAMPLERS)}, got {t.timesteps!r}")
+    if t.input_size not in INPUT_SIZES:
+        raise ConfigError(f"train.input_size: must be one of {', '.join(INPUT_SIZES)}, got {t.input_size!r}")
     if t.timestep_scale <= 0:
         raise ConfigError(f"train.timestep_scale: must be greater than 0, got {t.timestep_scale}")
     if t.timestep_shift < 0:

@@ -26,7 +26,8 @@ Windows task manager count a card's memory):
   each block's input (2 bytes × hidden per token) is kept, plus one block's full set
   during its recompute. The sequence is what the transformer really sees: target tokens
   ((side/16)², 8× VAE × 2×2 patches) + every input image's tokens (edit models append
-  them) + text tokens (FLUX: 512 T5 tokens, padded; Qwen: ~64 text tokens + ~188 tokens
+  them; at the target's area, or about 1 MP = 4096 tokens under ``train.input_size =
+  "pipeline"``) + text tokens (FLUX: 512 T5 tokens, padded; Qwen: ~64 text tokens + ~188 tokens
   per input image, which the Qwen2.5-VL encoder sees at 384²).
 * **Overhead.** 1 GiB (CUDA context, cuBLAS workspace) plus 10 % allocator slack.
 
@@ -278,20 +279,27 @@ def approx_seconds(seconds: float) -> str:
     return text if text.startswith("under") else f"≈ {text}"
 
 
-def sequence_length(facts: ModelFacts, resolution: int, num_inputs: int) -> int:
-    """Tokens per sample: target + each input image (at the target's area) + text."""
+def sequence_length(facts: ModelFacts, resolution: int, num_inputs: int,
+                    input_size: str = catalog.AUTO_INPUT_SIZE) -> int:
+    """Tokens per sample: target + each input image + text. An input has the target's area
+    under the ``"target"`` input-size rule, the pipeline's (about 1 MP) under ``"pipeline"``
+    (``train.input_size``; ``"auto"``: the family's default)."""
     image = (resolution // PIXELS_PER_TOKEN) ** 2
     record = facts.record
     text = record.text_tokens + record.text_tokens_per_input * num_inputs if record else 512
-    return image * (1 + num_inputs) + text
+    per_input = image
+    if record and num_inputs and catalog.resolve_input_size(input_size, record.id) == "pipeline":
+        per_input = record.pipeline_input_area // PIXELS_PER_TOKEN ** 2
+    return image + per_input * num_inputs + text
 
 
 def estimate(facts: ModelFacts, *, resolution: int, rank: int, batch_size: int = 1, num_inputs: int | None = None,
-             options: MemoryOptions = MemoryOptions(), dtype_bytes: int = 2) -> Estimate:
+             options: MemoryOptions = MemoryOptions(), dtype_bytes: int = 2,
+             input_size: str = catalog.AUTO_INPUT_SIZE) -> Estimate:
     """Peak GPU memory and seconds per step for one configuration (see the module docstring)."""
     if num_inputs is None:
         num_inputs = 1 if facts.edit else 0
-    seq = sequence_length(facts, resolution, num_inputs)
+    seq = sequence_length(facts, resolution, num_inputs, input_size)
     other = facts.params - facts.block_linear_params
     if options.cpu_offload:
         weights = other * dtype_bytes + 2 * facts.largest_block_params * dtype_bytes
@@ -334,12 +342,13 @@ HEADROOM = 0.97
 
 
 def fit_options(facts: ModelFacts, vram_gb: float, *, resolution: int, rank: int, batch_size: int = 1,
-                num_inputs: int | None = None) -> tuple[MemoryOptions, Estimate, bool]:
+                num_inputs: int | None = None, input_size: str = catalog.AUTO_INPUT_SIZE,
+                ) -> tuple[MemoryOptions, Estimate, bool]:
     """The first rung of ``LADDER`` that fits ``vram_gb`` (options, its estimate, fits?)."""
     best = None
     for options in LADDER:
         est = estimate(facts, resolution=resolution, rank=rank, batch_size=batch_size, num_inputs=num_inputs,
-                       options=options)
+                       options=options, input_size=input_size)
         if est.fits(vram_gb * HEADROOM):
             return options, est, True
         if best is None or est.total < best[1].total:
@@ -353,7 +362,7 @@ def estimate_for_config(config, num_inputs: int | None = None, facts: ModelFacts
     facts = facts or model_facts(config.model.path)
     t = config.train
     return estimate(facts, resolution=t.resolution, rank=t.rank, batch_size=t.batch_size, num_inputs=num_inputs,
-                    options=MemoryOptions.of(t))
+                    options=MemoryOptions.of(t), input_size=t.input_size)
 
 
 def with_options(options: MemoryOptions, **changes: Any) -> MemoryOptions:

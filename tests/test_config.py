@@ -59,6 +59,7 @@ name = "my_lora"
     ("[train]\nsteps = 0\n", "train.steps"),
     ("[train]\nlearning_rate = 2.0\n", "train.learning_rate"),
     ("[train]\nresolution = 500\n", "train.resolution"),
+    ("[train]\ninput_size = \"1mp\"\n", "train.input_size"),
     ("[output]\nname = \"../../etc/evil\"\n", "output.name"),
     ("[model]\nfamily = \"sdxl\"\n", "model.family"),
     ("[extra]\nx = 1\n", "[extra]"),

@@ -122,6 +122,7 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
                                       f"not before the {t.steps} steps asked for; raise train.steps to continue")
     start_step = resume_from.step if resume_from else 0
     family = plan.family_cls(config.model.path, accelerator.device, dtype)
+    family.use_input_size(t.input_size)  # inputs sized as train.input_size says, in training and previews
     lora_format = catalog.resolve_format(config.output.format, family.name)  # "auto" → the family's
     format_warning = catalog.comfyui_warning(config.output.format, family.name, t.adapter)  # an explicit choice is kept
     if format_warning:

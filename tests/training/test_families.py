@@ -23,9 +23,16 @@ from lorastudio.training.families import (
 )
 from lorastudio.training.families._common import unwrap_peft
 from lorastudio.training.families.flux import FluxFamily
+from lorastudio.training.families.flux2 import Flux2KleinFamily
 from lorastudio.training.families.kontext import KontextFamily
 from lorastudio.training.families.qwen_edit_plus import QwenEditPlusFamily
 from lorastudio.training.families.qwen_image import QwenImageFamily
+from lorastudio.training.tiny import flux1 as tiny_flux1
+from lorastudio.training.tiny import qwen as tiny_qwen
+
+#: The tiny FLUX.1 and Qwen-Image VAEs' latent channels (the same, so one test covers both).
+LATENT_CHANNELS = tiny_flux1.LATENT_CHANNELS
+assert tiny_qwen.LATENT_CHANNELS == LATENT_CHANNELS
 
 CPU = torch.device("cpu")
 
@@ -204,10 +211,10 @@ def encoded(request):
 @pytest.mark.parametrize("name", list(FIXTURE_OF))
 def test_encode_shapes(encoded, name):
     e = encoded(name)
-    assert e.target_latents.shape == (16, 4, 8)  # (C, H/8, W/8) of a 64x32 image
+    assert e.target_latents.shape == (LATENT_CHANNELS, 4, 8)  # (C, H/8, W/8) of a 64x32 image
     assert e.target_latents.dtype == torch.float32 and torch.isfinite(e.target_latents).all()
     for inputs, latents, prompt in e.sets:
-        assert all(lat.shape == (16, 4, 8) for lat in latents)
+        assert all(lat.shape == (LATENT_CHANNELS, 4, 8) for lat in latents)
         t = prompt.tensors
         if name in ("kontext", "flux"):
             assert t["prompt_embeds"].shape == (512, 32)  # T5 tokens (padded to 512) x joint dim
@@ -309,12 +316,12 @@ def test_kontext_predict_matches_the_pipelines_layout(encoded):
 
     e = encoded("kontext")
     inputs, latents, prompt = e.sets[0]
-    noisy = torch.randn(1, 16, 4, 8, generator=torch.Generator().manual_seed(3))
+    noisy = torch.randn(1, LATENT_CHANNELS, 4, 8, generator=torch.Generator().manual_seed(3))
     sigma = torch.tensor([0.7])
     with torch.no_grad():
         ours = e.family.predict(e.transformer, noisy, sigma, [latents[0][None]], e.family.collate_prompts([prompt]))
-        packed = P._pack_latents(noisy, 1, 16, 4, 8)
-        packed_in = P._pack_latents(latents[0][None], 1, 16, 4, 8)
+        packed = P._pack_latents(noisy, 1, LATENT_CHANNELS, 4, 8)
+        packed_in = P._pack_latents(latents[0][None], 1, LATENT_CHANNELS, 4, 8)
         ids = P._prepare_latent_image_ids(1, 2, 4, CPU, torch.float32)
         ids_in = ids.clone()
         ids_in[..., 0] = 1
@@ -378,6 +385,25 @@ def test_input_size_policy(cls):
     w, h = family.input_size((600, 1200), (512, 512), 512)
     assert w % m == 0 and h % m == 0 and h > w
     assert abs(w * h - 512 * 512) / (512 * 512) < 0.15
+    assert family.input_size_rule == "target"  # the family's default (train.input_size = "auto")
+
+
+@pytest.mark.parametrize("cls", [KontextFamily, QwenEditPlusFamily, Flux2KleinFamily])
+def test_pipeline_input_size_rule_is_the_pipelines_default_view(cls):
+    """``train.input_size = "pipeline"``: an input is sized as the family's pipeline sizes it at
+    inference, whatever the target's size: about 1 MP for a photo (Kontext's preferred
+    resolutions, Qwen's VAE_IMAGE_SIZE, FLUX.2's 1024² cap), its own aspect kept."""
+    family = cls.__new__(cls)
+    family.use_input_size("pipeline")
+    for photo in ((4000, 3000), (3000, 4000), (2048, 2048)):
+        w, h = family.input_size(photo, (512, 384), 448)
+        assert w % cls.size_multiple == 0 and h % cls.size_multiple == 0
+        assert 0.85 < w * h / 1024 ** 2 < 1.15, (photo, w, h)
+        assert (w > h) == (photo[0] > photo[1]) and (w == h or photo[0] != photo[1])
+    if cls is Flux2KleinFamily:  # FLUX.2 never scales a reference up
+        assert family.input_size((320, 240), (512, 384), 448) == (320, 240)
+    family.use_input_size("auto")
+    assert family.input_size_rule == family.record.default_input_size
 
 
 # -- dataset kind, batching, pipeline parity, preview plumbing ---------------------------------------
@@ -424,12 +450,12 @@ def test_qwen_predict_matches_the_pipelines_layout(encoded, name):
 
     e = encoded(name)
     inputs, latents, prompt = e.sets[1]  # two inputs
-    noisy = torch.randn(1, 16, 4, 8, generator=torch.Generator().manual_seed(4))
+    noisy = torch.randn(1, LATENT_CHANNELS, 4, 8, generator=torch.Generator().manual_seed(4))
     sigma = torch.tensor([0.6])
     batch = e.family.collate_prompts([prompt])
     with torch.no_grad():
         ours = e.family.predict(e.transformer, noisy, sigma, [lat[None] for lat in latents], batch)
-        packed = [P._pack_latents(x, 1, 16, 4, 8) for x in [noisy, *[lat[None] for lat in latents]]]
+        packed = [P._pack_latents(x, 1, LATENT_CHANNELS, 4, 8) for x in [noisy, *[lat[None] for lat in latents]]]
         out = e.transformer(hidden_states=torch.cat(packed, 1), timestep=sigma, encoder_hidden_states=batch["prompt_embeds"],
                             encoder_hidden_states_mask=batch["prompt_embeds_mask"],
                             img_shapes=[[(1, 2, 4)] * 3], return_dict=False)[0]

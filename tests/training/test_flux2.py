@@ -16,6 +16,7 @@ from lorastudio.dataset.model import Mode
 from lorastudio.training.events import NullSink
 from lorastudio.training.families import FAMILIES, check_dataset_mode
 from lorastudio.training.families.flux2 import Flux2Family, Flux2KleinFamily
+from lorastudio.training.tiny.flux2 import LATENT_CHANNELS
 from lorastudio.training.lora import add_lora, read_lora_file
 from lorastudio.training.trainer import make_plan, train
 
@@ -58,12 +59,13 @@ def test_registry_and_modes():
 
 
 def test_latents_are_the_pipelines(klein, tiny_flux2_klein_dir):
-    """(128, H/16, W/16): the VAE mode, patchified 2×2, batch-norm normalized — exactly
+    """(4·C, H/16, W/16): the VAE mode, patchified 2×2, batch-norm normalized — exactly
     Flux2KleinPipeline._encode_vae_image; prompts as its encode_prompt."""
     from diffusers import Flux2KleinPipeline
 
-    assert klein["target"].shape == (128, 4, 4)
-    assert [r.shape for r in klein["refs"]] == [(128, 4, 4), (128, 2, 4), (128, 4, 2)]
+    c = 4 * LATENT_CHANNELS
+    assert klein["target"].shape == (c, 4, 4)
+    assert [r.shape for r in klein["refs"]] == [(c, 4, 4), (c, 2, 4), (c, 4, 2)]
     pipe = Flux2KleinPipeline.from_pretrained(str(tiny_flux2_klein_dir), local_files_only=True)
     pixels = pipe.image_processor.preprocess(klein["refs_img"][1], height=32, width=64)
     with torch.no_grad():

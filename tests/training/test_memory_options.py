@@ -298,7 +298,7 @@ def test_block_offload_swaps_copies_in_and_out(tiny_kontext_dir):
     # a whole step: the checkpoint recompute stops early (no forward hook), yet afterwards at
     # most one block still holds a swapped-in copy, and the LoRA got gradients
     transformer.train()
-    out = transformer(hidden_states=torch.randn(1, 16, 64), timestep=torch.tensor([0.5]),
+    out = transformer(hidden_states=torch.randn(1, 16, transformer.config.in_channels), timestep=torch.tensor([0.5]),
                       guidance=torch.tensor([1.0]), pooled_projections=torch.randn(1, 32),
                       encoder_hidden_states=torch.randn(1, 8, 32), txt_ids=torch.zeros(8, 3),
                       img_ids=torch.zeros(16, 3), return_dict=False)[0]

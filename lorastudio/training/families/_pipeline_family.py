@@ -31,6 +31,7 @@ from lorastudio.training.families._common import (
     dtype_kwargs,
     free_memory,
     image_key,
+    input_size_matching_target,
     load_pipeline,
     offline_kwargs,
     quiet_progress,
@@ -114,6 +115,21 @@ class PipelineFamily(ModelFamily):
         """Component name → class name, from the folder's ``model_index.json`` (non-empty entries)."""
         return index_components(read_model_index(self.model_dir))
 
+    # -- sizes ---------------------------------------------------------------------------------
+
+    def input_size(self, input_size: tuple[int, int], target_size: tuple[int, int],
+                   resolution: int) -> tuple[int, int]:
+        """The edit families' rule (``input_size_rule``): the target's bucket
+        (``input_size_matching_target``), or what the pipeline gives the input by default."""
+        if self.input_size_rule == "pipeline":
+            return self.pipeline_input_size(input_size)
+        return input_size_matching_target(input_size, target_size, self.size_multiple)
+
+    def pipeline_input_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """(width, height) the family's pipeline gives an input image of ``input_size`` at
+        inference by default (its VAE view); edit families define it."""
+        raise NotImplementedError(f"{self.display_name} takes no input images")
+
     # -- phase 1 -------------------------------------------------------------------------------
 
     def load_encoders(self) -> None:
@@ -172,9 +188,18 @@ class PipelineFamily(ModelFamily):
 
     def sample(self, transformer: torch.nn.Module, input_images: list[Image.Image], caption: str,
                size: tuple[int, int], steps: int, seed: int) -> Image.Image:
-        self.check_input_count(len(input_images))
         requested = (int(size[0]), int(size[1]))
-        width, height = snap_size(requested, self.size_multiple)
+        image = self.run_pipeline(transformer, input_images, caption, size, steps, seed, output_type="pil").images[0]
+        return image if image.size == requested else image.resize(requested, Image.Resampling.LANCZOS)
+
+    def run_pipeline(self, transformer: torch.nn.Module, input_images: list[Image.Image], caption: str,
+                     size: tuple[int, int], steps: int, seed: int, **call: Any):
+        """The family pipeline's ``__call__`` as a preview makes it (``sample``), returning the
+        pipeline's own output object; ``call`` adds or overrides pipeline arguments
+        (``output_type="latent"``, ``callback_on_step_end`` …), so a test can read the
+        denoised latents of exactly the call a preview makes."""
+        self.check_input_count(len(input_images))
+        width, height = snap_size((int(size[0]), int(size[1])), self.size_multiple)
         resolution = round((width * height) ** 0.5)
         prompt = self._sample_prompt(caption, input_images)
         inputs = [resize_to(img, self.input_size(img.size, (width, height), resolution)) for img in input_images]
@@ -185,12 +210,11 @@ class PipelineFamily(ModelFamily):
         transformer.eval()  # no LoRA dropout in previews; training resumes in its own mode
         try:
             with self._sampling_context(width, height), torch.no_grad():
-                image = pipe(**kwargs, height=height, width=width,
-                             num_inference_steps=max(int(steps), self.min_sample_steps),
-                             generator=generator, output_type="pil").images[0]
+                return pipe(**{**kwargs, "height": height, "width": width,
+                               "num_inference_steps": max(int(steps), self.min_sample_steps),
+                               "generator": generator, **call})
         finally:
             transformer.train(was_training)
-        return image if image.size == requested else image.resize(requested, Image.Resampling.LANCZOS)
 
     def _sample_prompt(self, caption: str, input_images: list[Image.Image]) -> dict[str, torch.Tensor]:
         """The prompt tensors for a preview (batch dim 1, on the device), memoized; loads the

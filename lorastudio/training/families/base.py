@@ -82,6 +82,9 @@ class ModelFamily(abc.ABC):
     max_inputs: ClassVar[int | None]
     #: Module-name suffixes peft targets: attention and feed-forward projections.
     lora_target_modules: ClassVar[tuple[str, ...]]
+    #: How input images are sized (``catalog.INPUT_SIZE_RULES``): the family's default until
+    #: a run's ``train.input_size`` says otherwise for its instance (:meth:`use_input_size`).
+    input_size_rule: str
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -94,6 +97,7 @@ class ModelFamily(abc.ABC):
             cls.mode = cls.modes[0]
             cls.max_inputs = record.max_inputs
             cls.lora_target_modules = record.lora_targets
+            cls.input_size_rule = record.default_input_size
 
     #: True when the prompt encoding depends on the input images (Qwen-Image-Edit's VLM
     #: encoder sees them), so the cache key of a prompt includes the input images.
@@ -112,6 +116,10 @@ class ModelFamily(abc.ABC):
         self.model_dir = Path(model_dir)
         self.device = device
         self.dtype = dtype
+
+    def use_input_size(self, rule: str) -> None:
+        """Size input images by ``rule`` ("auto" = the family's default) in training and previews."""
+        self.input_size_rule = catalog.resolve_input_size(rule, self.name)
 
     # -- sizes -----------------------------------------------------------------------------
 

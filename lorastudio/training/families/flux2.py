@@ -37,7 +37,7 @@ from PIL import Image
 
 from lorastudio import catalog
 from lorastudio.model_folder import read_model_index
-from lorastudio.training.families._common import input_size_matching_target, resize_to, transformer_config
+from lorastudio.training.families._common import resize_to, snap_size, transformer_config
 from lorastudio.training.families._pipeline_family import PipelineFamily
 
 
@@ -60,9 +60,15 @@ class Flux2FamilyBase(PipelineFamily):
         "Text-to-image sets (no _start) train the same model without references."
     )
 
-    def input_size(self, input_size: tuple[int, int], target_size: tuple[int, int],
-                   resolution: int) -> tuple[int, int]:
-        return input_size_matching_target(input_size, target_size, self.size_multiple)
+    def pipeline_input_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """The FLUX.2 pipelines' default: the reference's own size, scaled down to 1024²
+        pixels when it is larger, sides floored to multiples of 16."""
+        width, height = input_size
+        area = self.record.pipeline_input_area
+        if width * height > area:
+            scale = (area / (width * height)) ** 0.5
+            width, height = int(width * scale), int(height * scale)
+        return snap_size((width, height), self.size_multiple)
 
     # -- encoding (the pipeline's own code) -----------------------------------------------------
 

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from lorastudio import catalog
-from lorastudio.training.families._common import input_size_matching_target
+from lorastudio.training.families._common import snap_size
 from lorastudio.training.families._flux_common import FluxFamilyBase
 
 
@@ -32,9 +32,14 @@ class KontextFamily(FluxFamilyBase):
         "off) and the target's size."
     )
 
-    def input_size(self, input_size: tuple[int, int], target_size: tuple[int, int],
-                   resolution: int) -> tuple[int, int]:
-        return input_size_matching_target(input_size, target_size, self.size_multiple)
+    def pipeline_input_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """FluxKontextPipeline's default (``_auto_resize``): the preferred Kontext resolution
+        (all about 1 MP) closest to the input's aspect ratio."""
+        from diffusers.pipelines.flux.pipeline_flux_kontext import PREFERRED_KONTEXT_RESOLUTIONS
+
+        aspect = input_size[0] / input_size[1]
+        _, width, height = min((abs(aspect - w / h), w, h) for w, h in PREFERRED_KONTEXT_RESOLUTIONS)
+        return snap_size((width, height), self.size_multiple)
 
     def _sample_call_kwargs(self, inputs: list[Image.Image], prompt: dict[str, torch.Tensor],
                             width: int, height: int) -> dict[str, Any]:

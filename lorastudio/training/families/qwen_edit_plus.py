@@ -24,7 +24,6 @@ import torch
 from PIL import Image
 
 from lorastudio import catalog
-from lorastudio.training.families._common import input_size_matching_target
 from lorastudio.training.families._qwen_common import QwenFamilyBase
 
 
@@ -45,9 +44,12 @@ class QwenEditPlusFamily(QwenFamilyBase):
         "encoder sees every input at about 384×384 pixels, exactly as the pipeline shows it at inference."
     )
 
-    def input_size(self, input_size: tuple[int, int], target_size: tuple[int, int],
-                   resolution: int) -> tuple[int, int]:
-        return input_size_matching_target(input_size, target_size, self.size_multiple)
+    def pipeline_input_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """QwenImageEditPlusPipeline's VAE view of an input: ``VAE_IMAGE_SIZE`` pixels (about
+        1 MP) at the input's aspect ratio, whatever the output size."""
+        module = _pipeline_module()
+        width, height = module.calculate_dimensions(module.VAE_IMAGE_SIZE, input_size[0] / input_size[1])
+        return (int(width), int(height))
 
     @staticmethod
     def condition_images(pipe, input_images: list[Image.Image]) -> list[Image.Image]:
@@ -74,6 +76,9 @@ class QwenEditPlusFamily(QwenFamilyBase):
         """The pipeline has no argument for the VAE's view of the inputs (a module constant,
         ~1024²); previews set it to the preview's area for the call, so they show the model
         the inputs at the size training did. Restored afterwards, even on errors."""
+        if self.input_size_rule == "pipeline":  # the pipeline's own ~1 MP view is the training one
+            yield
+            return
         module = _pipeline_module()
         saved = module.VAE_IMAGE_SIZE
         module.VAE_IMAGE_SIZE = width * height

@@ -40,6 +40,33 @@ def seeded(build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
     return build().eval()
 
 
+def calibration_pixels(size: int = 64) -> torch.Tensor:
+    """A fixed batch of pictures, (N, 3, size, size) in [-1, 1], for measuring a tiny VAE's
+    latent statistics: plain colours, colour fields split in two, and bars, from a seeded
+    generator.
+
+    A real VAE ships the constants that bring its latents to about zero mean and unit
+    variance (FLUX.1's ``shift_factor``/``scaling_factor``, Qwen-Image's per-channel
+    ``latents_mean``/``latents_std``, FLUX.2's batch-norm statistics): the noise the
+    transformer learns to remove is N(0, I), so images must live on the same scale. A random
+    tiny VAE's latents are far smaller (variance ~0.01), which puts every image almost at
+    the same point next to the noise and no LoRA could tell two targets apart; so each tiny
+    recipe measures its own constants on these pictures, as the real ones were measured.
+    """
+    g = torch.Generator().manual_seed(SEED)
+    images = []
+    for i in range(12):
+        colours = torch.rand(3, 3, generator=g) * 2 - 1
+        image = colours[0].view(3, 1, 1).expand(3, size, size).clone()
+        if i % 3 >= 1:
+            image[:, :, size // 2:] = colours[1].view(3, 1, 1)
+        if i % 3 == 2:
+            x = int(torch.randint(0, size * 3 // 4, (1,), generator=g))
+            image[:, size // 4: size * 3 // 4, x: x + size // 4] = colours[2].view(3, 1, 1)
+        images.append(image)
+    return torch.stack(images)
+
+
 def recipes() -> dict[str, Callable[[], object]]:
     """Family id (plus variants such as ``qwen-edit-plus-2509``) → builder of its tiny pipeline,
     from the recipe modules the catalog names."""

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from lorastudio.training.tiny import seeded
+from lorastudio.training.tiny import calibration_pixels, seeded
 from lorastudio.training.tiny.tokenizers import tiny_clip_tokenizer, tiny_t5_tokenizer
+
+#: The VAE's latent channels (the real FLUX.1 VAE has 16). Few, so that the transformer's
+#: hidden width (32) is at least the packed latent width (channels × 2×2): a tiny model
+#: built so can learn an edit, and stays as cheap to train as the test suite needs. The
+#: pipelines read the channel count from the transformer's ``in_channels`` and the VAE.
+LATENT_CHANNELS = 4
 
 
 def _flux_components(guidance_embeds: bool = True) -> dict:
@@ -26,19 +32,14 @@ def _flux_components(guidance_embeds: bool = True) -> dict:
         pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
     )
     return {
+        # Hidden width 2 heads × 16 = 32 ≥ the packed latent width 4 channels × 2×2 = 16
+        # (see LATENT_CHANNELS): a narrower transformer cannot carry the noisy latents through.
         "transformer": seeded(lambda: FluxTransformer2DModel(
-            patch_size=1, in_channels=64, out_channels=None, num_layers=1, num_single_layers=1,
+            patch_size=1, in_channels=4 * LATENT_CHANNELS, out_channels=None, num_layers=1, num_single_layers=1,
             attention_head_dim=16, num_attention_heads=2, joint_attention_dim=text_dim,
             pooled_projection_dim=clip.hidden_size, guidance_embeds=guidance_embeds, axes_dims_rope=(4, 6, 6),
         )),
-        # 16 latent channels and 8x downsampling like the real FLUX VAE; its shift/scale too.
-        "vae": seeded(lambda: AutoencoderKL(
-            in_channels=3, out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(8, 8, 16, 16), layers_per_block=1, latent_channels=16, norm_num_groups=8,
-            sample_size=64, scaling_factor=0.3611, shift_factor=0.1159,
-            use_quant_conv=False, use_post_quant_conv=False,
-        )),
+        "vae": _vae(),
         "text_encoder": seeded(lambda: CLIPTextModel(clip)),
         "text_encoder_2": seeded(lambda: T5EncoderModel(t5)),
         "tokenizer": tokenizer,
@@ -49,6 +50,26 @@ def _flux_components(guidance_embeds: bool = True) -> dict:
             base_image_seq_len=256, max_image_seq_len=4096,
         ),
     }
+
+
+def _vae():
+    """8x downsampling like the real FLUX VAE, fewer latent channels, and its own
+    ``shift_factor``/``scaling_factor``: measured on ``calibration_pixels`` as the real
+    VAE's were, so its latents have about zero mean and unit variance."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    vae = seeded(lambda: AutoencoderKL(
+        in_channels=3, out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 8, 16, 16), layers_per_block=1, latent_channels=LATENT_CHANNELS, norm_num_groups=8,
+        sample_size=64, use_quant_conv=False, use_post_quant_conv=False,
+    ))
+    with torch.no_grad():
+        latents = vae.encode(calibration_pixels()).latent_dist.mode()
+    vae.register_to_config(shift_factor=round(latents.mean().item(), 4),
+                           scaling_factor=round(1 / latents.std().item(), 4))
+    return vae
 
 
 def _kontext():

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from lorastudio.training.tiny import SEED, seeded
+from lorastudio.training.tiny import calibration_pixels, seeded
 from lorastudio.training.tiny.tokenizers import MISTRAL_SPECIAL_TOKENS, tiny_mistral_processor, tiny_qwen3_tokenizer
+
+#: The VAE's latent channels (the real FLUX.2 VAE has 32, so 128 after patchifying). Few,
+#: so that the transformer's hidden width (2 heads × 16 = 32) is at least the packed latent
+#: width (channels × 2×2 = 16): a tiny model built so can learn an edit (see ``tiny/__init__``).
+LATENT_CHANNELS = 4
 
 
 def _flux2_components() -> dict:
@@ -45,7 +50,7 @@ def _flux2_image_components(text_hidden: int, guidance_embeds: bool) -> dict:
 
     return {
         "transformer": seeded(lambda: Flux2Transformer2DModel(
-            patch_size=1, in_channels=128, num_layers=1, num_single_layers=1, attention_head_dim=16,
+            patch_size=1, in_channels=4 * LATENT_CHANNELS, num_layers=1, num_single_layers=1, attention_head_dim=16,
             num_attention_heads=2, joint_attention_dim=3 * text_hidden, timestep_guidance_channels=256,
             axes_dims_rope=(4, 4, 4, 4), guidance_embeds=guidance_embeds,
         )),
@@ -58,22 +63,25 @@ def _flux2_image_components(text_hidden: int, guidance_embeds: bool) -> dict:
 
 
 def _flux2_vae():
-    """``AutoencoderKLFlux2`` in miniature: 8x downsampling and 32 latent channels like the
-    real one (so 128 channels after the 2×2 patchify), and batch-norm statistics that are
-    not the identity, so a latent normalization mistake shows in the tests."""
-    from diffusers import AutoencoderKLFlux2
+    """``AutoencoderKLFlux2`` in miniature: 8x downsampling like the real one, fewer latent
+    channels (``LATENT_CHANNELS``, ×4 after the 2×2 patchify), and batch-norm statistics
+    that are not the identity, so a latent normalization mistake shows in the tests."""
+    from diffusers import AutoencoderKLFlux2, Flux2Pipeline
 
     def build():
         vae = AutoencoderKLFlux2(
             in_channels=3, out_channels=3,
             down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(8, 8, 16, 16), layers_per_block=1, latent_channels=32, norm_num_groups=8,
+            block_out_channels=(8, 8, 16, 16), layers_per_block=1, latent_channels=LATENT_CHANNELS, norm_num_groups=8,
             sample_size=64, use_quant_conv=False, use_post_quant_conv=False,
         )
-        g = torch.Generator().manual_seed(SEED)
+        # The batch-norm statistics of its patchified latents, measured on calibration_pixels
+        # as the real VAE's running statistics were (not the identity).
         with torch.no_grad():
-            vae.bn.running_mean.copy_(torch.rand(vae.bn.running_mean.shape, generator=g) - 0.5)
-            vae.bn.running_var.copy_(0.5 + 1.5 * torch.rand(vae.bn.running_var.shape, generator=g))
+            latents = vae.encode(calibration_pixels()).latent_dist.mode()
+            patched = Flux2Pipeline._patchify_latents(latents)
+            vae.bn.running_mean.copy_(patched.mean(dim=(0, 2, 3)))
+            vae.bn.running_var.copy_(patched.var(dim=(0, 2, 3)))
         return vae
 
     return seeded(build)

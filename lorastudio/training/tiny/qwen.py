@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from lorastudio.training.tiny import seeded
+from lorastudio.training.tiny import calibration_pixels, seeded
 from lorastudio.training.tiny.tokenizers import QWEN_SPECIAL_TOKENS, tiny_qwen_processor, tiny_qwen_tokenizer
+
+#: The VAE's latent channels (the real Qwen-Image VAE has 16). Few, so that the
+#: transformer's hidden width (2 heads × 16 = 32) is at least the packed latent width
+#: (channels × 2×2): a tiny model built so can learn an edit (see ``tiny/__init__``).
+LATENT_CHANNELS = 4
 
 
 def _qwen_components(zero_cond_t: bool = False, processor: bool = True) -> dict:
@@ -31,15 +36,11 @@ def _qwen_components(zero_cond_t: bool = False, processor: bool = True) -> dict:
     )
     components = {
         "transformer": seeded(lambda: QwenImageTransformer2DModel(
-            patch_size=2, in_channels=64, out_channels=16, num_layers=2, attention_head_dim=16,
+            patch_size=2, in_channels=4 * LATENT_CHANNELS, out_channels=LATENT_CHANNELS, num_layers=2, attention_head_dim=16,
             num_attention_heads=2, joint_attention_dim=text_dim, guidance_embeds=False, axes_dims_rope=(4, 6, 6),
             zero_cond_t=zero_cond_t,
         )),
-        # 16 latent channels, 8x spatial downsampling, the real per-channel mean/std (defaults).
-        "vae": seeded(lambda: AutoencoderKLQwenImage(
-            base_dim=8, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1,
-            temperal_downsample=[False, True, True],
-        )),
+        "vae": _vae(),
         "text_encoder": seeded(lambda: Qwen2_5_VLForConditionalGeneration(vl)),
         "tokenizer": tokenizer,
         # Qwen-Image's scheduler config (exponential time shift, dynamic on sequence length).
@@ -51,6 +52,24 @@ def _qwen_components(zero_cond_t: bool = False, processor: bool = True) -> dict:
     if processor:
         components["processor"] = tiny_qwen_processor(tokenizer)
     return components
+
+
+def _vae():
+    """8x spatial downsampling like the real Qwen-Image VAE, fewer latent channels, and its
+    own per-channel ``latents_mean``/``latents_std`` (not the identity, so a normalization
+    mistake shows): measured on ``calibration_pixels`` as the real ones were."""
+    import torch
+    from diffusers import AutoencoderKLQwenImage
+
+    vae = seeded(lambda: AutoencoderKLQwenImage(
+        base_dim=8, z_dim=LATENT_CHANNELS, dim_mult=[1, 2, 2, 2], num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+    ))
+    with torch.no_grad():
+        latents = vae.encode(calibration_pixels().unsqueeze(2)).latent_dist.mode()
+    vae.register_to_config(latents_mean=[round(v, 4) for v in latents.mean(dim=(0, 2, 3, 4)).tolist()],
+                           latents_std=[round(v, 4) for v in latents.std(dim=(0, 2, 3, 4)).tolist()])
+    return vae
 
 
 def _edit_plus(zero_cond_t: bool):
