@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lorastudio import __version__, catalog
+from lorastudio import __version__, catalog, config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +45,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale", type=float, default=1.0, help="LoRA strength")
     p.add_argument("--size", type=int, default=0, help="output long side in pixels (default: from the first input, or 512)")
+
+    p = sub.add_parser("export", help="write the LoRA of any kept checkpoint of a run",
+                       description="Write the LoRA of a kept checkpoint of a run (OUTPUT/NAME.run) as a file like "
+                                   "the run's own NAME.safetensors: the same header (with the checkpoint's step), "
+                                   "key format and atomic write. Default: the latest checkpoint.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the run folder, OUTPUT/NAME.run")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--step", type=int, metavar="N", help="the checkpoint at step N")
+    which.add_argument("--best", action="store_true", help="the checkpoint with the lowest validation loss")
+    p.add_argument("--out", metavar="FILE", help="the .safetensors to write (default: OUTPUT/NAME.stepNNNNNN.safetensors)")
+    p.add_argument("--format", choices=config.OUTPUT_FORMATS,
+                   help="key format (default: the run's output.format; auto = the family's default)")
+    p.add_argument("--raw", action="store_true", help="the raw (last-step) weights instead of the EMA average "
+                                                     "(runs with train.ema_decay)")
+
+    p = sub.add_parser("grid", help="draw a checkpoint grid: sets x (base model, checkpoints, target) as one PNG",
+                       description="Draw each set (rows) with the base model, each chosen checkpoint and the best "
+                                   "one (columns) through the family's pipeline, beside its input and target, and "
+                                   "save it as one PNG.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the run folder, OUTPUT/NAME.run")
+    p.add_argument("--sets", nargs="+", metavar="SET", help="rows (default: the held-out sets, else the first 4)")
+    p.add_argument("--steps", nargs="+", type=int, metavar="N", help="checkpoint columns (default: every kept one)")
+    p.add_argument("--best", action="store_true", help="add the best checkpoint (lowest validation loss)")
+    p.add_argument("--out", metavar="PNG", help="the PNG to write (default: RUN_DIR/grid.png)")
+    p.add_argument("--jsonl", action="store_true", help="print only events, one JSON object per line; a 'stop' "
+                                                       "line on stdin, or its end, cancels")
+    p.add_argument("--size", type=int, metavar="PX", help="cell size: the training area's side (default: "
+                                                         "train.resolution)")
+    p.add_argument("--sample-steps", type=int, metavar="K", help="denoising steps per cell (default: train.sample_steps)")
+    p.add_argument("--seed", type=int, metavar="S", help="noise seed, the same in every cell (default: train.seed)")
 
     p = sub.add_parser("caption", help="draft captions with a local Qwen2.5-VL / Qwen3-VL or Qwen-Image-Edit folder",
                        description="Draft captions for a dataset's sets with a local vision-language model: for "
@@ -117,6 +147,17 @@ def main(argv: list[str] | None = None) -> int:
         from lorastudio.training.sample import sample_command
 
         return sample_command(args)
+    if command == "export":
+        from lorastudio.training.export import export_command
+
+        return export_command(args)
+    if command == "grid":
+        for flag, value in (("--size", args.size), ("--sample-steps", args.sample_steps)):
+            if value is not None and value <= 0:
+                build_parser().error(f"{flag} must be greater than 0")
+        from lorastudio.training.grid import grid_command
+
+        return grid_command(args)
     if command == "demo":
         from lorastudio.training.demo import demo_command
 

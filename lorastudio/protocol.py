@@ -7,17 +7,20 @@ Events (field ``event``):
 
 - ``started``     ``total``, ``family``, ``sets``, ``run_dir``, ``resumed_from`` (step or 0)
 - ``status``      ``phase`` (``loading``, ``caching``, ``training``, ``sampling``, ``saving``,
-                  ``stopping``, ``captioning``), ``message``, optional ``current``/``total`` progress
+                  ``stopping``, ``captioning``, ``grid``), ``message``, optional ``current``/``total``
+                  progress (``grid``: cells drawn so far / cells in all, from ``lorastudio grid``)
 - ``progress``    ``step`` (1…total), ``total``, ``loss``, ``lr``, ``rate`` (steps/s), ``eta`` (s)
 - ``sample``      ``step``, ``path`` (a PNG), ``set`` (the set's name), ``target`` (its target image)
 - ``checkpoint``  ``step``, ``path``, sent only once the checkpoint is complete on disk
 - ``caption``     ``set`` (the set's name), ``text`` (a drafted caption; ``lorastudio caption``),
                   ``written`` (bool: the command wrote it; false for ``--no-write``, the app's drafts)
 - ``done``        ``lora`` (path), ``step`` (the last step trained), ``stopped`` (bool); a caption
-                  run's ``done`` has ``drafted`` (count) and ``stopped`` instead of ``lora``/``step``
+                  run's ``done`` has ``drafted`` (count) and ``stopped`` instead of ``lora``/``step``;
+                  a grid's has ``grid`` (the PNG's path, null when cancelled: no PNG written) and ``stopped``
 - ``error``       ``message``, ``kind`` (one of ``ERROR_KINDS``), optional ``log`` path
 
-Commands (GUI → worker, one per line on stdin): ``stop``. End of stdin also means stop.
+Commands (GUI → worker, one per line on stdin): ``stop``. End of stdin also means stop
+(for ``worker``, ``caption --no-write`` and ``grid --jsonl``).
 """
 
 from __future__ import annotations

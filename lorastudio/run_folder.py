@@ -3,16 +3,19 @@
 ::
 
     NAME.run/
+      config.toml                   the run's resolved config (model, dataset, recipe, output), written at start
       log.txt                       the worker's log (log.rank<N>.txt for other processes)
       cache/                        cached latents and prompt encodings
       samples/step_000020_SET.png   previews
       checkpoints/step_000020/      one complete checkpoint; manifest.json is written last
       checkpoints.previous/         the checkpoints of the run before a fresh start
       logs/                         train.log_with's tracker files (tensorboard --logdir)
+      grid.png                      ``lorastudio grid``'s checkpoint grid (when no --out is given)
 
-The worker writes it (``training/checkpoint.py``, the trainer); the GUI reads it (is there
-a checkpoint Resume can continue from? where is the log?). Both ask this module, so they
-can never disagree about a name. Pure Python (no Qt, no torch).
+The worker writes it (``training/checkpoint.py``, the trainer); the GUI and the commands that
+work on a finished run (``lorastudio export``, ``lorastudio grid``) read it (is there a
+checkpoint Resume can continue from? which one is the best? where is the log?). All ask this
+module, so they can never disagree about a name. Pure Python (no Qt, no torch).
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ SAMPLES = "samples"
 CACHE = "cache"
 #: ``train.log_with``'s tracker writes here (accelerate's ``project_dir``).
 LOGS = "logs"
+#: The run's own copy of its config, so a run folder alone says which model, dataset and
+#: output it belongs to (``export`` and ``grid`` take nothing but the folder).
+CONFIG = "config.toml"
+#: ``lorastudio grid``'s PNG when no ``--out`` is given.
+GRID = "grid.png"
 
 
 @dataclass
@@ -70,6 +78,14 @@ def cache_dir(run_dir: Path) -> Path:
     return Path(run_dir) / CACHE
 
 
+def config_path(run_dir: Path) -> Path:
+    return Path(run_dir) / CONFIG
+
+
+def grid_path(run_dir: Path) -> Path:
+    return Path(run_dir) / GRID
+
+
 def log_path(run_dir: Path, rank: int = 0) -> Path:
     """The worker's log; each extra process of a multi-GPU run has its own."""
     return Path(run_dir) / ("log.txt" if rank == 0 else f"log.rank{rank}.txt")
@@ -102,3 +118,15 @@ def latest_checkpoint(run_dir: Path) -> Checkpoint | None:
 def has_checkpoint(run_dir: Path) -> bool:
     """True when the run folder holds a complete checkpoint that Resume can continue from."""
     return latest_checkpoint(run_dir) is not None
+
+
+def checkpoint_at(run_dir: Path, step: int) -> Checkpoint | None:
+    """The complete checkpoint at ``step``, or None when none is kept there."""
+    return next((c for c in list_checkpoints(run_dir) if c.step == step), None)
+
+
+def best_checkpoint(run_dir: Path) -> Checkpoint | None:
+    """The checkpoint whose manifest says ``"best": true`` (the lowest validation loss so far),
+    or None when validation never ran. Should two say so, the later one."""
+    best = [c for c in list_checkpoints(run_dir) if c.manifest.get("best") is True]
+    return best[-1] if best else None

@@ -79,6 +79,8 @@ class TerminalSink(EventSink):
             self._line(f"checkpoint at step {ev['step']}: {ev['path']}")
         elif kind == protocol.CAPTION:
             self._line(f"{ev['set']}: {ev['text']}" + ("" if ev.get("written") else "  (not written)"))
+        elif kind == protocol.DONE and "grid" in ev:  # a checkpoint grid's end
+            self._line(f"grid: {ev['grid']}" if ev["grid"] else "stopped: no grid written")
         elif kind == protocol.DONE and "drafted" in ev:  # a caption run's end
             self._line(f"{'stopped' if ev.get('stopped') else 'finished'}: {ev['drafted']} caption(s) drafted")
         elif kind == protocol.DONE:

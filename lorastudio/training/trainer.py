@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from lorastudio import __version__, catalog, run_folder
-from lorastudio.config import Config
+from lorastudio.config import Config, save_config
 from lorastudio.dataset import load_image
 from lorastudio.fileio import writing
 from lorastudio.training import checkpoint as ckpt
@@ -56,10 +56,10 @@ from lorastudio.training.cache import CachedSet, TrainingCache
 from lorastudio.training.distributed import reduce_step
 from lorastudio.training.ema import LoraEMA
 from lorastudio.training.events import EventSink
-from lorastudio.training.lora import (add_lora, export_metadata, export_state_dict, load_peft_state_dict,
-                                      peft_state_dict, save_lora_file)
+from lorastudio.training.lora import add_lora, load_peft_state_dict, peft_state_dict
 from lorastudio.training.optimizer import make_optimizer
 from lorastudio.training.plan import Plan, TrainingError, make_plan, recipe_facts
+from lorastudio.training.run_lora import RunLora
 from lorastudio.training.stop import StopSignal
 from lorastudio.training.timesteps import TimestepSampler, image_seq_len
 from lorastudio.training.tracking import Tracker, logs_dir
@@ -111,6 +111,7 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
     run_dir = config.output.run_dir
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_folder.config_path(run_dir))  # the folder says which run it is (export, grid)
     resume_from = ckpt.latest_checkpoint(run_dir) if resume else None
     notes = []  # status messages for after ``started`` (the GUI resets its run view there)
     if resume and resume_from is None:
@@ -203,26 +204,18 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
     sample_sets = cached[: t.sample_sets]
     tracker = Tracker(accelerator, t.log_with, recipe_facts(config, plan))
 
+    lora_file = RunLora(config, family.name, lora_format, sets=len(cached), edit=plan.dataset.mode.value == "paired",
+                        dtype=dtype, ema=ema is not None)
+    checkpoint_info.update(lora_file.manifest_facts())  # so `lorastudio export` writes what we would
+
     def save_lora(step: int) -> Path:
         emit("status", phase="saving", message="writing the LoRA")
-        meta = export_metadata(family=family.name, base_model=config.model.path.resolve().name, rank=t.rank,
-                               alpha=alpha, steps=step, learning_rate=t.learning_rate, resolution=t.resolution,
-                               sets=len(cached), trigger=config.dataset.trigger.strip(), fmt=lora_format,
-                               adapter=t.adapter, lokr_factor=t.lokr_factor,
-                               title=config.output.name, edit=plan.dataset.mode.value == "paired",
-                               model_dir=config.model.path, recipe=recipe_facts(config, plan))
-
-        def write(path: Path, weights: str) -> Path:
-            tensors = export_state_dict(peft_state_dict(transformer), t.rank, alpha, family.name,
-                                        dtype=dtype if dtype != torch.float32 else None, fmt=lora_format,
-                                        adapter=t.adapter, transformer=transformer)
-            return save_lora_file(path, tensors, {**meta, "lorastudio.weights": weights} if ema else meta)
-
         if ema is None:
-            return write(config.output.lora_path, "raw")
-        write(config.output.raw_lora_path, "raw")  # the last step's weights, beside the EMA LoRA
+            return lora_file.write(config.output.lora_path, peft_state_dict(transformer), step, transformer=transformer)
+        # the last step's weights, beside the EMA LoRA
+        lora_file.write(config.output.raw_lora_path, peft_state_dict(transformer), step, "raw", transformer)
         with ema.applied():
-            return write(config.output.lora_path, "ema")
+            return lora_file.write(config.output.lora_path, peft_state_dict(transformer), step, "ema", transformer)
 
     def save_checkpoint(step: int) -> None:
         emit("status", phase="saving", message=f"checkpoint at step {step}")
