@@ -441,10 +441,11 @@ def load_config(path: str | os.PathLike[str], check_paths: bool = True) -> Confi
     return config
 
 
-def save_config(config: Config, path: str | os.PathLike[str]) -> None:
-    """Write ``config`` as TOML atomically, with paths relative to the file where possible."""
+def save_config(config: Config, path: str | os.PathLike[str], relative: bool = True) -> None:
+    """Write ``config`` as TOML atomically, with paths relative to the file where possible
+    (``relative=False``: absolute, as a run folder's own copy keeps them)."""
     import tomli_w
 
     path = Path(path)
-    text = tomli_w.dumps(config.to_toml_dict(relative_to=path.resolve().parent))
+    text = tomli_w.dumps(config.to_toml_dict(relative_to=path.resolve().parent if relative else None))
     atomic_write_text(path, text)

@@ -111,7 +111,8 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
     run_dir = config.output.run_dir
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_folder.config_path(run_dir))  # the folder says which run it is (export, grid)
+        # the folder says which run it is (export, grid): model, dataset and output where this run found them
+        save_config(config, run_folder.config_path(run_dir), relative=False)
     resume_from = ckpt.latest_checkpoint(run_dir) if resume else None
     notes = []  # status messages for after ``started`` (the GUI resets its run view there)
     if resume and resume_from is None:
