@@ -7,7 +7,6 @@ cancelled grid writes nothing, and ``--jsonl`` speaks the protocol."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 
@@ -27,16 +26,7 @@ from lorastudio.training.plan import make_plan
 from lorastudio.training.stop import StopSignal
 from lorastudio.training.trainer import train
 
-from trainer_helpers import cli_env, events_of, make_config
-
-
-def small_dataset(demo_project, folder, sets: int = 3):
-    """The demo dataset's first ``sets`` sets (fewer latents to cache: a faster test)."""
-    folder.mkdir(parents=True)
-    for path in sorted((demo_project.parent / "dataset").iterdir()):
-        if path.name.split("_")[0].split(".")[0] in {f"shapes{i:02d}" for i in range(1, sets + 1)}:
-            shutil.copy(path, folder / path.name)
-    return folder
+from trainer_helpers import cli_env, events_of, make_config, small_dataset
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from lorastudio.training.lora import export_state_dict, peft_state_dict, read_lo
 from lorastudio.training.plan import TrainingError, describe_plan, make_plan
 from lorastudio.training.trainer import train
 
-from trainer_helpers import make_config
+from trainer_helpers import make_config, small_dataset
 
 try:
     import tomllib
@@ -118,6 +118,47 @@ def test_defaults_train_todays_lora_and_every_option_resumes_bit_exactly(demo_pr
     for fact in ("shift (scale 1.2, μ from the resolution", "cosine learning rate after 1 warmup steps", "decay 0.9",
                  "probability 0.5", f"{first} ×3", "SimpleTuner advises 0 for edit models"):
         assert fact in text, fact
+
+
+class Killed(Exception):
+    """The process dying in the middle of a step (nothing after it reaches the disk)."""
+
+
+class KillAt(NullSink):
+    """Dies when step ``at`` has been trained, before anything of that step is saved."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+
+    def _write(self, ev):
+        if ev["event"] == "progress" and ev["step"] == self.at:
+            raise Killed(f"killed in step {self.at}")
+
+
+@pytest.mark.parametrize("adapter,timesteps", [("dora", "shift"), ("lokr", "sigmoid")])
+def test_every_option_with_dora_and_lokr_resumes_after_a_kill_bit_exactly(demo_project, tmp_path, adapter,
+                                                                          timesteps):
+    """Issue 15: every recipe option on at once, with each non-LoRA adapter: a run killed after its
+    step-2 checkpoint and resumed writes the LoRA (EMA) and the raw file an uninterrupted run writes."""
+    dataset = small_dataset(demo_project, tmp_path / "dataset")
+    recipe = dict(steps=4, checkpoint_every=2, sample_sets=0, learning_rate=5e-3, warmup_steps=1, adapter=adapter,
+                  timesteps=timesteps, timestep_scale=1.2, lr_schedule="cosine", ema_decay=0.9)
+    cfg = _config(demo_project, tmp_path, dataset={"path": str(dataset), "caption_dropout": 0.5,
+                                                   "repeats": {"shapes01": 3}}, **recipe)
+    config = load_config(cfg)
+    full = train(config, NullSink())
+    full_lora, full_raw = _lora(full.lora), _lora(config.output.raw_lora_path)
+    assert read_lora_file(full.lora)[1]["lorastudio.adapter"] == adapter
+
+    with pytest.raises(Killed):  # a fresh run (the last one's checkpoints retired), killed in step 3
+        train(load_config(cfg), KillAt(3))
+    assert [cp.step for cp in ckpt.list_checkpoints(config.output.run_dir)] == [2]
+    sink = NullSink()
+    resumed = train(load_config(cfg), sink, resume=True)
+    assert sink.history[0]["resumed_from"] == 2
+    assert _equal(full_lora, _lora(resumed.lora)) and _equal(full_raw, _lora(config.output.raw_lora_path))
+    assert not _equal(full_lora, full_raw), "EMA on: the LoRA holds the average, not the last step"
 
 
 def test_recipe_errors_that_need_the_dataset_come_before_any_model_loads(demo_project, tmp_path):

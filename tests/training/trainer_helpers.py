@@ -49,6 +49,18 @@ def make_config(project: Path, out_dir: Path, model: Path | None = None, dataset
     return path
 
 
+def small_dataset(demo_project: Path, folder: Path, sets: int = 3) -> Path:
+    """The demo dataset's first ``sets`` sets copied to ``folder`` (fewer latents to cache: a faster test)."""
+    import shutil
+
+    names = {f"shapes{i:02d}" for i in range(1, sets + 1)}
+    folder.mkdir(parents=True)
+    for path in sorted((Path(demo_project).parent / "dataset").iterdir()):
+        if path.name.split("_")[0].split(".")[0] in names:
+            shutil.copy(path, folder / path.name)
+    return folder
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **extra}
     env.pop("LORASTUDIO_INJECT", None)
