@@ -112,10 +112,9 @@ def pick_sets(config: Config, names: list[str] | None):
 
 def pick_columns(run_dir: Path, steps: list[int] | None, best: bool) -> list[Column]:
     """Base model, the chosen checkpoints (default: every kept one) and the best one, in step order."""
-    chosen = [choose_checkpoint(run_dir, step) for step in steps] if steps else \
-        ([] if best else run_folder.list_checkpoints(run_dir))
+    chosen = [choose_checkpoint(run_dir, step) for step in steps] if steps else run_folder.list_checkpoints(run_dir)
     best_cp = choose_checkpoint(run_dir, best=True) if best else None
-    if not chosen and best_cp is None:
+    if not chosen:
         choose_checkpoint(run_dir)  # raises: no checkpoint at all
     by_step = {cp.step: cp for cp in chosen + ([best_cp] if best_cp else [])}
     best_step = best_cp.step if best_cp else None

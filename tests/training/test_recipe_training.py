@@ -19,6 +19,7 @@ from lorastudio.training import checkpoint as ckpt
 from lorastudio.training.batches import collate
 from lorastudio.training.cache import prompt_key
 from lorastudio.training.events import NullSink
+from lorastudio.training.export import export_checkpoint
 from lorastudio.training.lora import export_state_dict, peft_state_dict, read_lora_file
 from lorastudio.training.plan import TrainingError, describe_plan, make_plan
 from lorastudio.training.trainer import train
@@ -159,6 +160,13 @@ def test_every_option_with_dora_and_lokr_resumes_after_a_kill_bit_exactly(demo_p
     assert sink.history[0]["resumed_from"] == 2
     assert _equal(full_lora, _lora(resumed.lora)) and _equal(full_raw, _lora(config.output.raw_lora_path))
     assert not _equal(full_lora, full_raw), "EMA on: the LoRA holds the average, not the last step"
+    # `lorastudio export` of the last checkpoint puts the EMA average under this adapter's names too
+    exported, _ = export_checkpoint(config.output.run_dir, out=tmp_path / "exported.safetensors")
+    assert _equal(full_lora, _lora(exported))
+    if adapter == "dora":  # ComfyUI's DoRA file: its scales need the base weights, which export loads
+        comfy, _ = export_checkpoint(config.output.run_dir, out=tmp_path / "comfy.safetensors", fmt="comfyui")
+        tensors, meta = read_lora_file(comfy)
+        assert meta["lorastudio.format"] == "comfyui" and any(k.endswith(".dora_scale") for k in tensors)
 
 
 def test_recipe_errors_that_need_the_dataset_come_before_any_model_loads(demo_project, tmp_path):
