@@ -106,7 +106,7 @@ def pick_sets(config: Config, names: list[str] | None):
             raise ExportError(f"--sets: no usable set named {', '.join(unknown)} in {config.dataset.path} "
                               f"(sets: {', '.join(list(usable)[:12])}{' …' if len(usable) > 12 else ''})")
         return [usable[n] for n in names]
-    held_out = [usable[n] for n in getattr(config.dataset, "validation", []) if n in usable]
+    held_out = [usable[n] for n in config.dataset.validation if n in usable]
     return held_out or list(usable.values())[:DEFAULT_ROWS]
 
 

@@ -6,6 +6,7 @@ cancelled grid writes nothing, and ``--jsonl`` speaks the protocol."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -19,8 +20,9 @@ from lorastudio import run_folder
 from lorastudio.cli import main as cli_main
 from lorastudio.config import load_config
 from lorastudio.training.events import NullSink
+from lorastudio.training.export import ExportError
 from lorastudio.training.formats import export_tensors
-from lorastudio.training.grid import GridLayout, render_grid
+from lorastudio.training.grid import GridLayout, pick_sets, render_grid
 from lorastudio.training.lora import read_lora_file
 from lorastudio.training.plan import make_plan
 from lorastudio.training.stop import StopSignal
@@ -139,9 +141,9 @@ def test_grid_draws_a_cell_per_set_and_column(ema_run, tmp_path):
         left, top = (layout.cell - target.width) // 2, (layout.cell - target.height) // 2
         assert np.array_equal(_cell(sheet, layout, row, 4)[top: top + target.height, left: left + target.width],
                               np.asarray(target, dtype=np.int16)), "the last column is the set's target"
-    # cancelled after two cells: nothing written, not even over an earlier grid
+    # cancelled in the second cell: nothing written
     stop = StopSignal()
-    assert render_grid(ema_run.output.run_dir, Recorder(stop, stop_at=2), stop, sets=sets, steps=[2, 4],
+    assert render_grid(ema_run.output.run_dir, Recorder(stop, stop_at=1), stop, sets=sets, steps=[2, 4],
                        out=tmp_path / "cancelled.png", sample_steps=1) is None
     assert not (tmp_path / "cancelled.png").exists()
 
@@ -163,3 +165,13 @@ def test_grid_jsonl_reports_bad_input_and_stops_when_stdin_ends(ema_run, tmp_pat
     assert proc.returncode == 0 and events[-1] == {"event": "done", "grid": None, "stopped": True}
     assert all(e["event"] == "status" and e["phase"] == "grid" for e in events[:-1])
     assert not (tmp_path / "g.png").exists()
+
+
+def test_grid_rows_default_to_the_held_out_sets(ema_run):
+    """No --sets: the sets held out for validation (the run's dataset.validation), else the first ones."""
+    assert [s.name for s in pick_sets(ema_run, None)] == ["shapes01", "shapes02", "shapes03"]
+    held_out = dataclasses.replace(ema_run, dataset=dataclasses.replace(ema_run.dataset, validation=["shapes03"]))
+    assert [s.name for s in pick_sets(held_out, None)] == ["shapes03"]
+    assert [s.name for s in pick_sets(held_out, ["shapes02", "shapes01"])] == ["shapes02", "shapes01"]
+    with pytest.raises(ExportError, match="no usable set named nope"):
+        pick_sets(ema_run, ["nope"])

@@ -142,8 +142,8 @@ def test_every_option_with_dora_and_lokr_resumes_after_a_kill_bit_exactly(demo_p
                                                                           timesteps):
     """Issue 15: every recipe option on at once, with each non-LoRA adapter: a run killed after its
     step-2 checkpoint and resumed writes the LoRA (EMA) and the raw file an uninterrupted run writes."""
-    dataset = small_dataset(demo_project, tmp_path / "dataset")
-    recipe = dict(steps=4, checkpoint_every=2, sample_sets=0, learning_rate=5e-3, warmup_steps=1, adapter=adapter,
+    dataset = small_dataset(demo_project, tmp_path / "dataset", sets=2)
+    recipe = dict(steps=3, checkpoint_every=2, sample_sets=0, learning_rate=5e-3, warmup_steps=1, adapter=adapter,
                   timesteps=timesteps, timestep_scale=1.2, lr_schedule="cosine", ema_decay=0.9)
     cfg = _config(demo_project, tmp_path, dataset={"path": str(dataset), "caption_dropout": 0.5,
                                                    "repeats": {"shapes01": 3}}, **recipe)
