@@ -154,7 +154,7 @@ def render_grid(run_dir: Path, sink: EventSink, stop: StopSignal, *, sets: list[
     rows = []  # (bucket, inputs at their training sizes, caption) per set, as training and previews use them
     for s in image_sets:
         bucket, input_sizes = sizes.plan(s)
-        rows.append((bucket, [resize_to(load_image(p), size) for p, size in zip(s.inputs, input_sizes)],
+        rows.append((bucket, [resize_to(load_image(p), wh) for p, wh in zip(s.inputs, input_sizes)],
                      effective_caption(s, config.dataset.trigger, config.dataset.default_caption)))
     cells: dict[tuple[int, int], Image.Image] = {}
     first = 1 if paired else 0
@@ -162,7 +162,17 @@ def render_grid(run_dir: Path, sink: EventSink, stop: StopSignal, *, sets: list[
         if paired and s.inputs:
             cells[(r, 0)] = load_image(s.inputs[0])
         cells[(r, layout.columns - 1)] = load_image(s.target)
-    if stop.is_set():  # cancelled before the (long) model load
+    if stop.is_set():  # cancelled before the (long) model loads
+        return None
+    # every row's prompt encoded with the text encoders loaded once, then freed for the transformer
+    # (what a run does for its previews; ``family.sample`` finds the encodings memoized)
+    family.load_encoders()
+    try:
+        for _bucket, inputs, caption in rows:
+            family.prepare_sample(caption, inputs)
+    finally:
+        family.free_encoders()
+    if stop.is_set():
         return None
     transformer = family.load_transformer()
     transformer.eval()
