@@ -150,6 +150,7 @@ def render_grid(run_dir: Path, sink: EventSink, stop: StopSignal, *, sets: list[
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     family = family_cls(config.model.path, device, dtype)
+    family.use_input_size(t.input_size)  # inputs sized as in the run's training and previews
     sizes = TrainingCache(run_folder.cache_dir(run_dir), family, resolution, write=False)
     rows = []  # (bucket, inputs at their training sizes, caption) per set, as training and previews use them
     for s in image_sets:
