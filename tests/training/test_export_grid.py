@@ -175,3 +175,19 @@ def test_grid_rows_default_to_the_held_out_sets(ema_run):
     assert [s.name for s in pick_sets(held_out, ["shapes02", "shapes01"])] == ["shapes02", "shapes01"]
     with pytest.raises(ExportError, match="no usable set named nope"):
         pick_sets(ema_run, ["nope"])
+
+
+def test_a_gpu_runs_file_dtype_is_kept_for_its_exports(ema_run, tmp_path):
+    """A bf16 run writes its LoRA in bf16; its manifest says so, and an export made on any machine
+    writes bf16 too (not the float32 the checkpoint keeps for resuming)."""
+    from safetensors.torch import load_file
+
+    from lorastudio.training.run_lora import RunLora
+
+    run = RunLora(ema_run, "kontext", "diffusers", sets=3, edit=True, dtype=torch.bfloat16)
+    cp = run_folder.latest_checkpoint(ema_run.output.run_dir)
+    again = RunLora.from_manifest(ema_run, {**cp.manifest, **run.manifest_facts()}, "diffusers")
+    assert (again.dtype, again.sets, again.edit, again.ema) == (torch.bfloat16, 3, True, True)
+    path = again.write(tmp_path / "bf16.safetensors", load_file(str(cp.path / "lora.safetensors")), cp.step)
+    tensors = read_lora_file(path)[0]
+    assert {t.dtype for k, t in tensors.items() if not k.endswith(".alpha")} == {torch.bfloat16}
