@@ -70,7 +70,8 @@ class LearningSet:
 
 def card(colour: tuple[int, int, int], index: int, size: int) -> Image.Image:
     """A plain ``colour`` picture with a white bar whose place depends on ``index``: mostly one
-    colour, so a tiny model can learn it in a few dozen steps, and not uniform."""
+    colour, and not uniform, so the edit has a place in the picture (plain cards were measured
+    to learn no faster)."""
     image = Image.new("RGB", (size, size), colour)
     draw = ImageDraw.Draw(image)
     x = (index * size // 5) % (size * 3 // 4)
@@ -206,10 +207,12 @@ class LearningResult:
         return f"ratio {self.ratio:.3f}, own target closest: {self.own_closest} ({rows})"
 
 
-def _family(model_dir: Path):
+def _family(model_dir: Path, input_size: str = "auto"):
     from lorastudio.training.families import detect_family
 
-    return detect_family(Path(model_dir))(Path(model_dir), torch.device("cpu"), torch.float32)
+    family = detect_family(Path(model_dir))(Path(model_dir), torch.device("cpu"), torch.float32)
+    family.use_input_size(input_size)
+    return family
 
 
 def _pack(family, latents: torch.Tensor) -> torch.Tensor:
@@ -262,15 +265,16 @@ def load_lora(family, transformer, lora: Path) -> None:
 
 def pipeline_errors(model_dir: Path, lora: Path, sets: list[LearningSet], size: tuple[int, int] = (64, 64),
                     steps: int = 4, seed: int = 0, context: Callable[[], contextlib.AbstractContextManager] | None
-                    = None, **call: Any) -> LearningResult:
+                    = None, input_size: str = "auto", **call: Any) -> LearningResult:
     """Run the family's pipeline on every set without and with ``lora``; the measure.
 
     ``size`` is the output's (width, height); ``steps`` the pipeline's denoising steps (the
-    same seed, so the same starting noise, for both runs); ``context`` wraps every pipeline
-    call (the input-size benchmark sets the pipeline's input size there), ``call`` adds or
-    overrides pipeline arguments.
+    same seed, so the same starting noise, for both runs); ``input_size`` the rule the call
+    sizes input images by (``train.input_size``: a preview of a run uses the run's rule;
+    ``"pipeline"`` is the pipeline's own default call); ``context`` wraps every pipeline call;
+    ``call`` adds or overrides pipeline arguments.
     """
-    family = _family(model_dir)
+    family = _family(model_dir, input_size)
     targets = target_latents(family, sets, size)
     with (context or contextlib.nullcontext)():
         transformer = family.load_transformer()
