@@ -57,7 +57,8 @@ class Flux2FamilyBase(PipelineFamily):
         "multiples of 16). FLUX.2 pipelines keep each reference's own aspect ratio (scaled down to at most "
         "1024² pixels, sides floored to multiples of 16), so at training resolution 1024 this is what inference "
         "shows the model. Each reference gets its own time coordinate in the position ids, as in the pipeline. "
-        "Text-to-image sets (no _start) train the same model without references."
+        "Text-to-image sets (no _start) train the same model without references. With train.input_size = "
+        "\"pipeline\" each reference keeps its own size up to 1024² pixels, as the pipeline does."
     )
 
     def pipeline_input_size(self, input_size: tuple[int, int]) -> tuple[int, int]:

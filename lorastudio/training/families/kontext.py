@@ -29,7 +29,8 @@ class KontextFamily(FluxFamilyBase):
         "input's aspect when it picks a preferred resolution. (At inference the pipeline by default resizes the "
         "input to the closest of its preferred ~1 MP Kontext resolutions, i.e. the target's size when the output "
         "is generated at that resolution.) Previews call the pipeline with the training input size (auto-resize "
-        "off) and the target's size."
+        "off) and the target's size. With train.input_size = \"pipeline\" the input takes the preferred "
+        "resolution the pipeline picks (~1 MP) instead."
     )
 
     def pipeline_input_size(self, input_size: tuple[int, int]) -> tuple[int, int]:

@@ -41,7 +41,9 @@ class QwenEditPlusFamily(QwenFamilyBase):
         "target's (within 5 %, or one 32-pixel step at small sizes); an input of a clearly different shape keeps "
         "its own aspect ratio at the target's pixel area (sides multiples of 32), as QwenImageEditPlusPipeline "
         "sizes every input by its own aspect (at 1024² there, at the training area here). The Qwen2.5-VL text "
-        "encoder sees every input at about 384×384 pixels, exactly as the pipeline shows it at inference."
+        "encoder sees every input at about 384×384 pixels, exactly as the pipeline shows it at inference. With "
+        "train.input_size = \"pipeline\" the VAE sees each input at the pipeline's own ~1 MP instead, whatever "
+        "the training resolution."
     )
 
     def pipeline_input_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
