@@ -99,7 +99,8 @@ def main() -> int:
                     + f"  train {seconds:.0f} s", flush=True)
 
     print(f"\nscale {args.scale} (pipeline input area {1024 // args.scale}²), photos {photo} px, resolution "
-          f"{args.resolution}, {args.steps} steps of batch {args.batch} at {args.lr:g}, rank 16, pipeline {args.pipeline_steps} steps")
+          f"{args.resolution}, {args.steps} steps of batch {args.batch} at {args.lr:g}, rank 16, "
+          f"pipeline {args.pipeline_steps} steps")
     print("| family | train.input_size | previews: ratio (own closest) | pipeline default: ratio (own closest) "
           "| training s |")
     print("|---|---|---|---|---|")

@@ -36,8 +36,9 @@ def _qwen_components(zero_cond_t: bool = False, processor: bool = True) -> dict:
     )
     components = {
         "transformer": seeded(lambda: QwenImageTransformer2DModel(
-            patch_size=2, in_channels=4 * LATENT_CHANNELS, out_channels=LATENT_CHANNELS, num_layers=2, attention_head_dim=16,
-            num_attention_heads=2, joint_attention_dim=text_dim, guidance_embeds=False, axes_dims_rope=(4, 6, 6),
+            patch_size=2, in_channels=4 * LATENT_CHANNELS, out_channels=LATENT_CHANNELS, num_layers=2,
+            attention_head_dim=16, num_attention_heads=2, joint_attention_dim=text_dim, guidance_embeds=False,
+            axes_dims_rope=(4, 6, 6),
             zero_cond_t=zero_cond_t,
         )),
         "vae": _vae(),
