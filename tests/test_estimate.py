@@ -154,3 +154,19 @@ def test_small_parts_read_in_megabytes_not_zero():
     assert format_seconds(0.001) == "under 0.1 s"
     assert approx_seconds(0.001) == "under 0.1 s" and approx_seconds(3.21) == "≈ 3.2 s"
     assert format_seconds(3.21) == "3.2 s"
+
+
+def test_input_tokens_follow_the_input_size_rule():
+    """``train.input_size``: an input costs the target's tokens under "target" and the
+    pipeline's ~1 MP (4096 tokens) under "pipeline", whatever the resolution; "auto" is the
+    family's default."""
+    facts = E.ModelFacts(family="qwen-edit-plus", params=10, block_linear_params=8, block_count=1, hidden=8,
+                         lora_in_out=16, largest_block_params=8)
+    target = E.sequence_length(facts, 512, 2, "target")
+    pipeline = E.sequence_length(facts, 512, 2, "pipeline")
+    assert pipeline - target == 2 * (4096 - 1024)
+    assert E.sequence_length(facts, 512, 2) == E.sequence_length(facts, 512, 2, facts.record.default_input_size)
+    assert E.sequence_length(facts, 1024, 1, "pipeline") == E.sequence_length(facts, 1024, 1, "target")
+    slow = E.estimate(facts, resolution=512, rank=4, num_inputs=2, input_size="pipeline")
+    fast = E.estimate(facts, resolution=512, rank=4, num_inputs=2, input_size="target")
+    assert slow.seq_len == pipeline and fast.seq_len == target and slow.activations > fast.activations
