@@ -306,9 +306,10 @@ def comfyui_warning(fmt: str, family_id: str, adapter: str = "lora") -> str:
     record = family(family_id)
     resolved = resolve_format(fmt, family_id)
     if not record.comfyui_formats:  # ComfyUI cannot load the model: only a choice made for ComfyUI is told
-        return "" if resolved != "comfyui" else (
+        return "" if resolved == record.default_format else (
             f"The ComfyUI LoRA Studio is checked against cannot load {record.display_name} itself, so no LoRA "
-            f"format is known to load there; diffusers loads this {resolved!r} file.")
+            f"format is known to load there, and diffusers may skip some keys of a {resolved!r} file. Choose "
+            f'"{record.default_format}" (or "{AUTO_FORMAT}"): it loads fully in diffusers.')
     if adapter == "dora" and resolved == "diffusers":
         return (f"A DoRA in the 'diffusers' format loads fully in diffusers, but ComfyUI applies it without its "
                 f"magnitude (it reads only the comfyui layout's dora_scale). For ComfyUI choose "
