@@ -126,9 +126,10 @@ class QwenImage21Family(QwenFamilyBase):
         return {**self._with_mask(embeds, mask), "image_pad_mask": image_pad_mask.to(torch.long)}
 
     def collate_prompts(self, prompts: list[EncodedPrompt]) -> dict[str, torch.Tensor]:
-        """Pad to the longest prompt (mask 0). The transformer reads the image slots' positions
-        from the first row, so every row must have them in the same places: they do, because a
-        batch holds sets of one input layout and the images come before the caption."""
+        """Pad to the longest prompt (mask 0; ``predict`` trims each prompt back). The transformer
+        reads the image slots' positions from the first row, so every row must have them in the
+        same places: they do, because a batch holds sets of one input layout and the images
+        come before the caption."""
         length = max(p.tensors["prompt_embeds"].shape[0] for p in prompts)
 
         def padded(name: str, p: EncodedPrompt) -> torch.Tensor:
@@ -145,7 +146,28 @@ class QwenImage21Family(QwenFamilyBase):
 
     def predict(self, transformer: torch.nn.Module, noisy_target: torch.Tensor, sigmas: torch.Tensor,
                 input_latents: list[torch.Tensor], prompt: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One transformer call per prompt length in the batch, each prompt trimmed to its real
+        tokens. Padding cannot simply be masked here: it sits between the prompt and the target
+        in the one sequence, and the rotary positions count it, so a padded prompt would move
+        the target's position and change the prediction."""
         self.check_input_count(len(input_latents))
+        lengths = prompt["prompt_embeds_mask"].sum(dim=1)
+        out = None
+        for length in lengths.unique().tolist():
+            rows = (lengths == length).nonzero(as_tuple=True)[0]
+            part = self._predict_rows(transformer, noisy_target[rows], sigmas[rows],
+                                      [latents[rows] for latents in input_latents],
+                                      {name: t[rows, :length] for name, t in prompt.items()})
+            if out is None:
+                if len(rows) == len(lengths):
+                    return part
+                out = part.new_zeros(noisy_target.shape)
+            out = out.index_copy(0, rows.to(out.device), part)
+        return out
+
+    def _predict_rows(self, transformer: torch.nn.Module, noisy_target: torch.Tensor, sigmas: torch.Tensor,
+                      input_latents: list[torch.Tensor], prompt: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The pipeline's transformer call for rows whose prompts have the same length."""
         pipe_class = self.pipeline_class()
         batch, channels, height, width = noisy_target.shape
         device, dtype = noisy_target.device, self.dtype
@@ -161,7 +183,6 @@ class QwenImage21Family(QwenFamilyBase):
             hidden_states=torch.cat(tokens, dim=1),
             timestep=sigmas.to(device, dtype),
             encoder_hidden_states=prompt["prompt_embeds"].to(device, dtype),
-            encoder_hidden_states_mask=prompt["prompt_embeds_mask"].to(device),
             img_shapes=[list(shapes)] * batch,
             img_mask=torch.cat([image_pad_mask, target_slots], dim=1),
             return_dict=False,
