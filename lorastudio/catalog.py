@@ -213,14 +213,14 @@ FAMILIES: tuple[FamilyRecord, ...] = (
         family_module="flux2", tiny_recipe="flux2"),
     # Qwen-Image 2.1: one model edits (up to 10 reference images, Qwen's stated limit) and
     # generates from text. Each input image's VL slots become its latent tokens, so it adds
-    # only its few marker tokens (" <imageN><|vision_start|>", "<|vision_end|>") to the text;
+    # only its marker tokens to the text (" <imageN>" ≈ 4, "<|vision_start|>", "<|vision_end|>");
     # its image tokens (at the training area, 16 px per token) are counted as images. The
     # ComfyUI checked here (0.8.0) has no Qwen-Image 2.1 model, so no format loads there.
     FamilyRecord(
         id="qwen-image-2.1", display_name="Qwen-Image 2.1", pipeline_classes=("QwenImage21Pipeline",),
         modes=(PAIRED, SINGLE), max_inputs=10, lora_targets=QWEN21_TARGETS,
         default_format="diffusers", comfyui_formats=(), key_layout="qwen",
-        text_tokens=64, text_tokens_per_input=7,
+        text_tokens=64, text_tokens_per_input=6,
         modelspec_architecture="qwen-image-2.1", modelspec_implementation=_QWEN21,
         family_module="qwen_image21", tiny_recipe="qwen21"),
 )

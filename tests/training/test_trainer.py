@@ -236,7 +236,8 @@ def test_mode_and_input_count_are_checked_before_loading(demo_project, tmp_path)
     assert info.value.kind == "data" and "at most 1" in info.value.message
 
 
-FAMILY_FIXTURES = [("flux", "tiny_flux_dir"), ("qwen-edit-plus", "tiny_qwen_edit_plus_dir")]
+FAMILY_FIXTURES = [("flux", "tiny_flux_dir"), ("qwen-edit-plus", "tiny_qwen_edit_plus_dir"),
+                   ("qwen-image-2.1", "tiny_qwen_image21_dir")]
 
 
 @pytest.mark.parametrize("family,fixture", FAMILY_FIXTURES, ids=[f for f, _ in FAMILY_FIXTURES])
