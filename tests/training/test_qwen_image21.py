@@ -188,3 +188,15 @@ def test_previews_are_the_pipelines_output_and_reuse_the_prompt(encoded, monkeyp
     assert ours.tobytes() == theirs.convert("RGB").tobytes()
     t2i = family.sample(encoded.transformer, [], "a red square", (64, 64), steps=2, seed=0)
     assert t2i.size == (64, 64) and t2i.mode == "RGB" and family._encoders is None
+
+
+def test_dry_run_shows_the_sequence_from_the_catalog(tiny_qwen_image21_dir, demo_project, tmp_path, capsys):
+    """The demo's edit sets (one input) at 64 px: 16 target + 16 input tokens (16 px per token,
+    the input at the target's area) + the record's 64 text + 6 marker tokens of one input."""
+    from lorastudio.training.worker import dry_run_command
+
+    from trainer_helpers import make_config
+
+    assert dry_run_command(make_config(demo_project, tmp_path, model=tiny_qwen_image21_dir, resolution=64)) == 0
+    out = capsys.readouterr().out
+    assert "Qwen-Image 2.1" in out and "(102 tokens per sample)" in out and "dry run: nothing trained" in out
