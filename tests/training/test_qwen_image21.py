@@ -15,6 +15,7 @@ from PIL import Image
 from lorastudio.training.families import InputCountError, ModelFolderError, detect_family
 from lorastudio.training.families._common import unwrap_peft
 from lorastudio.training.families.qwen_image21 import QwenImage21Family, condition_size
+from lorastudio.training.tiny.qwen21 import LATENT_CHANNELS as C
 
 CPU = torch.device("cpu")
 TARGET = (96, 64)  # 3:2, one 16x16-pixel token per latent: 6x4 latents
@@ -72,7 +73,7 @@ def test_vae_latents_are_the_pipelines(encoded):
     pixels = pipe.image_processor.preprocess(encoded.target.convert("RGBA"), height=64, width=96).unsqueeze(2)
     with torch.no_grad():
         expected = pipe._encode_vae_image(pixels, generator=None)[0, :, 0]
-    assert encoded.target_latents.shape == (16, 4, 6)
+    assert encoded.target_latents.shape == (C, 4, 6)
     torch.testing.assert_close(encoded.target_latents, expected)
 
 
@@ -95,13 +96,13 @@ def test_predict_is_the_pipelines_transformer_call(encoded, n):
     from diffusers import QwenImage21Pipeline as P
 
     prompt = encoded.family.collate_prompts([encoded.prompts[n]])
-    noisy = torch.randn(1, 16, 4, 6, generator=torch.Generator().manual_seed(4))
+    noisy = torch.randn(1, C, 4, 6, generator=torch.Generator().manual_seed(4))
     sigma = torch.tensor([0.6])
     inputs = [lat[None] for lat in encoded.input_latents[:n]]
     with torch.no_grad():
         ours = encoded.family.predict(encoded.transformer, noisy, sigma, inputs, prompt)
-        target = P._pack_latents(noisy, 1, 16, 4, 6)
-        packed = [P._pack_latents(x, 1, 16, *x.shape[-2:]) for x in inputs]
+        target = P._pack_latents(noisy, 1, C, 4, 6)
+        packed = [P._pack_latents(x, 1, C, *x.shape[-2:]) for x in inputs]
         slots = prompt["image_pad_mask"].bool()
         out = encoded.transformer(
             hidden_states=torch.cat([*packed, target], 1), timestep=sigma, encoder_hidden_states=prompt["prompt_embeds"],
@@ -119,7 +120,7 @@ def test_gradients_reach_every_lora_layer(encoded, n):
     family = encoded.family
     config = LoraConfig(r=4, lora_alpha=4, target_modules=list(family.lora_target_modules), init_lora_weights="gaussian")
     model = get_peft_model(copy.deepcopy(encoded.transformer), config)
-    noisy = torch.randn(2, 16, 4, 6, generator=torch.Generator().manual_seed(0))
+    noisy = torch.randn(2, C, 4, 6, generator=torch.Generator().manual_seed(0))
     inputs = [torch.stack([lat, lat]) for lat in encoded.input_latents[:n]]
     out = family.predict(model, noisy, torch.tensor([0.3, 0.9]), inputs,
                          family.collate_prompts([encoded.prompts[n]] * 2))
@@ -137,7 +138,7 @@ def test_prompts_of_different_lengths_batch_with_padding(encoded):
     n = short.tensors["prompt_embeds"].shape[0]
     assert batch["prompt_embeds_mask"][0, :n].all() and not batch["prompt_embeds_mask"][0, n:].any()
     latents = encoded.input_latents[0]
-    noisy = torch.randn(2, 16, 4, 6, generator=torch.Generator().manual_seed(0))
+    noisy = torch.randn(2, C, 4, 6, generator=torch.Generator().manual_seed(0))
     sigmas = torch.tensor([0.4, 0.4])
     with torch.no_grad():
         together = family.predict(encoded.transformer, noisy, sigmas, [torch.stack([latents, latents])], batch)
@@ -148,18 +149,23 @@ def test_prompts_of_different_lengths_batch_with_padding(encoded):
         family.collate_prompts([encoded.prompts[1], encoded.prompts[2]])
 
 
-def test_input_size_is_the_pipelines_condition_size():
-    """Each input at resolution² pixels in its own aspect, sides multiples of 32, whatever the
-    target; an input already at that size keeps it (previews hand it over again)."""
+def test_input_size_rules():
+    """"target" (the default): the target's bucket, or the input's own aspect at the target's
+    area when the shapes clearly differ. "pipeline": the pipeline's default call, every input
+    at about 1024² in its own aspect, whatever the target. Either way a size the pipeline's
+    own resize leaves as it is, at the output_resolution a preview passes."""
     from diffusers.pipelines.qwenimage21.pipeline_qwenimage21 import calculate_dimensions
 
     family = QwenImage21Family.__new__(QwenImage21Family)
+    assert family.input_size_rule == "target"
+    assert family.input_size((1024, 768), (512, 384), 448) == (512, 384)
+    w, h = family.input_size((600, 1200), (512, 512), 512)
+    assert w % 32 == 0 and h % 32 == 0 and h > w and abs(w * h - 512 * 512) / (512 * 512) < 0.15
+    family.use_input_size("pipeline")
     for size in [(1024, 768), (600, 1200), (512, 512), (1000, 333)]:
         w, h = family.input_size(size, (512, 512), 512)
-        assert w % 32 == 0 and h % 32 == 0 and abs(w * h - 512 * 512) / (512 * 512) < 0.15
-        assert (w, h) == calculate_dimensions(512 * 512, w / h)[:2] == condition_size((w, h), 512)
-        assert family.input_size(size, (768, 384), 512) == (w, h)  # not the target's shape
-    assert family.input_size((1024, 768), (512, 384), 1024) == calculate_dimensions(1024 * 1024, 4 / 3)[:2]
+        assert abs(w * h - 1024 * 1024) / (1024 * 1024) < 0.1 and family.input_size(size, (256, 768), 256) == (w, h)
+        assert (w, h) == calculate_dimensions(1024 * 1024, w / h)[:2] == condition_size((w, h), 1024)
 
 
 def test_up_to_ten_inputs(encoded):

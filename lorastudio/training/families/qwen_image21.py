@@ -54,9 +54,9 @@ def _pipeline_module():
 def condition_size(size: tuple[int, int], resolution: int) -> tuple[int, int]:
     """(width, height) the pipeline gives a condition image of ``size`` at ``output_resolution``
     = ``resolution``: its own aspect ratio at ``resolution²`` pixels, sides multiples of 32
-    (the pipeline's ``calculate_dimensions``). Repeated until it no longer changes, so an
-    image already at its condition size keeps it (previews hand the pipeline training-sized
-    inputs, and the pipeline resizes them again)."""
+    (the pipeline's ``calculate_dimensions``). Repeated until it no longer changes, so the
+    pipeline, handed an image of this size, leaves it as it is (previews hand it the inputs
+    whose prompt they encoded; checked for all sizes to 2048 px at resolutions 64-1100)."""
     calculate = _pipeline_module().calculate_dimensions
     width, height = size
     for _ in range(8):
@@ -78,16 +78,20 @@ class QwenImage21Family(QwenFamilyBase):
     #: The processor builds the prompt template; previews keep it (it holds no weights).
     sample_components: ClassVar[tuple[str, ...]] = ("transformer", "vae", "scheduler", "processor")
     input_size_policy = (
-        "Each input image keeps its own aspect ratio at the training resolution's pixel area (resolution², sides "
-        "multiples of 32), whatever the target's size: QwenImage21Pipeline resizes every condition image so, to "
-        "output_resolution² (1024² by default). That one resize feeds both the VAE and the Qwen3-VL text encoder, "
-        "which sees every input at the same size, one vision slot per 32×32 pixels. Text-to-image sets have no "
-        "inputs; only the target is sized (bucketed)."
+        "QwenImage21Pipeline resizes every condition image to output_resolution² pixels at its own aspect ratio "
+        "(sides multiples of 32; 1024² by default), whatever the output size. train.input_size \"target\" (the "
+        "default) trains each input at the target's bucket size, or at its own aspect at the target's area when "
+        "the shapes clearly differ: at resolution 1024 that is the pipeline's default call; \"pipeline\" trains "
+        "every input at the pipeline's default ~1024². One resize feeds both the VAE and the Qwen3-VL text "
+        "encoder, which sees every input at that same size (one vision slot per 32×32 pixels). Previews pass "
+        "the pipeline an output_resolution that leaves the training-sized inputs as they are. Text-to-image "
+        "sets have no inputs; only the target is sized (bucketed)."
     )
 
-    def input_size(self, input_size: tuple[int, int], target_size: tuple[int, int],
-                   resolution: int) -> tuple[int, int]:
-        return condition_size(input_size, resolution)
+    def pipeline_input_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """The pipeline's default call: ``output_resolution`` 1024, so each input at about 1024²
+        pixels in its own aspect (the catalog's ``pipeline_input_area``)."""
+        return condition_size(input_size, round(math.sqrt(self.record.pipeline_input_area)))
 
     # -- encoding ---------------------------------------------------------------------------------
 

@@ -5,22 +5,20 @@ together (``Qwen3VLForConditionalGeneration`` with its ``Qwen3VLProcessor``), a 
 16x RGBA VAE (``AutoencoderKLQwenImage21``) and a single-stream block-causal transformer
 (``QwenImage21Transformer2DModel``, latents unpatched: one token per 16x16 pixels).
 
-The tiny VAE keeps 16 latent channels; the transformer is 2 heads x 16 = 32 wide, so its
-hidden width is at least the packed latent width (16 channels, no 2x2 packing) and it can
-learn. The processor keeps the real patch layout (16 px patches, 2x2 merge: one vision
+The tiny VAE has 8 latent channels (normalized to unit variance on fixed pictures, see
+``tiny/__init__``); the transformer is 2 heads x 16 = 32 wide, so its hidden width is at
+least the packed latent width (8 channels: 2.1 packs no 2x2 patches) and it can learn. The processor keeps the real patch layout (16 px patches, 2x2 merge: one vision
 slot per 32x32 pixels, i.e. per 2x2 latent tokens, which the transformer relies on) with a
 small ``shortest_edge`` so the test sizes (64-128 px) are not upscaled.
 """
 
 from __future__ import annotations
 
-import inspect
-
-from lorastudio.training.tiny import seeded
+from lorastudio.training.tiny import calibration_pixels, seeded
 from lorastudio.training.tiny.tokenizers import QWEN_SPECIAL_TOKENS, tiny_qwen_tokenizer
 
 #: Latent channels of the tiny VAE (the real one has 64).
-LATENT_CHANNELS = 16
+LATENT_CHANNELS = 8
 
 
 def tiny_qwen3_vl_processor(tokenizer):
@@ -38,9 +36,29 @@ def tiny_qwen3_vl_processor(tokenizer):
                             chat_template=tokenizer.chat_template)
 
 
+def _vae():
+    """16x spatial downsampling and RGBA in and out like the real Qwen-Image 2.1 VAE, fewer
+    latent channels, and its own per-channel ``latents_mean``/``latents_std`` measured on
+    ``calibration_pixels`` (opaque: alpha 1), as the real ones were, so latents have about
+    unit variance."""
+    import torch
+    from diffusers import AutoencoderKLQwenImage21
+
+    vae = seeded(lambda: AutoencoderKLQwenImage21(
+        base_dim=8, decoder_base_dim=8, z_dim=LATENT_CHANNELS, dim_mult=[1, 2, 2, 2, 2], num_res_blocks=1,
+        temperal_downsample=[False, True, True, True],
+    ))
+    pixels = calibration_pixels()
+    rgba = torch.cat([pixels, torch.ones_like(pixels[:, :1])], dim=1)
+    with torch.no_grad():
+        latents = vae.encode(rgba.unsqueeze(2)).latent_dist.mode()
+    vae.register_to_config(latents_mean=[round(v, 4) for v in latents.mean(dim=(0, 2, 3, 4)).tolist()],
+                           latents_std=[round(v, 4) for v in latents.std(dim=(0, 2, 3, 4)).tolist()])
+    return vae
+
+
 def _qwen_image21():
-    from diffusers import (AutoencoderKLQwenImage21, FlowMatchEulerDiscreteScheduler, QwenImage21Pipeline,
-                           QwenImage21Transformer2DModel)
+    from diffusers import FlowMatchEulerDiscreteScheduler, QwenImage21Pipeline, QwenImage21Transformer2DModel
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
     tokenizer = tiny_qwen_tokenizer()
@@ -68,16 +86,8 @@ def _qwen_image21():
         attention_head_dim=16, num_attention_heads=2, context_in_dim=text_dim, mlp_ratio=3,
         axes_dims_rope=(4, 6, 6), causal_condition=True,
     ))
-    # 4 spatial downsamplings (16x), RGBA in and out, the real per-channel statistics' first 16 entries.
-    real = inspect.signature(AutoencoderKLQwenImage21).parameters
-    vae = seeded(lambda: AutoencoderKLQwenImage21(
-        base_dim=8, decoder_base_dim=8, z_dim=LATENT_CHANNELS, dim_mult=[1, 2, 2, 2, 2], num_res_blocks=1,
-        temperal_downsample=[False, True, True, True],
-        latents_mean=real["latents_mean"].default[:LATENT_CHANNELS],
-        latents_std=real["latents_std"].default[:LATENT_CHANNELS],
-    ))
     return QwenImage21Pipeline(
-        transformer=transformer, vae=vae, text_encoder=seeded(lambda: Qwen3VLForConditionalGeneration(vl)),
+        transformer=transformer, vae=_vae(), text_encoder=seeded(lambda: Qwen3VLForConditionalGeneration(vl)),
         processor=tiny_qwen3_vl_processor(tokenizer),
         scheduler=FlowMatchEulerDiscreteScheduler(
             num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
