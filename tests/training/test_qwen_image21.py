@@ -206,3 +206,4 @@ def test_dry_run_shows_the_sequence_from_the_catalog(tiny_qwen_image21_dir, demo
     assert dry_run_command(make_config(demo_project, tmp_path, model=tiny_qwen_image21_dir, resolution=64)) == 0
     out = capsys.readouterr().out
     assert "Qwen-Image 2.1" in out and "(102 tokens per sample)" in out and "dry run: nothing trained" in out
+
