@@ -105,7 +105,8 @@ def test_predict_is_the_pipelines_transformer_call(encoded, n):
         packed = [P._pack_latents(x, 1, C, *x.shape[-2:]) for x in inputs]
         slots = prompt["image_pad_mask"].bool()
         out = encoded.transformer(
-            hidden_states=torch.cat([*packed, target], 1), timestep=sigma, encoder_hidden_states=prompt["prompt_embeds"],
+            hidden_states=torch.cat([*packed, target], 1), timestep=sigma,
+            encoder_hidden_states=prompt["prompt_embeds"],
             encoder_hidden_states_mask=prompt["prompt_embeds_mask"],
             img_shapes=[[(1, *x.shape[-2:]) for x in inputs] + [(1, 4, 6)]],
             img_mask=torch.cat([slots, slots.new_ones(1, target.shape[1] // 4)], 1), return_dict=False)[0]
@@ -118,7 +119,8 @@ def test_gradients_reach_every_lora_layer(encoded, n):
     from peft import LoraConfig, get_peft_model
 
     family = encoded.family
-    config = LoraConfig(r=4, lora_alpha=4, target_modules=list(family.lora_target_modules), init_lora_weights="gaussian")
+    config = LoraConfig(r=4, lora_alpha=4, target_modules=list(family.lora_target_modules),
+                        init_lora_weights="gaussian")
     model = get_peft_model(copy.deepcopy(encoded.transformer), config)
     noisy = torch.randn(2, C, 4, 6, generator=torch.Generator().manual_seed(0))
     inputs = [torch.stack([lat, lat]) for lat in encoded.input_latents[:n]]

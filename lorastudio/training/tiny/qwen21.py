@@ -7,9 +7,12 @@ together (``Qwen3VLForConditionalGeneration`` with its ``Qwen3VLProcessor``), a 
 
 The tiny VAE has 8 latent channels (normalized to unit variance on fixed pictures, see
 ``tiny/__init__``); the transformer is 2 heads x 16 = 32 wide, so its hidden width is at
-least the packed latent width (8 channels: 2.1 packs no 2x2 patches) and it can learn. The processor keeps the real patch layout (16 px patches, 2x2 merge: one vision
-slot per 32x32 pixels, i.e. per 2x2 latent tokens, which the transformer relies on) with a
-small ``shortest_edge`` so the test sizes (64-128 px) are not upscaled.
+least the packed latent width (8 channels: 2.1 packs no 2x2 patches), as the tiny models'
+rule asks. (It does not yet pass the learning measure in 80 steps; its shared modulation
+gives every block gates of tanh(≈0.02) at random init.) The processor keeps the real patch
+layout (16 px patches, 2x2 merge: one vision slot per 32x32 pixels, i.e. per 2x2 latent
+tokens, which the transformer relies on) with a small ``shortest_edge`` so the test sizes
+(64-128 px) are not upscaled.
 """
 
 from __future__ import annotations
