@@ -63,10 +63,19 @@ FLUX2_TARGETS = (
     "ff.linear_in", "ff.linear_out", "ff_context.linear_in", "ff_context.linear_out",
     "attn.to_qkv_mlp_proj", "attn.to_out",
 )
+#: Qwen-Image 2.1 (single-stream blocks): each block's attention projections and its SwiGLU
+#: feed-forward (``img_mlp.proj``, ``img_mlp.gate_layer``, ``img_mlp.out``) — every linear
+#: layer of the blocks. The shared ``modulation``, the embedders (``img_in``, ``txt_in``)
+#: and the output layers are left alone, as for Qwen-Image.
+QWEN21_TARGETS = (
+    "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0",
+    "img_mlp.proj", "img_mlp.gate_layer", "img_mlp.out",
+)
 
 _BFL_FLUX = "https://github.com/black-forest-labs/flux"
 _BFL_FLUX2 = "https://github.com/black-forest-labs/flux2"
 _QWEN = "https://github.com/QwenLM/Qwen-Image"
+_QWEN21 = "https://github.com/QwenLM/Qwen-Image-2.1"
 
 
 #: ``train.input_size``: how an input image is sized for training (edit families).
@@ -101,7 +110,9 @@ class FamilyRecord:
     #: both in the family's diffusers pipeline and in ComfyUI.
     default_format: str
     #: Key layouts whose files ComfyUI's loader applies completely (checked with ComfyUI's
-    #: own LoraLoader); any other loses keys there, silently.
+    #: own LoraLoader); any other loses keys there, silently. Empty when the ComfyUI LoRA
+    #: Studio is checked against cannot load the model at all (then ``default_format`` is
+    #: simply the one diffusers loads).
     comfyui_formats: tuple[str, ...]
     #: Which key-naming rules of ``training/formats.py`` apply ("flux1", "flux2", "qwen").
     key_layout: str
@@ -200,6 +211,18 @@ FAMILIES: tuple[FamilyRecord, ...] = (
         modelspec_architecture="flux.2-klein", modelspec_implementation=_BFL_FLUX2,
         modelspec_size_tags=((3072, "4b"), (4096, "9b")),
         family_module="flux2", tiny_recipe="flux2"),
+    # Qwen-Image 2.1: one model edits (up to 10 reference images, Qwen's stated limit) and
+    # generates from text. Each input image's VL slots become its latent tokens, so it adds
+    # only its marker tokens to the text (" <imageN>" ≈ 4, "<|vision_start|>", "<|vision_end|>");
+    # its image tokens (at the training area, 16 px per token) are counted as images. The
+    # ComfyUI checked here (0.8.0) has no Qwen-Image 2.1 model, so no format loads there.
+    FamilyRecord(
+        id="qwen-image-2.1", display_name="Qwen-Image 2.1", pipeline_classes=("QwenImage21Pipeline",),
+        modes=(PAIRED, SINGLE), max_inputs=10, lora_targets=QWEN21_TARGETS,
+        default_format="diffusers", comfyui_formats=(), key_layout="qwen",
+        text_tokens=64, text_tokens_per_input=6,
+        modelspec_architecture="qwen-image-2.1", modelspec_implementation=_QWEN21,
+        family_module="qwen_image21", tiny_recipe="qwen21"),
 )
 
 #: Family ids, in the catalog's order.
@@ -267,6 +290,9 @@ def describe_format(fmt: str, family_id: str) -> str:
     record = family(family_id)
     resolved = resolve_format(fmt, family_id)
     if fmt == AUTO_FORMAT:
+        if not record.comfyui_formats:
+            return (f"{resolved} format, chosen automatically for {record.display_name}: it loads fully in "
+                    "diffusers (ComfyUI cannot load this model)")
         return (f"{resolved} format, chosen automatically for {record.display_name}: it loads fully in ComfyUI "
                 "and in diffusers")
     return f"{resolved} format, for {FORMAT_LOADERS[resolved]}"
@@ -279,6 +305,11 @@ def comfyui_warning(fmt: str, family_id: str, adapter: str = "lora") -> str:
     ComfyUI does not read (it reads ``dora_scale``, written only in the comfyui layout)."""
     record = family(family_id)
     resolved = resolve_format(fmt, family_id)
+    if not record.comfyui_formats:  # ComfyUI cannot load the model: only a choice made for ComfyUI is told
+        return "" if resolved == record.default_format else (
+            f"The ComfyUI LoRA Studio is checked against cannot load {record.display_name} itself, so no LoRA "
+            f"format is known to load there, and diffusers may skip some keys of a {resolved!r} file. Choose "
+            f'"{record.default_format}" (or "{AUTO_FORMAT}"): it loads fully in diffusers.')
     if adapter == "dora" and resolved == "diffusers":
         return (f"A DoRA in the 'diffusers' format loads fully in diffusers, but ComfyUI applies it without its "
                 f"magnitude (it reads only the comfyui layout's dora_scale). For ComfyUI choose "

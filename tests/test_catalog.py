@@ -19,8 +19,9 @@ def test_records_are_consistent():
         assert record.modes and set(record.modes) <= {catalog.PAIRED, catalog.SINGLE}
         assert (record.max_inputs == 0) == (not record.edit)
         assert record.default_format in catalog.LORA_FORMATS
-        # the default is a format ComfyUI loads completely (issue 12: no silently half-applied LoRA)
-        assert record.default_format in record.comfyui_formats
+        # the default is a format ComfyUI loads completely (issue 12: no silently half-applied LoRA),
+        # unless this ComfyUI cannot load the model at all (no formats: Qwen-Image 2.1)
+        assert record.default_format in record.comfyui_formats or not record.comfyui_formats
         assert set(record.comfyui_formats) <= set(catalog.LORA_FORMATS)
         assert record.lora_targets and record.text_tokens > 0
 
@@ -81,6 +82,18 @@ def test_auto_format_per_family(family, automatic):
         assert catalog.FORMAT_LOADERS[fmt] in catalog.describe_format(fmt, family)
     if family.startswith("flux2"):
         assert "do not load fully in ComfyUI" in catalog.comfyui_warning("diffusers", family)
+
+
+def test_a_model_comfyui_cannot_load_gets_no_comfyui_promise():
+    """Qwen-Image 2.1: this ComfyUI has no such model, so "auto" writes what diffusers loads fully,
+    says nothing about ComfyUI loading it, and only a choice of another layout is warned about."""
+    family = "qwen-image-2.1"
+    assert catalog.family(family).comfyui_formats == ()
+    assert catalog.resolve_format("auto", family) == "diffusers"
+    assert "ComfyUI cannot load this model" in catalog.describe_format("auto", family)
+    assert catalog.comfyui_warning("auto", family) == catalog.comfyui_warning("diffusers", family, "dora") == ""
+    warning = catalog.comfyui_warning("comfyui", family)
+    assert "cannot load Qwen-Image 2.1" in warning and '"diffusers"' in warning
 
 
 def test_unknown_family_is_named():

@@ -88,6 +88,28 @@ def test_flux_figures(flux):
     assert 7 < qlora.total_gb < 11, qlora.total_gb
 
 
+def test_qwen_image21_figures():
+    """Qwen-Image 2.1's real transformer (the class defaults are the released config: 32
+    single-stream blocks, 32 heads x 128, Qwen3-VL-8B's 4096-wide text): "7B parameters in its
+    visual generation component", as Qwen states. An edit sample at 1024 px: 4096 target and
+    4096 input tokens (16 px per token, inputs at the training area) plus the prompt's text."""
+    import torch
+    from diffusers import QwenImage21Transformer2DModel
+
+    with torch.device("meta"):
+        model = QwenImage21Transformer2DModel()
+    shapes = {n: ("BF16", tuple(p.shape)) for n, p in model.state_dict().items()}
+    facts = E.facts_from("qwen-image-2.1", dict(model.config), shapes)
+    assert facts.block_count == 32 and facts.hidden == 4096
+    assert 6.9e9 < facts.params < 7.3e9
+    assert facts.lora_in_out == 32 * (4 * 2 * 4096 + 3 * (4096 + 3 * 4096))  # q/k/v/out; proj/gate/out
+    est = E.estimate(facts, resolution=1024, rank=16, options=E.MemoryOptions(gradient_checkpointing=True))
+    assert est.seq_len == 2 * 4096 + 64 + 6
+    assert est.weights == pytest.approx(2 * facts.params, rel=0.01)  # ≈ 14 GB of bf16 weights
+    options, est, fits = E.fit_options(facts, 24, resolution=1024, rank=16)
+    assert fits and options.quantization == "none"  # a 7B model trains in bf16 on a 24 GB card
+
+
 def test_monotonic_and_savers_save(flux):
     def total(**kw):
         base = dict(resolution=512, rank=16, num_inputs=1, options=E.MemoryOptions())

@@ -68,3 +68,9 @@ def demo_project(tmp_path_factory) -> Path:
     from lorastudio.training.demo import create_demo
 
     return create_demo(tmp_path_factory.mktemp("demo") / "kontext", "kontext")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_image21_dir(tmp_path_factory) -> Path:
+    """A tiny QwenImage21Pipeline folder (Qwen-Image 2.1: Qwen3-VL encoder, RGBA 16x VAE, single-stream)."""
+    return _tiny(tmp_path_factory, "qwen-image-2.1")

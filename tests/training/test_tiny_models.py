@@ -36,9 +36,14 @@ REAL_COMPONENTS = {
         "transformer": "QwenImageTransformer2DModel", "vae": "AutoencoderKLQwenImage",
         "text_encoder": "Qwen2_5_VLForConditionalGeneration", "tokenizer": "Qwen2Tokenizer",
         "scheduler": "FlowMatchEulerDiscreteScheduler"}),
+    "qwen-image-2.1": ("QwenImage21Pipeline", {
+        "transformer": "QwenImage21Transformer2DModel", "vae": "AutoencoderKLQwenImage21",
+        "text_encoder": "Qwen3VLForConditionalGeneration", "processor": "Qwen3VLProcessor",
+        "scheduler": "FlowMatchEulerDiscreteScheduler"}),
 }
 FIXTURE_OF = {"kontext": "tiny_kontext_dir", "flux": "tiny_flux_dir",
-              "qwen-edit-plus": "tiny_qwen_edit_plus_dir", "qwen-image": "tiny_qwen_image_dir"}
+              "qwen-edit-plus": "tiny_qwen_edit_plus_dir", "qwen-image": "tiny_qwen_image_dir",
+              "qwen-image-2.1": "tiny_qwen_image21_dir"}
 
 
 def _tokenizer_base(name: str) -> str:
@@ -150,6 +155,8 @@ def test_the_real_pipeline_loads_and_generates(request, family, monkeypatch):
         kwargs = {"image": Image.new("RGB", (64, 64), (200, 40, 40)), "_auto_resize": False, "max_area": 64 * 64}
     elif family == "qwen-edit-plus":
         kwargs = {"image": [Image.new("RGB", (64, 64), (200, 40, 40))]}
+    elif family == "qwen-image-2.1":  # condition images go to output_resolution² pixels (1024² by default)
+        kwargs = {"image": [Image.new("RGB", (64, 64), (200, 40, 40))], "output_resolution": 64}
     out = pipe(prompt="invert the colours", height=64, width=64, num_inference_steps=2,
                generator=torch.Generator().manual_seed(0), output_type="pil", **kwargs).images[0]
     assert out.size == (64, 64)

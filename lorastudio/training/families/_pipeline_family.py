@@ -60,6 +60,14 @@ class PipelineFamily(ModelFamily):
     input_names: ClassVar[tuple[str, ...]] = ("_start", "_start1", "_start2")
     #: Fewest denoising steps a preview runs (see the Qwen families for why it can be > 1).
     min_sample_steps: ClassVar[int] = 1
+    #: Components the preview pipeline loads from the folder (the text encoders never: prompts
+    #: come pre-encoded); a family whose pipeline builds its prompt template from the
+    #: processor at construction adds it (it holds no weights).
+    sample_components: ClassVar[tuple[str, ...]] = ("transformer", "vae", "scheduler")
+    #: True when the text encoder must see a preview's inputs at the size the VAE gets them
+    #: (Qwen-Image 2.1 puts the VAE's tokens into the encoder's image slots); otherwise the
+    #: preview prompt is encoded from the inputs as given, as at caching time.
+    prompt_sees_preview_inputs: ClassVar[bool] = False
 
     def __init__(self, model_dir: Path, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(model_dir, device, dtype)
@@ -201,8 +209,8 @@ class PipelineFamily(ModelFamily):
         self.check_input_count(len(input_images))
         width, height = snap_size((int(size[0]), int(size[1])), self.size_multiple)
         resolution = round((width * height) ** 0.5)
-        prompt = self._sample_prompt(caption, input_images)
-        inputs = [resize_to(img, self.input_size(img.size, (width, height), resolution)) for img in input_images]
+        inputs = self._preview_inputs(input_images, (width, height), resolution)
+        prompt = self._sample_prompt(caption, inputs if self.prompt_sees_preview_inputs else input_images)
         pipe = self._sampling_pipeline(transformer)
         kwargs = self._sample_call_kwargs(inputs, prompt, width, height)
         generator = torch.Generator("cpu").manual_seed(int(seed))  # same noise on every device
@@ -215,6 +223,11 @@ class PipelineFamily(ModelFamily):
                                "generator": generator, **call})
         finally:
             transformer.train(was_training)
+
+    def _preview_inputs(self, input_images: list[Image.Image], size: tuple[int, int],
+                        resolution: int) -> list[Image.Image]:
+        """The input images as a preview of ``size`` (width, height) hands them to the pipeline."""
+        return [resize_to(img, self.input_size(img.size, size, resolution)) for img in input_images]
 
     def _sample_prompt(self, caption: str, input_images: list[Image.Image]) -> dict[str, torch.Tensor]:
         """The prompt tensors for a preview (batch dim 1, on the device), memoized; loads the
@@ -252,7 +265,7 @@ class PipelineFamily(ModelFamily):
             vae_class = getattr(diffusers, components["vae"])
             self._sample_vae = vae_class.from_pretrained(
                 str(self.model_dir), subfolder="vae", **offline_kwargs(), **dtype_kwargs(self.dtype)).to(self.device)
-        skip = {name: None for name in components if name not in ("transformer", "vae", "scheduler")}
+        skip = {name: None for name in components if name not in self.sample_components}
         pipe = load_pipeline(self.pipeline_class(), self.model_dir, self.dtype,
                              transformer=unwrap_peft(transformer), vae=self._sample_vae, **skip)
         quiet_progress(pipe)
