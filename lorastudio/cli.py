@@ -26,8 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", nargs="?", help="a dataset folder or a project .toml to open")
 
     p = sub.add_parser("check", help="validate a dataset folder (pairs, captions, image sizes)")
-    p.add_argument("dir", help="the dataset folder")
+    p.add_argument("dir", nargs="?", help="the dataset folder (default with --config: its dataset.path)")
     p.add_argument("--json", action="store_true", help="print one JSON object (the check report)")
+    p.add_argument("--config", metavar="PROJECT.toml",
+                   help="a project: mark its held-out validation sets (dataset.validation) and check that list")
 
     p = sub.add_parser("train", help="train a LoRA from a config .toml in the foreground")
     p.add_argument("config", help="the project/config .toml")
@@ -128,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     if command == "check":
         from lorastudio.dataset.check import check_command
 
-        return check_command(Path(args.dir), as_json=args.json)
+        return check_command(Path(args.dir) if args.dir else None, as_json=args.json,
+                             config=Path(args.config) if args.config else None)
     if command == "train":
         from lorastudio.training.worker import train_command
 

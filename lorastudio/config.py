@@ -176,6 +176,10 @@ class OutputConfig:
         return self.dir / f"{self.name}.raw.safetensors"
 
     @property
+    def best_lora_path(self) -> Path:  # held-out validation: the best checkpoint's LoRA
+        return self.dir / f"{self.name}.best.safetensors"
+
+    @property
     def run_dir(self) -> Path:
         """Everything else a run writes (log, samples, checkpoints, caches) lives here."""
         return self.dir / f"{self.name}.run"
@@ -370,9 +374,6 @@ def _validate_recipe(config: Config) -> None:
     if both:
         raise ConfigError(f"dataset.repeats: {', '.join(both)} held out for validation (dataset.validation) "
                           "and never trained on, so repeats mean nothing there; remove one or the other")
-    doubled = sorted({n for n in d.validation if d.validation.count(n) > 1})
-    if doubled:
-        raise ConfigError(f"dataset.validation: {', '.join(doubled)} named more than once")
 
 
 def check_adapter_format(adapter: str, fmt: str, family: str) -> None:

@@ -12,9 +12,13 @@ Events (field ``event``):
 - ``progress``    ``step`` (1…total), ``total``, ``loss``, ``lr``, ``rate`` (steps/s), ``eta`` (s)
 - ``sample``      ``step``, ``path`` (a PNG), ``set`` (the set's name), ``target`` (its target image)
 - ``checkpoint``  ``step``, ``path``, sent only once the checkpoint is complete on disk
+- ``validation``  ``step``, ``loss`` (the held-out sets' loss, mean over σ), ``per_sigma``
+                  (``{"0.1": x, "0.3": x, "0.5": x, "0.7": x, "0.9": x}``); also kept, one per
+                  line, in the run folder's ``validation.jsonl``
 - ``caption``     ``set`` (the set's name), ``text`` (a drafted caption; ``lorastudio caption``),
                   ``written`` (bool: the command wrote it; false for ``--no-write``, the app's drafts)
-- ``done``        ``lora`` (path), ``step`` (the last step trained), ``stopped`` (bool); a caption
+- ``done``        ``lora`` (path), ``step`` (the last step trained), ``stopped`` (bool), optional
+                  ``best`` (path of ``NAME.best.safetensors``, when validation ran); a caption
                   run's ``done`` has ``drafted`` (count) and ``stopped`` instead of ``lora``/``step``;
                   a grid's has ``grid`` (the PNG's path, null when cancelled: no PNG written) and ``stopped``
 - ``error``       ``message``, ``kind`` (one of ``ERROR_KINDS``), optional ``log`` path
@@ -36,10 +40,11 @@ STATUS = "status"
 PROGRESS = "progress"
 SAMPLE = "sample"
 CHECKPOINT = "checkpoint"
+VALIDATION = "validation"
 CAPTION = "caption"
 DONE = "done"
 ERROR = "error"
-EVENTS = (STARTED, STATUS, PROGRESS, SAMPLE, CHECKPOINT, CAPTION, DONE, ERROR)
+EVENTS = (STARTED, STATUS, PROGRESS, SAMPLE, CHECKPOINT, VALIDATION, CAPTION, DONE, ERROR)
 
 #: ``error.kind`` values: out of memory, a non-finite loss, bad input data, a bad config or
 #: model folder, anything else.

@@ -11,6 +11,7 @@
       checkpoints.previous/         the checkpoints of the run before a fresh start
       logs/                         train.log_with's tracker files (tensorboard --logdir)
       grid.png                      ``lorastudio grid``'s checkpoint grid (when no --out is given)
+      validation.jsonl              held-out validation: one ``validation`` event per line
 
 The worker writes it (``training/checkpoint.py``, the trainer); the GUI and the commands that
 work on a finished run (``lorastudio export``, ``lorastudio grid``) read it (is there a
@@ -39,6 +40,8 @@ LOGS = "logs"
 CONFIG = "config.toml"
 #: ``lorastudio grid``'s PNG when no ``--out`` is given.
 GRID = "grid.png"
+#: The held-out validation events, one JSON object per line.
+VALIDATION = "validation.jsonl"
 
 
 @dataclass
@@ -72,6 +75,11 @@ def sample_path(run_dir: Path, step: int, set_name: str) -> Path:
 
 def logs_dir(run_dir: Path) -> Path:
     return Path(run_dir) / LOGS
+
+
+def validation_path(run_dir: Path) -> Path:
+    """``validation.jsonl``: every ``validation`` event of the run (command-line users read it)."""
+    return Path(run_dir) / VALIDATION
 
 
 def cache_dir(run_dir: Path) -> Path:

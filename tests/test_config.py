@@ -129,7 +129,6 @@ def test_held_out_validation_keys_default_and_round_trip(tmp_path):
 @pytest.mark.parametrize("dataset, message", [
     ('validation = "set_a"', "dataset.validation: expected a list of set names"),
     ("validation = [1]", "dataset.validation: expected a list of set names"),
-    ('validation = ["a", "a"]', "dataset.validation: a named more than once"),
     ('validation = ["a"]\nrepeats = {a = 2}', "dataset.repeats: a held out for validation"),
 ])
 def test_bad_validation_sets_name_the_key(tmp_path, dataset, message):

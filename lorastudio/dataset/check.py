@@ -1,4 +1,5 @@
-"""``lorastudio check DIR [--json]``: validate a dataset folder from the command line.
+"""``lorastudio check [DIR] [--json] [--config PROJECT.toml]``: validate a dataset folder from
+the command line (with a project, its held-out validation sets are marked).
 
 Exit status: 0 when at least one set is ready to train and nothing is an error, 1 when
 there is an error or nothing to train, 2 when the folder does not exist (or cannot be
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from lorastudio.dataset.held_out import held_out_problem
 from lorastudio.dataset.model import Dataset
 from lorastudio.dataset.report import format_report
 from lorastudio.dataset.scan import scan_dataset
@@ -26,10 +28,28 @@ EXIT_NOT_READY = 1
 EXIT_NO_FOLDER = 2
 
 
-def check_command(path: Path, as_json: bool) -> int:
-    """Scan ``path``, print the report (or JSON) to stdout and return the exit status."""
+def check_command(path: Path | None, as_json: bool, config: Path | None = None) -> int:
+    """Scan ``path``, print the report (or JSON) to stdout and return the exit status.
+
+    With ``config`` (a project .toml), ``path`` defaults to its ``dataset.path`` and its
+    held-out sets (``dataset.validation``) are marked; a held-out list the dataset cannot
+    satisfy is an error on stderr (exit 1), as the trainer would refuse it."""
     out = _tolerant(sys.stdout)
     err = _tolerant(sys.stderr)
+    held_out: list[str] = []
+    if config is not None:
+        from lorastudio.config import ConfigError, load_config
+
+        try:
+            project = load_config(config, check_paths=False)
+        except ConfigError as exc:
+            print(f"lorastudio check: {exc}", file=err)
+            return EXIT_NO_FOLDER
+        path = path or project.dataset.path
+        held_out = project.dataset.validation
+    if path is None:
+        print("lorastudio check: give a dataset folder, or --config PROJECT.toml", file=err)
+        return EXIT_NO_FOLDER
     try:
         dataset = scan_dataset(path)
     except FileNotFoundError:
@@ -44,10 +64,15 @@ def check_command(path: Path, as_json: bool) -> int:
 
     if as_json:
         ascii_only = not _is_utf8(out)
-        out.write(json.dumps(dataset.to_check_json(), ensure_ascii=ascii_only, indent=2) + "\n")
+        out.write(json.dumps(dataset.to_check_json(held_out), ensure_ascii=ascii_only, indent=2) + "\n")
     else:
-        out.write(format_report(dataset))
+        out.write(format_report(dataset, held_out))
     out.flush()
+    problem = held_out_problem(dataset, held_out) if held_out else None
+    if problem:
+        print(f"lorastudio check: {config}: {problem}", file=err)
+        err.flush()
+        return EXIT_NOT_READY
     return exit_status(dataset)
 
 

@@ -100,8 +100,9 @@ class Dataset:
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
-    def to_check_json(self) -> dict[str, Any]:
-        """The object ``lorastudio check --json`` prints (DESIGN.md's contract)."""
+    def to_check_json(self, held_out: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+        """The object ``lorastudio check --json`` prints (DESIGN.md's contract); a set named in
+        ``held_out`` (a project's ``dataset.validation``) carries ``"validation": true``."""
         return {
             "mode": self.mode.value,
             "sets": [
@@ -110,6 +111,7 @@ class Dataset:
                     "inputs": [self.relative(p) for p in s.inputs],
                     "target": self.relative(s.target) if s.target else None,
                     "caption": s.caption,
+                    **({"validation": True} if s.name in held_out else {}),
                 }
                 for s in self.trainable_sets()
             ],

@@ -31,12 +31,16 @@ _MODE_TEXT = {
 }
 
 
-def format_report(dataset: Dataset) -> str:
-    """The whole report as one string ending in a newline."""
+def format_report(dataset: Dataset, held_out: list[str] | tuple[str, ...] = ()) -> str:
+    """The whole report as one string ending in a newline; ``held_out``: a project's
+    ``dataset.validation`` (those sets are checked the same, and marked)."""
     trainable = dataset.trainable_sets()
     lines = [f"Dataset: {dataset.root}", f"Kind: {_MODE_TEXT[dataset.mode]}"]
     left_out = len(dataset.sets) - len(trainable)
     summary = f"Sets: {len(dataset.sets)} found, {len(trainable)} ready to train"
+    held = sum(s.name in held_out for s in trainable)
+    if held:
+        summary += f" ({held} of them held out for validation)"
     if left_out:
         summary += f", {left_out} left out because of errors"
     lines.append(summary)
@@ -48,7 +52,7 @@ def format_report(dataset: Dataset) -> str:
 
     if dataset.sets:
         lines += ["", "Sets:"]
-        lines += [_set_line(dataset, s) for s in dataset.sets[:MAX_LISTED_SETS]]
+        lines += [_set_line(dataset, s, s.name in held_out) for s in dataset.sets[:MAX_LISTED_SETS]]
         if len(dataset.sets) > MAX_LISTED_SETS:
             lines.append(f"  ... and {len(dataset.sets) - MAX_LISTED_SETS} more (--json lists them all)")
 
@@ -67,13 +71,13 @@ def format_report(dataset: Dataset) -> str:
     for low, high, kind in SIZE_GUIDANCE:
         lines.append(f"  {span_text(low, high):>8} {unit}  {kind}")
 
-    lines += ["", verdict(dataset)]
+    lines += ["", verdict(dataset, held)]
     return "\n".join(lines) + "\n"
 
 
-def verdict(dataset: Dataset) -> str:
-    """One line: ready or not, and why."""
-    trainable = len(dataset.trainable_sets())
+def verdict(dataset: Dataset, held_out: int = 0) -> str:
+    """One line: ready or not, and why (``held_out`` of the ready sets are not trained)."""
+    trainable = len(dataset.trainable_sets()) - held_out
     errors = dataset.error_count
     if errors:
         plural = "error" if errors == 1 else "errors"
@@ -81,7 +85,8 @@ def verdict(dataset: Dataset) -> str:
                 f"({trainable} {unit_of(dataset.mode)} would train as it is).")
     if not trainable:
         return "Result: NOT READY - nothing to train."
-    return f"Result: ready to train {trainable} {unit_of(dataset.mode)}."
+    held = f", {held_out} held out for validation" if held_out else ""
+    return f"Result: ready to train {trainable} {unit_of(dataset.mode)}{held}."
 
 
 def _input_counts(sets: list[ImageSet]) -> str:
@@ -94,11 +99,11 @@ def _input_counts(sets: list[ImageSet]) -> str:
     return ", ".join(parts)
 
 
-def _set_line(dataset: Dataset, image_set: ImageSet) -> str:
+def _set_line(dataset: Dataset, image_set: ImageSet, held_out: bool = False) -> str:
     inputs = " + ".join(dataset.relative(p) for p in image_set.inputs)
     target = dataset.relative(image_set.target) if image_set.target else "(no target)"
     files = f"{inputs} -> {target}" if inputs else target
-    flags = []
+    flags = ["held out"] if held_out else []
     if has_caption(image_set):
         flags.append("caption")
     if image_set.has_error:

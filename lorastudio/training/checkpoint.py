@@ -7,12 +7,13 @@
     optimizer.json          AdamW param groups (learning rate, betas, …)
     scheduler.json          the LR scheduler's state (step counters, base LRs)
     rng.safetensors         torch CPU (and CUDA) RNG states, Python's and numpy's as bytes
-    manifest.json           step, total, family, version, files — written last
+    manifest.json           step, total, family, version, files, validation_loss, best — written last
 
 A checkpoint is assembled in a hidden temporary folder next to the others and renamed into
 place only when complete, so a crash leaves either the whole checkpoint or none (a stale
 temporary folder is removed on the next save). Only checkpoints with a ``manifest.json``
-count. The last :data:`KEEP` are kept. A fresh (not resumed) run first moves an earlier
+count. The last :data:`KEEP` are kept, and the best one (the lowest held-out
+``validation_loss``; ``training/validation.py``) wherever it is. A fresh (not resumed) run first moves an earlier
 run's checkpoints to ``run_dir/checkpoints.previous/`` (:func:`retire_checkpoints`). No
 pickle anywhere: tensors go to safetensors, everything else to JSON.
 
@@ -217,9 +218,27 @@ def retire_checkpoints(run_dir: Path) -> Path | None:
 
 
 def prune(run_dir: Path, keep: int = KEEP) -> None:
+    """Keep the last ``keep`` checkpoints, and the best one (held-out validation) wherever it is."""
     cps = list_checkpoints(run_dir)
+    best = best_checkpoint(cps)
     for cp in cps[:-keep] if keep > 0 else []:
-        shutil.rmtree(cp.path, ignore_errors=True)
+        if best is None or cp.step != best.step:
+            shutil.rmtree(cp.path, ignore_errors=True)
+
+
+def best_checkpoint(checkpoints: list[Checkpoint]) -> Checkpoint | None:
+    """The checkpoint with the lowest ``validation_loss`` in its manifest (the earliest of
+    equals), or None when none was validated."""
+    scored = [cp for cp in checkpoints if isinstance(cp.manifest.get("validation_loss"), (int, float))]
+    return min(scored, key=lambda cp: (cp.manifest["validation_loss"], cp.step), default=None)
+
+
+def mark_best(run_dir: Path, step: int) -> None:
+    """Make checkpoint ``step`` the only one whose manifest says ``"best": true`` (each
+    manifest rewritten atomically)."""
+    for cp in list_checkpoints(run_dir):
+        if cp.manifest.get("best", False) != (cp.step == step):
+            atomic_write_text(cp.path / MANIFEST, json.dumps({**cp.manifest, "best": cp.step == step}, indent=2))
 
 
 def load_extra(cp: Checkpoint, name: str) -> dict[str, torch.Tensor]:

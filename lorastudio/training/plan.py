@@ -15,6 +15,7 @@ import torch
 from lorastudio import catalog
 from lorastudio.config import Config, ConfigError, check_adapter_format
 from lorastudio.dataset import Dataset, ImageSet, Severity, scan_dataset
+from lorastudio.dataset.held_out import held_out_problem, split_held_out
 
 
 class TrainingError(Exception):
@@ -33,8 +34,11 @@ class Plan:
     config: Config
     family_cls: type
     dataset: Dataset
+    #: The sets trained on (held-out sets and sets with errors left out).
     sets: list[ImageSet]
     skipped: list[str] = field(default_factory=list)
+    #: Held-out sets (``dataset.validation``, without errors): validated, never trained on.
+    validation: list[ImageSet] = field(default_factory=list)
     #: Things worth saying before training (status events; the dry run prints them).
     warnings: list[str] = field(default_factory=list)
 
@@ -69,8 +73,12 @@ def make_plan(config: Config) -> Plan:
             raise TrainingError("data", f"{family_cls.display_name} takes at most {limit} input image(s) per set; "
                                         f"{len(too_many)} set(s) have more: {', '.join(too_many[:5])}")
     warnings = check_recipe(config, family_cls, dataset, sets)
-    return Plan(config=config, family_cls=family_cls, dataset=dataset, sets=sets, skipped=skipped,
-                warnings=warnings)
+    trained, held_out = split_held_out(sets, config.dataset.validation)
+    if config.dataset.validation and not held_out:
+        warnings.append("dataset.validation: every held-out set has errors (skipped), so nothing is validated; "
+                        "fix them or hold out others")
+    return Plan(config=config, family_cls=family_cls, dataset=dataset, sets=trained, skipped=skipped,
+                validation=held_out, warnings=warnings)
 
 
 def check_recipe(config: Config, family_cls: type, dataset: Dataset, sets: list[ImageSet]) -> list[str]:
@@ -80,20 +88,16 @@ def check_recipe(config: Config, family_cls: type, dataset: Dataset, sets: list[
     from lorastudio.training.tracking import check_available
 
     names = {s.name for s in dataset.sets}
-    listing = f"(sets: {', '.join(sorted(names)[:8])}{' …' if len(names) > 8 else ''})"
     for name in config.dataset.repeats:
         if name not in names:
-            raise TrainingError("config", f"dataset.repeats: no set named {name!r} in {config.dataset.path} {listing}")
+            raise TrainingError("config", f"dataset.repeats: no set named {name!r} in {config.dataset.path} "
+                                          f"(sets: {', '.join(sorted(names)[:8])}{' …' if len(names) > 8 else ''})")
         if name not in {s.name for s in sets}:
             raise TrainingError("config", f"dataset.repeats: set {name!r} is not trained (it has errors); "
                                           "fix it or remove it from dataset.repeats")
-    unknown = [name for name in config.dataset.validation if name not in names]
-    if unknown:
-        raise TrainingError("config", f"dataset.validation: no set named {', '.join(map(repr, unknown))} in "
-                                      f"{config.dataset.path} {listing}")
-    if sets and all(s.name in config.dataset.validation for s in sets):
-        raise TrainingError("config", f"dataset.validation: holds out every set ({len(sets)}), so nothing would "
-                                      "be trained; keep at least one set for training (about 10 % held out is usual)")
+    problem = held_out_problem(dataset, config.dataset.validation)
+    if problem:
+        raise TrainingError("config", problem)
     t = config.train
     if t.timesteps == "shift" and not t.timestep_shift:
         try:
@@ -104,6 +108,9 @@ def check_recipe(config: Config, family_cls: type, dataset: Dataset, sets: list[
     if message:
         raise TrainingError("config", message)
     warnings = []
+    if t.early_stop and not config.dataset.validation:
+        warnings.append(f"train.early_stop = {t.early_stop} does nothing without held-out sets: name some in "
+                        "dataset.validation (their loss decides when to stop)")
     if config.dataset.caption_dropout > 0 and dataset.mode.value == "paired":
         warnings.append(f"dataset.caption_dropout = {config.dataset.caption_dropout:g} on an edit dataset: the "
                         "caption is what tells the model which edit to make, so steps without it teach the edit "
@@ -162,6 +169,7 @@ def describe_plan(plan: Plan) -> list[str]:
     lines = [f"family:     {fam.display_name} ({fam.name})",
              f"model:      {c.model.path}",
              f"dataset:    {c.dataset.path} ({plan.dataset.mode.value}, {len(plan.sets)} sets to train"
+             + (f", {len(plan.validation)} held out for validation" if plan.validation else "")
              + (f", {len(plan.skipped)} skipped for errors" if plan.skipped else "") + ")",
              f"steps:      {c.train.steps} (batch {c.train.batch_size}, learning rate {c.train.learning_rate:g}, "
              f"rank {c.train.rank}, alpha {c.train.alpha or c.train.rank:g})",
@@ -199,6 +207,13 @@ def describe_recipe(plan: Plan, bucket: tuple[int, int]) -> list[str]:
         lines.append(f"captions:   dropped (empty caption) with probability {d.caption_dropout:g}")
     if d.repeats:
         lines.append("repeats:    " + ", ".join(f"{k} ×{v}" for k, v in sorted(d.repeats.items())))
+    if plan.validation:
+        every = t.sample_every if t.validate_every is None else t.validate_every
+        when = f"every {every} steps and at each checkpoint" if every else "at each checkpoint"
+        stop = f"; early stop after {t.early_stop} without a new best" if t.early_stop else ""
+        n = len(plan.validation)
+        lines.append(f"validation: {n} held-out set{'s' if n != 1 else ''}, {when} (σ 0.1 … 0.9, fixed noise)"
+                     f"{stop}; best: {c.output.best_lora_path.name}")
     if t.log_with:
         from lorastudio.training.tracking import logs_dir
 
@@ -221,7 +236,7 @@ def describe_estimate(plan: Plan) -> list[str]:
     this machine's GPU when there is one. The sequence counts the most inputs any set has."""
     from lorastudio.estimate import EstimateError, estimate_for_config
 
-    inputs = max((len(s.inputs) for s in plan.sets), default=0)
+    inputs = max((len(s.inputs) for s in plan.sets + plan.validation), default=0)
     try:
         est = estimate_for_config(plan.config, num_inputs=inputs)
     except EstimateError as exc:

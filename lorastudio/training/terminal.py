@@ -77,6 +77,8 @@ class TerminalSink(EventSink):
             self._line(f"sample at step {ev['step']}: {ev['path']}")
         elif kind == protocol.CHECKPOINT:
             self._line(f"checkpoint at step {ev['step']}: {ev['path']}")
+        elif kind == protocol.VALIDATION:
+            self._line(f"validation at step {ev['step']}: held-out loss {_loss(ev)}")
         elif kind == protocol.CAPTION:
             self._line(f"{ev['set']}: {ev['text']}" + ("" if ev.get("written") else "  (not written)"))
         elif kind == protocol.DONE and "grid" in ev:  # a checkpoint grid's end
@@ -87,6 +89,8 @@ class TerminalSink(EventSink):
             self._close_bar()
             how = "stopped" if ev.get("stopped") else "finished"
             self._line(f"{how} after step {ev['step']}: {ev.get('lora')}")
+            if ev.get("best"):
+                self._line(f"best checkpoint's LoRA (lowest held-out loss): {ev['best']}")
         elif kind == protocol.ERROR:
             self._close_bar()
             log = f" (log: {ev['log']})" if ev.get("log") else ""

@@ -1,8 +1,8 @@
 """Logging for power users (``train.log_with = "tensorboard"``), through accelerate's trackers.
 
 accelerate owns the tracker (``Accelerator(log_with=..., project_dir=...)``): the loss and
-learning rate every step, and the preview images, go to ``run_dir/logs/`` for
-``tensorboard --logdir``. tensorboard is an optional dependency (``pip install
+learning rate every step, the held-out ``validation/loss``, and the preview images, go to
+``run_dir/logs/`` for ``tensorboard --logdir``. tensorboard is an optional dependency (``pip install
 lorastudio[tensorboard]``); :func:`check_available` says so before any model loads.
 """
 

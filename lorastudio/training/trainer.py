@@ -1,15 +1,16 @@
 """The training loop, top to bottom (nanoGPT-style): one function, :func:`train`.
 
     config → dataset → accelerator → cache latents/text → free encoders → transformer + LoRA
-    → AdamW + LR schedule (+ EMA) → steps 1…total (flow matching) → samples/checkpoints
-    → LoRA file → done
+    → AdamW + LR schedule (+ EMA) → steps 1…total (flow matching) → samples/validation/checkpoints
+    → LoRA file (+ the best checkpoint's) → done
 
 Everything model-specific (how latents become tokens, position ids, how inputs join the
 sequence) is behind the family interface (``families/base.py``); this file only moves
 cached tensors, draws noise, and steps the optimizer. Around it: ``plan.py`` (what a run
 will do, the dry-run text, how an exception becomes an ``error`` event), ``batches.py``
 (which sets make a step's batch, and its noise), ``distributed.py`` (the per-step
-all-reduce), ``optimizer.py`` and ``memory.py`` (AdamW; quantization, offload, checkpointing).
+all-reduce), ``optimizer.py`` and ``memory.py`` (AdamW; quantization, offload, checkpointing),
+``validation.py`` (the held-out loss, the best checkpoint, early stop).
 
 Flow matching (rectified flow, as FLUX and Qwen-Image are trained)::
 
@@ -63,6 +64,7 @@ from lorastudio.training.run_lora import RunLora
 from lorastudio.training.stop import StopSignal
 from lorastudio.training.timesteps import TimestepSampler, image_seq_len
 from lorastudio.training.tracking import Tracker, logs_dir
+from lorastudio.training.validation import ValidationRecord, Validator, retire_history, validation_every
 
 #: ``train.lr_schedule`` → diffusers' ``get_scheduler`` name (each with ``warmup_steps``).
 LR_SCHEDULERS = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
@@ -74,9 +76,12 @@ class Result:
     step: int
     stopped: bool
     losses: list[float]
+    #: ``NAME.best.safetensors`` (the best checkpoint's LoRA) when validation ran.
+    best: Path | None = None
     transformer: Any = None
     family: Any = None
     cached: list = field(default_factory=list)
+    held_out: list = field(default_factory=list)
 
 
 # -- the run ------------------------------------------------------------------------------
@@ -143,6 +148,7 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
                                               "resume needs the same setting (or start a new run)")
     if main and resume_from is None:
         retired = ckpt.retire_checkpoints(run_dir)  # a fresh run never mixes with an older one
+        retire_history(run_dir, config.output.best_lora_path, retired)
         if retired is not None:
             notes.append(f"the previous run's checkpoints were moved to {retired}")
     emit("started", total=t.steps, family=family.name, sets=len(plan.sets), run_dir=str(run_dir),
@@ -161,7 +167,7 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
         if (turn == "main") == main:
             cache = TrainingCache(run_folder.cache_dir(run_dir), family, t.resolution, config.dataset.trigger,
                                   config.dataset.default_caption, write=main)
-            cached = cache.build(plan.sets, on_progress=lambda i, n: emit(
+            cached = cache.build(plan.sets + plan.validation, on_progress=lambda i, n: emit(
                 "status", phase="caching", message="encoding images and captions", current=i, total=n),
                 should_stop=stop.is_set if world == 1 else None, previews=t.sample_sets if main else 0,
                 empty_captions=config.dataset.caption_dropout > 0)
@@ -170,10 +176,11 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    if stop.is_set() and len(cached) < len(plan.sets):
+    if stop.is_set() and len(cached) < len(plan.sets) + len(plan.validation):
         emit("status", phase="stopping", message="stopped while caching; nothing trained yet")
         emit("done", lora=None, step=start_step, stopped=True)
         return Result(lora=None, step=start_step, stopped=True, losses=[])
+    cached, held_out = cached[: len(plan.sets)], cached[len(plan.sets):]  # held-out sets: validated only
 
     # 3. transformer + LoRA, optimizer, schedule.
     emit("status", phase="loading", message="loading the transformer")
@@ -204,27 +211,52 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
     sampler = TimestepSampler.from_config(t, family.name, config.model.path)
     sample_sets = cached[: t.sample_sets]
     tracker = Tracker(accelerator, t.log_with, recipe_facts(config, plan))
+    validator = Validator(family, held_out, t.seed, dtype, accelerator.device) if held_out and main else None
+    record = ValidationRecord(run_dir, t.early_stop, resume_from) if validator else None
+    every_validation = validation_every(t)
 
     lora_file = RunLora(config, family.name, lora_format, sets=len(cached), edit=plan.dataset.mode.value == "paired",
                         dtype=dtype, ema=ema is not None)
     checkpoint_info.update(lora_file.manifest_facts())  # so `lorastudio export` writes what we would
 
-    def save_lora(step: int) -> Path:
-        emit("status", phase="saving", message="writing the LoRA")
+    def save_lora(step: int, path: Path | None = None) -> Path:
+        """The LoRA at ``step`` as NAME.safetensors, or at ``path`` (the best checkpoint's)."""
+        emit("status", phase="saving", message=f"writing the best checkpoint's LoRA (step {step})" if path
+             else "writing the LoRA")
         if ema is None:
-            return lora_file.write(config.output.lora_path, peft_state_dict(transformer), step, transformer=transformer)
-        # the last step's weights, beside the EMA LoRA
-        lora_file.write(config.output.raw_lora_path, peft_state_dict(transformer), step, "raw", transformer)
+            return lora_file.write(path or config.output.lora_path, peft_state_dict(transformer), step,
+                                   transformer=transformer)
+        if path is None:  # the last step's weights, beside the EMA LoRA
+            lora_file.write(config.output.raw_lora_path, peft_state_dict(transformer), step, "raw", transformer)
         with ema.applied():
-            return lora_file.write(config.output.lora_path, peft_state_dict(transformer), step, "ema", transformer)
+            return lora_file.write(path or config.output.lora_path, peft_state_dict(transformer), step, "ema",
+                                   transformer)
+
+    def validate(step: int) -> None:
+        """The held-out loss at ``step`` (once per step), with the weights previews show;
+        after ``train.early_stop`` evaluations without a new best, a graceful stop."""
+        if record is None or step in record.losses:
+            return
+        with ema.applied() if ema else contextlib.nullcontext():
+            loss, per_sigma = validator.evaluate(transformer, autocast)
+        emit(**record.add(step, loss, per_sigma))
+        tracker.log({"validation/loss": loss}, step)
+        reason = record.early_stop_reason()
+        if reason:
+            stop.request(reason)
 
     def save_checkpoint(step: int) -> None:
+        validate(step)  # every checkpoint carries its validation_loss
+        scores = record.checkpoint_info(step) if record else {"validation_loss": None, "best": False}
         emit("status", phase="saving", message=f"checkpoint at step {step}")
         with writing():  # the save and its event are one: an error reported meanwhile waits for both
             path = ckpt.save_checkpoint(run_dir, step, peft_state_dict(transformer), optimizer, scheduler,
-                                        {**checkpoint_info, **(ema.info() if ema else {})},
+                                        {**checkpoint_info, **(ema.info() if ema else {}), **scores},
                                         extra={"ema": ema.tensors()} if ema else None)
             emit("checkpoint", step=step, path=str(path))
+        if scores["best"]:  # the best checkpoint's LoRA, beside the last step's
+            ckpt.mark_best(run_dir, step)
+            save_lora(step, config.output.best_lora_path)
 
     def make_samples(step: int) -> None:
         emit("status", phase="sampling", message=f"previews at step {step}")
@@ -242,6 +274,8 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
         transformer.train()
 
     # 4. the loop.
+    if record is not None and resume_from is not None and record.best_checkpoint_step() == resume_from.step:
+        save_lora(start_step, config.output.best_lora_path)  # a kill may have come between checkpoint and file
     emit("status", phase="training", message=f"training {t.steps - start_step} steps")
     # ``accelerator.autocast()`` builds its context anew on every call (~30 µs); the one it
     # builds (torch.autocast, or a null context without mixed precision) can be re-entered.
@@ -314,6 +348,8 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
         if main and t.sample_every and step % t.sample_every == 0 and step < t.steps:
             make_samples(step)
             last_sampled = step
+        if main and every_validation and step % every_validation == 0 and step < t.steps:
+            validate(step)
         if main and t.checkpoint_every and step % t.checkpoint_every == 0 and step < t.steps:
             save_checkpoint(step)
             last_checkpointed = step
@@ -333,10 +369,12 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
     tracker.end()
     if world > 1:
         accelerator.wait_for_everyone()
-    emit("done", lora=str(lora_path) if lora_path else None, step=step, stopped=stopped)
-    return Result(lora=lora_path, step=step, stopped=stopped, losses=losses,
+    best = config.output.best_lora_path if record and record.losses and config.output.best_lora_path.is_file() else None
+    emit("done", lora=str(lora_path) if lora_path else None, step=step, stopped=stopped,
+         **({"best": str(best)} if best else {}))
+    return Result(lora=lora_path, step=step, stopped=stopped, losses=losses, best=best,
                   transformer=transformer if keep_model else None, family=family if keep_model else None,
-                  cached=cached if keep_model else [])
+                  cached=cached if keep_model else [], held_out=held_out if keep_model else [])
 
 
 def _save_png(image, path: Path) -> None:

@@ -25,12 +25,14 @@ def run_check(*args: str, env_extra: dict[str, str] | None = None) -> subprocess
 
 def validate_contract(report: dict) -> None:
     """DESIGN.md: {"mode", "sets": [{"name", "inputs", "target", "caption"}],
-    "problems": [{"severity", "code", "files", "message"}]}, nothing more, nothing less."""
+    "problems": [{"severity", "code", "files", "message"}]}, nothing more, nothing less
+    (a held-out set, with --config, also carries "validation": true)."""
     assert set(report) == {"mode", "sets", "problems"}
     assert report["mode"] in ("paired", "single")
     assert isinstance(report["sets"], list) and isinstance(report["problems"], list)
     for image_set in report["sets"]:
-        assert set(image_set) == {"name", "inputs", "target", "caption"}
+        assert set(image_set) - {"validation"} == {"name", "inputs", "target", "caption"}
+        assert image_set.get("validation", True) is True
         assert isinstance(image_set["name"], str) and image_set["name"]
         assert isinstance(image_set["inputs"], list) and all(isinstance(f, str) for f in image_set["inputs"])
         assert isinstance(image_set["target"], str) and image_set["target"]
@@ -217,3 +219,43 @@ def test_dataset_core_needs_neither_qt_nor_torch(folder, make_files):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("CLEAN")
+
+
+def _project(tmp_path, folder, validation) -> "Path":
+    project = tmp_path / "project.toml"
+    names = ", ".join(f'"{n}"' for n in validation)
+    project.write_text(f'[model]\npath = "m"\n[dataset]\npath = "{folder.name}"\nvalidation = [{names}]\n',
+                       encoding="utf-8")
+    return project
+
+
+def test_config_marks_held_out_sets_which_are_checked_like_the_others(tmp_path, mixed, capsys):
+    """``check --config PROJECT.toml``: the project's dataset, its held-out sets marked
+    (``"validation": true``); a held-out set with an error is reported like any other."""
+    project = _project(tmp_path, mixed, ["c", "broken"])
+    assert check_command(None, as_json=True, config=project) == 1  # "broken" has an error
+    report = json.loads(capsys.readouterr().out)
+    validate_contract(report)
+    assert [(s["name"], s.get("validation", False)) for s in report["sets"]] == [("a", False), ("b", False),
+                                                                                 ("c", True)]
+    assert report["problems"][0]["code"] == "missing_end"
+    assert check_command(None, as_json=False, config=project) == 1
+    text = capsys.readouterr().out
+    assert "3 ready to train (1 of them held out for validation)" in text
+    assert "  c: c_start.jpg -> c_end.jpg  [held out" in text
+    assert "(2 sets would train as it is)" in text
+
+
+@pytest.mark.parametrize("validation, message", [
+    (["a", "nope"], "dataset.validation: no set named 'nope'"),
+    (["a", "b"], "dataset.validation: holds out every set (2)"),
+])
+def test_config_with_held_out_sets_the_dataset_cannot_have_is_not_ready(tmp_path, folder, make_files, capsys,
+                                                                       validation, message):
+    make_files("a_start.jpg", "a_end.jpg", "b_start.jpg", "b_end.jpg")
+    assert check_command(folder, as_json=True, config=_project(tmp_path, folder, validation)) == 1
+    captured = capsys.readouterr()
+    json.loads(captured.out)  # stdout is still the one report object
+    assert message in captured.err and "project.toml" in captured.err
+    if "nope" in validation:
+        assert "(sets: a, b)" in captured.err  # the names that exist

@@ -1,4 +1,4 @@
-"""``train.log_with``: the run's loss, learning rate and previews through accelerate's trackers.
+"""``train.log_with``: the run's loss, learning rate, held-out loss and previews through accelerate's trackers.
 
 The glue is checked with a tracker of our own through accelerate's ``GeneralTracker`` API
 (any machine); a real run writes TensorBoard event files that TensorBoard's own reader reads
@@ -8,6 +8,7 @@ back (tensorboard is in the ``test`` extra; only a venv without it skips that on
 from __future__ import annotations
 
 import pytest
+import tomli_w
 from PIL import Image
 
 from lorastudio.config import load_config
@@ -17,6 +18,11 @@ from lorastudio.training.tracking import Tracker, logs_dir
 from lorastudio.training.trainer import train
 
 from trainer_helpers import make_config
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover
+    import tomli as tomllib  # type: ignore[no-redef]
 
 
 def test_tracker_sends_scalars_and_images_through_accelerates_tracker_api():
@@ -72,8 +78,14 @@ def test_a_run_logs_loss_lr_and_previews_to_tensorboard(demo_project, tmp_path):
     pytest.importorskip("tensorboard", reason="tensorboard is in the test extra (pyproject.toml); not in this venv")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    config = load_config(make_config(demo_project, tmp_path, steps=3, sample_every=2, sample_sets=1,
-                                     log_with="tensorboard", lr_schedule="linear"))
+    path = make_config(demo_project, tmp_path, steps=3, sample_every=2, sample_sets=1, log_with="tensorboard",
+                       lr_schedule="linear")
+    config = load_config(path)
+    held_out = make_plan(config).sets[-1].name
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    data["dataset"]["validation"] = [held_out]
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    config = load_config(path)
     sink = NullSink()
     train(config, sink)
     runs = [p.parent for p in logs_dir(config.output.run_dir).rglob("events.out.tfevents.*")]
@@ -89,3 +101,8 @@ def test_a_run_logs_loss_lr_and_previews_to_tensorboard(demo_project, tmp_path):
     tags = events.Tags()["images"]
     assert tags == [f"samples/{samples[0]['set']}"]
     assert sorted(i.step for i in events.Images(tags[0])) == sorted(e["step"] for e in samples)
+    # the held-out loss, evaluated with the previews (validate_every unset) and at the end
+    validations = [e for e in sink.history if e["event"] == "validation"]
+    assert [e["step"] for e in validations] == [2, 3]
+    held = events.Scalars("validation/loss")
+    assert [(s.step, s.value) for s in held] == [(e["step"], pytest.approx(e["loss"], rel=1e-6)) for e in validations]
