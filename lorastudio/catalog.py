@@ -64,9 +64,24 @@ FLUX2_TARGETS = (
     "attn.to_qkv_mlp_proj", "attn.to_out",
 )
 
+#: Z-Image (``ZImageTransformer2DModel``): the single-stream blocks' attention (``to_q/k/v``,
+#: ``to_out.0``) and SwiGLU feed-forward (``feed_forward.w1/w2/w3``) — every linear layer of a
+#: block except its AdaLN modulation, as DiffSynth-Studio's and ai-toolkit's Z-Image LoRAs.
+#: peft matches by suffix, so the noise and context refiner blocks (and Omni's SigLIP refiner)
+#: get LoRA layers too; ComfyUI maps all of them but the SigLIP refiner (its Z-Image model has
+#: none: see the Omni record).
+ZIMAGE_TARGETS = (
+    "attention.to_q", "attention.to_k", "attention.to_v", "attention.to_out.0",
+    "feed_forward.w1", "feed_forward.w2", "feed_forward.w3",
+)
+
 _BFL_FLUX = "https://github.com/black-forest-labs/flux"
 _BFL_FLUX2 = "https://github.com/black-forest-labs/flux2"
 _QWEN = "https://github.com/QwenLM/Qwen-Image"
+_ZIMAGE = "https://github.com/Tongyi-MAI/Z-Image"
+#: Parameter-name prefixes of the repeated transformer blocks (what the estimate counts as
+#: "blocks": quantizable linears, activations per block).
+DIT_BLOCKS = ("transformer_blocks.", "single_transformer_blocks.")
 
 
 #: ``train.input_size``: how an input image is sized for training (edit families).
@@ -101,7 +116,8 @@ class FamilyRecord:
     #: both in the family's diffusers pipeline and in ComfyUI.
     default_format: str
     #: Key layouts whose files ComfyUI's loader applies completely (checked with ComfyUI's
-    #: own LoraLoader); any other loses keys there, silently.
+    #: own LoraLoader); any other loses keys there, silently. Empty: ComfyUI cannot load the
+    #: model itself, so ``default_format`` is the one diffusers loads.
     comfyui_formats: tuple[str, ...]
     #: Which key-naming rules of ``training/formats.py`` apply ("flux1", "flux2", "qwen").
     key_layout: str
@@ -127,6 +143,11 @@ class FamilyRecord:
     #: Pixels the family's pipeline gives each input image's VAE view by default (about 1 MP,
     #: whatever the output size), for the ``"pipeline"`` rule and the estimate.
     pipeline_input_area: int = 1024 * 1024
+    #: Parameter-name prefixes of the transformer's repeated blocks, for the estimate.
+    block_prefixes: tuple[str, ...] = DIT_BLOCKS
+    #: ``transformer/config.json`` keys whose product is the transformer's hidden width
+    #: (heads × head dim for the FLUX/Qwen configs; Z-Image states ``dim``).
+    width_config_keys: tuple[str, ...] = ("num_attention_heads", "attention_head_dim")
 
     @property
     def pipeline_class(self) -> str:
@@ -200,6 +221,30 @@ FAMILIES: tuple[FamilyRecord, ...] = (
         modelspec_architecture="flux.2-klein", modelspec_implementation=_BFL_FLUX2,
         modelspec_size_tags=((3072, "4b"), (4096, "9b")),
         family_module="flux2", tiny_recipe="flux2"),
+    # Z-Image (Tongyi-MAI/Z-Image-Turbo, Tongyi-MAI/Z-Image): text-to-image. The Qwen3-4B
+    # prompt is trimmed to its real tokens (a caption: ~64) and padded to 32 in the model.
+    FamilyRecord(
+        id="zimage", display_name="Z-Image (text-to-image)", pipeline_classes=("ZImagePipeline",),
+        modes=(SINGLE,), max_inputs=0, lora_targets=ZIMAGE_TARGETS,
+        default_format="diffusers", comfyui_formats=("diffusers", "comfyui"), key_layout="zimage",
+        text_tokens=64, text_tokens_per_input=0,
+        modelspec_architecture="z-image", modelspec_implementation=_ZIMAGE,
+        block_prefixes=("layers.", "noise_refiner.", "context_refiner."), width_config_keys=("dim",),
+        family_module="zimage", tiny_recipe="zimage"),
+    # Z-Image Omni (ZImageOmniPipeline): edits with any number of reference images (the
+    # pipeline sets no limit) and also generates from text alone. Each reference adds a
+    # SigLIP2 view (at most 256 patches: Siglip2ImageProcessor's max_num_patches) and one
+    # 32-token prompt segment besides its VAE tokens. The ComfyUI this project checks
+    # against has no Z-Image model with a SigLIP branch, so it cannot load Omni at all.
+    FamilyRecord(
+        id="zimage-omni", display_name="Z-Image Omni", pipeline_classes=("ZImageOmniPipeline",),
+        modes=(PAIRED, SINGLE), max_inputs=None, lora_targets=ZIMAGE_TARGETS,
+        default_format="diffusers", comfyui_formats=(), key_layout="zimage",
+        text_tokens=64, text_tokens_per_input=256 + 32,
+        modelspec_architecture="z-image-omni", modelspec_implementation=_ZIMAGE,
+        block_prefixes=("layers.", "noise_refiner.", "context_refiner.", "siglip_refiner."),
+        width_config_keys=("dim",),
+        family_module="zimage", tiny_recipe="zimage"),
 )
 
 #: Family ids, in the catalog's order.
@@ -266,6 +311,9 @@ def describe_format(fmt: str, family_id: str) -> str:
     """"comfyui format, chosen automatically for FLUX.2: …" — what a run will write, in words."""
     record = family(family_id)
     resolved = resolve_format(fmt, family_id)
+    if fmt == AUTO_FORMAT and not record.comfyui_formats:
+        return (f"{resolved} format, chosen automatically for {record.display_name}: it loads fully in diffusers "
+                f"(ComfyUI cannot load {record.display_name} models)")
     if fmt == AUTO_FORMAT:
         return (f"{resolved} format, chosen automatically for {record.display_name}: it loads fully in ComfyUI "
                 "and in diffusers")
@@ -279,6 +327,10 @@ def comfyui_warning(fmt: str, family_id: str, adapter: str = "lora") -> str:
     ComfyUI does not read (it reads ``dora_scale``, written only in the comfyui layout)."""
     record = family(family_id)
     resolved = resolve_format(fmt, family_id)
+    if not record.comfyui_formats:  # no ComfyUI model to load any layout into
+        return "" if fmt != "comfyui" else (
+            f"ComfyUI cannot load {record.display_name} models at all, so no LoRA file of it loads there; the "
+            f'"comfyui" layout is written as asked, and diffusers loads it (as it does "{AUTO_FORMAT}").')
     if adapter == "dora" and resolved == "diffusers":
         return (f"A DoRA in the 'diffusers' format loads fully in diffusers, but ComfyUI applies it without its "
                 f"magnitude (it reads only the comfyui layout's dora_scale). For ComfyUI choose "

@@ -206,6 +206,18 @@ def resize_to(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return image if image.size == tuple(size) else image.resize(tuple(size), Image.Resampling.LANCZOS)
 
 
+def at_least_side(image: Image.Image, min_side: int, multiple: int) -> Image.Image:
+    """``image`` scaled up (aspect kept, sides rounded up to ``multiple``) only when a side is
+    under ``min_side``: the FLUX.2 and Z-Image Omni pipelines refuse reference images with a
+    side under 64 pixels, which only training resolutions far below any real use (the tiny
+    demo's) produce, never 512 or 1024."""
+    short = min(image.size)
+    if short >= min_side:
+        return image
+    factor = min_side / short
+    return resize_to(image, tuple(-(-round(s * factor) // multiple) * multiple for s in image.size))
+
+
 # -- sampling ------------------------------------------------------------------------------------
 
 

@@ -37,7 +37,7 @@ from PIL import Image
 
 from lorastudio import catalog
 from lorastudio.model_folder import read_model_index
-from lorastudio.training.families._common import resize_to, snap_size, transformer_config
+from lorastudio.training.families._common import at_least_side, snap_size, transformer_config
 from lorastudio.training.families._pipeline_family import PipelineFamily
 
 
@@ -132,15 +132,8 @@ class Flux2FamilyBase(PipelineFamily):
     min_reference_side: ClassVar[int] = 64
 
     def _at_least_pipeline_minimum(self, image: Image.Image) -> Image.Image:
-        """A reference for a preview, scaled up (aspect kept, sides multiples of 16) only when
-        a side is under the pipeline's 64-pixel minimum — which happens only at training
-        resolutions far below any real use (the tiny demo's), never at 512 or 1024."""
-        short = min(image.size)
-        if short >= self.min_reference_side:
-            return image
-        factor = self.min_reference_side / short
-        size = tuple(-(-round(s * factor) // self.size_multiple) * self.size_multiple for s in image.size)
-        return resize_to(image, size)
+        """A reference for a preview, at least the pipeline's 64-pixel minimum (``at_least_side``)."""
+        return at_least_side(image, self.min_reference_side, self.size_multiple)
 
 
 class Flux2Family(Flux2FamilyBase):

@@ -1,0 +1,82 @@
+"""Tiny Z-Image models: Z-Image (``ZImagePipeline``, text-to-image) and Z-Image Omni
+(``ZImageOmniPipeline``, which adds a SigLIP2 vision tower and the transformer's SigLIP branch).
+
+The real layout (Tongyi-MAI/Z-Image-Turbo): ``ZImageTransformer2DModel`` (dim 3840, 30 layers,
+2 noise + 2 context refiner layers, 30 heads, RoPE axes 32/48/48 over lengths 1536/512/512,
+theta 256, patch 2), FLUX.1's 16-channel ``AutoencoderKL`` (shift 0.1159, scale 0.3611), a
+``Qwen3Model`` text encoder (Qwen3-4B: hidden 2560, the pipeline reads its second-to-last hidden
+state), a Qwen2 tokenizer and a ``FlowMatchEulerDiscreteScheduler`` with shift 3. Omni adds
+``Siglip2VisionModel`` (SigLIP2-so400m: hidden 1152 = the transformer's ``siglip_feat_dim``)
+and its ``Siglip2ImageProcessor``. Everything here is that layout shrunk: the transformer's
+width (64) equals the patch-packed latent width (16 channels × 2 × 2), so the LoRA can learn.
+"""
+
+from __future__ import annotations
+
+from lorastudio.training.tiny import seeded
+from lorastudio.training.tiny.tokenizers import tiny_qwen3_tokenizer
+
+#: Text encoder width = the transformer's ``cap_feat_dim``.
+TEXT_DIM = 32
+#: SigLIP2 width = the transformer's ``siglip_feat_dim`` (Omni).
+SIGLIP_DIM = 16
+
+
+def _components(siglip_feat_dim: int | None) -> dict:
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImageTransformer2DModel
+    from transformers import Qwen3Config, Qwen3Model
+
+    tokenizer = tiny_qwen3_tokenizer()
+    qwen3 = Qwen3Config(
+        vocab_size=(len(tokenizer) + 7) // 8 * 8, hidden_size=TEXT_DIM, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=1024,
+        rope_theta=1000000.0, tie_word_embeddings=True,
+        bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+    )
+    return {
+        # 2 heads × 32 = 64 = 16 latent channels × 2×2 patch; the real RoPE lengths and theta,
+        # axes 8/12/12 (the real 32/48/48 in proportion), two refiner layers as ComfyUI assumes.
+        "transformer": seeded(lambda: ZImageTransformer2DModel(
+            all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=64, n_layers=2, n_refiner_layers=2,
+            n_heads=2, n_kv_heads=2, norm_eps=1e-5, qk_norm=True, cap_feat_dim=TEXT_DIM,
+            siglip_feat_dim=siglip_feat_dim, rope_theta=256.0, t_scale=1000.0,
+            axes_dims=[8, 12, 12], axes_lens=[1536, 512, 512],
+        )),
+        # FLUX.1's VAE layout: 16 latent channels, 8x downsampling, its shift and scale.
+        "vae": seeded(lambda: AutoencoderKL(
+            in_channels=3, out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=(8, 8, 16, 16), layers_per_block=1, latent_channels=16, norm_num_groups=8,
+            sample_size=64, scaling_factor=0.3611, shift_factor=0.1159,
+            use_quant_conv=False, use_post_quant_conv=False,
+        )),
+        "text_encoder": seeded(lambda: Qwen3Model(qwen3)),
+        "tokenizer": tokenizer,
+        # Z-Image-Turbo's scheduler config.
+        "scheduler": FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0,
+                                                     use_dynamic_shifting=False),
+    }
+
+
+def _zimage():
+    from diffusers import ZImagePipeline
+
+    return ZImagePipeline(**_components(siglip_feat_dim=None))
+
+
+def _zimage_omni():
+    from diffusers import ZImageOmniPipeline
+    from transformers import Siglip2ImageProcessor, Siglip2VisionConfig, Siglip2VisionModel
+
+    siglip = Siglip2VisionConfig(hidden_size=SIGLIP_DIM, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, patch_size=16, num_patches=16)
+    # The real processor's patch size; a 16-patch budget (the real one: 256) keeps it tiny.
+    processor = Siglip2ImageProcessor(patch_size=16, max_num_patches=16)
+    return ZImageOmniPipeline(**_components(siglip_feat_dim=SIGLIP_DIM),
+                              siglip=seeded(lambda: Siglip2VisionModel(siglip)), siglip_processor=processor)
+
+
+#: Family id → builder of its tiny pipeline.
+RECIPES = {"zimage": _zimage, "zimage-omni": _zimage_omni}
