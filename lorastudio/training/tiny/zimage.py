@@ -8,7 +8,9 @@ theta 256, patch 2), FLUX.1's 16-channel ``AutoencoderKL`` (shift 0.1159, scale 
 state), a Qwen2 tokenizer and a ``FlowMatchEulerDiscreteScheduler`` with shift 3. Omni adds
 ``Siglip2VisionModel`` (SigLIP2-so400m: hidden 1152 = the transformer's ``siglip_feat_dim``)
 and its ``Siglip2ImageProcessor``. Everything here is that layout shrunk: the transformer's
-width (64) equals the patch-packed latent width (16 channels × 2 × 2), so the LoRA can learn.
+width (96) is above the patch-packed latent width (16 channels × 2 × 2 = 64), so the LoRA can
+learn, and its feed-forward width (96 · 8/3 = 256) is a multiple of 256, as the real one's
+(10240) is, so ComfyUI's Z-Image model (which rounds it up to 256) builds the same layers.
 """
 
 from __future__ import annotations
@@ -36,13 +38,13 @@ def _components(siglip_feat_dim: int | None) -> dict:
         pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
     )
     return {
-        # 2 heads × 32 = 64 = 16 latent channels × 2×2 patch; the real RoPE lengths and theta,
-        # axes 8/12/12 (the real 32/48/48 in proportion), two refiner layers as ComfyUI assumes.
+        # 2 heads × 48; the real RoPE lengths and theta, axes 12/18/18 (the real 32/48/48 in
+        # proportion), two refiner layers as ComfyUI assumes.
         "transformer": seeded(lambda: ZImageTransformer2DModel(
-            all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=64, n_layers=2, n_refiner_layers=2,
+            all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=96, n_layers=2, n_refiner_layers=2,
             n_heads=2, n_kv_heads=2, norm_eps=1e-5, qk_norm=True, cap_feat_dim=TEXT_DIM,
             siglip_feat_dim=siglip_feat_dim, rope_theta=256.0, t_scale=1000.0,
-            axes_dims=[8, 12, 12], axes_lens=[1536, 512, 512],
+            axes_dims=[12, 18, 18], axes_lens=[1536, 512, 512],
         )),
         # FLUX.1's VAE layout: 16 latent channels, 8x downsampling, its shift and scale.
         "vae": seeded(lambda: AutoencoderKL(
