@@ -257,7 +257,8 @@ def verify_zimage_roundtrip(sd, native):
 # Z-Image's layout values ComfyUI's detect_unet_config sets only for the real width (dim 3840); for any other
 # width (the tiny model) they come from config.json (and the Z-Image constants below), each one printed.
 ZIMAGE_OVERRIDES = {"n_heads": "n_heads", "n_kv_heads": "n_kv_heads", "axes_dims": "axes_dims",
-                    "axes_lens": "axes_lens", "rope_theta": "rope_theta", "n_refiner_layers": "n_refiner_layers"}
+                    "axes_lens": "axes_lens", "rope_theta": "rope_theta", "n_refiner_layers": "n_refiner_layers",
+                    "in_channels": "in_channels"}
 ZIMAGE_CONSTANTS = {"ffn_dim_multiplier": 8.0 / 3.0, "z_image_modulation": True, "time_scale": 1000.0,
                     "pad_tokens_multiple": 32}
 

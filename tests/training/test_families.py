@@ -545,7 +545,7 @@ def test_zimage_predict_is_the_pipelines_velocity(encoded, name):
         longer = family.encode_prompt("a red circle on a white background in the style of a painting", inputs)
     finally:
         family.free_encoders()
-    noisy = torch.randn(1, 16, 2, 4, generator=torch.Generator().manual_seed(5))
+    noisy = torch.randn(1, LATENT_CHANNELS, 2, 4, generator=torch.Generator().manual_seed(5))
     pipe = family._sampling_pipeline(e.transformer)
     kwargs = family._sample_call_kwargs(inputs, {k: v[None] for k, v in prompt.tensors.items()}, 32, 16)
     with torch.no_grad():

@@ -200,6 +200,17 @@ def input_size_matching_target(input_size: tuple[int, int], target_size: tuple[i
     return (max(multiple, round(width / multiple) * multiple), max(multiple, round(height / multiple) * multiple))
 
 
+def own_size_within_area(input_size: tuple[int, int], area: int, multiple: int) -> tuple[int, int]:
+    """An input's own size, scaled down (aspect kept) to ``area`` pixels when it is larger,
+    sides floored to ``multiple``: what the FLUX.2 and Z-Image Omni pipelines (the latter's
+    reference handling is FLUX.2's, copied) give each reference image by default."""
+    width, height = input_size
+    if width * height > area:
+        scale = (area / (width * height)) ** 0.5
+        width, height = int(width * scale), int(height * scale)
+    return snap_size((width, height), multiple)
+
+
 def resize_to(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     """RGB ``image`` at ``size`` (Lanczos; no copy when it already is)."""
     image = image.convert("RGB") if image.mode != "RGB" else image

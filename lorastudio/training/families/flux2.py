@@ -37,7 +37,7 @@ from PIL import Image
 
 from lorastudio import catalog
 from lorastudio.model_folder import read_model_index
-from lorastudio.training.families._common import at_least_side, snap_size, transformer_config
+from lorastudio.training.families._common import at_least_side, own_size_within_area, transformer_config
 from lorastudio.training.families._pipeline_family import PipelineFamily
 
 
@@ -63,12 +63,7 @@ class Flux2FamilyBase(PipelineFamily):
     def pipeline_input_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
         """The FLUX.2 pipelines' default: the reference's own size, scaled down to 1024²
         pixels when it is larger, sides floored to multiples of 16."""
-        width, height = input_size
-        area = self.record.pipeline_input_area
-        if width * height > area:
-            scale = (area / (width * height)) ** 0.5
-            width, height = int(width * scale), int(height * scale)
-        return snap_size((width, height), self.size_multiple)
+        return own_size_within_area(input_size, self.record.pipeline_input_area, self.size_multiple)
 
     # -- encoding (the pipeline's own code) -----------------------------------------------------
 

@@ -39,7 +39,7 @@ import torch
 from PIL import Image
 
 from lorastudio import catalog
-from lorastudio.training.families._common import at_least_side, input_size_matching_target
+from lorastudio.training.families._common import at_least_side, own_size_within_area
 from lorastudio.training.families._pipeline_family import PipelineFamily
 from lorastudio.training.families.base import EncodedPrompt
 
@@ -167,9 +167,10 @@ class ZImageOmniFamily(ZImageFamilyBase):
         "max_num_patches patches). Text-to-image sets (no _start) train the same model without references."
     )
 
-    def input_size(self, input_size: tuple[int, int], target_size: tuple[int, int],
-                   resolution: int) -> tuple[int, int]:
-        return input_size_matching_target(input_size, target_size, self.size_multiple)
+    def pipeline_input_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """ZImageOmniPipeline's default (FLUX.2's, copied): the reference's own size, scaled down
+        to 1024² pixels when it is larger, sides floored to multiples of 16."""
+        return own_size_within_area(input_size, self.record.pipeline_input_area, self.size_multiple)
 
     def _encode_text(self, pipe, caption: str, input_images: list[Image.Image]) -> dict[str, torch.Tensor]:
         out = super()._encode_text(pipe, caption, input_images)

@@ -7,15 +7,19 @@ theta 256, patch 2), FLUX.1's 16-channel ``AutoencoderKL`` (shift 0.1159, scale 
 ``Qwen3Model`` text encoder (Qwen3-4B: hidden 2560, the pipeline reads its second-to-last hidden
 state), a Qwen2 tokenizer and a ``FlowMatchEulerDiscreteScheduler`` with shift 3. Omni adds
 ``Siglip2VisionModel`` (SigLIP2-so400m: hidden 1152 = the transformer's ``siglip_feat_dim``)
-and its ``Siglip2ImageProcessor``. Everything here is that layout shrunk: the transformer's
-width (96) is above the patch-packed latent width (16 channels × 2 × 2 = 64), so the LoRA can
-learn, and its feed-forward width (96 · 8/3 = 256) is a multiple of 256, as the real one's
-(10240) is, so ComfyUI's Z-Image model (which rounds it up to 256) builds the same layers.
+and its ``Siglip2ImageProcessor``. Everything here is that layout shrunk, with the tiny FLUX.1
+VAE (``tiny.flux1``: few latent channels, its shift and scale measured so latents have unit
+variance): the transformer's width (96) is above the patch-packed latent width
+(``LATENT_CHANNELS`` × 2 × 2), so the LoRA can learn, and its feed-forward width
+(96 · 8/3 = 256) is a multiple of 256, as the real one's (10240) is, so ComfyUI's Z-Image
+model (which rounds it up to 256) builds the same layers.
 """
 
 from __future__ import annotations
 
 from lorastudio.training.tiny import seeded
+from lorastudio.training.tiny.flux1 import LATENT_CHANNELS
+from lorastudio.training.tiny.flux1 import _vae as flux1_vae
 from lorastudio.training.tiny.tokenizers import tiny_qwen3_tokenizer
 
 #: Text encoder width = the transformer's ``cap_feat_dim``.
@@ -25,7 +29,7 @@ SIGLIP_DIM = 16
 
 
 def _components(siglip_feat_dim: int | None) -> dict:
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImageTransformer2DModel
+    from diffusers import FlowMatchEulerDiscreteScheduler, ZImageTransformer2DModel
     from transformers import Qwen3Config, Qwen3Model
 
     tokenizer = tiny_qwen3_tokenizer()
@@ -41,19 +45,13 @@ def _components(siglip_feat_dim: int | None) -> dict:
         # 2 heads × 48; the real RoPE lengths and theta, axes 12/18/18 (the real 32/48/48 in
         # proportion), two refiner layers as ComfyUI assumes.
         "transformer": seeded(lambda: ZImageTransformer2DModel(
-            all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=96, n_layers=2, n_refiner_layers=2,
+            all_patch_size=(2,), all_f_patch_size=(1,), in_channels=LATENT_CHANNELS, dim=96, n_layers=2, n_refiner_layers=2,
             n_heads=2, n_kv_heads=2, norm_eps=1e-5, qk_norm=True, cap_feat_dim=TEXT_DIM,
             siglip_feat_dim=siglip_feat_dim, rope_theta=256.0, t_scale=1000.0,
             axes_dims=[12, 18, 18], axes_lens=[1536, 512, 512],
         )),
-        # FLUX.1's VAE layout: 16 latent channels, 8x downsampling, its shift and scale.
-        "vae": seeded(lambda: AutoencoderKL(
-            in_channels=3, out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(8, 8, 16, 16), layers_per_block=1, latent_channels=16, norm_num_groups=8,
-            sample_size=64, scaling_factor=0.3611, shift_factor=0.1159,
-            use_quant_conv=False, use_post_quant_conv=False,
-        )),
+        # Z-Image's VAE is FLUX.1's (AutoencoderKL): the tiny FLUX.1 one.
+        "vae": flux1_vae(),
         "text_encoder": seeded(lambda: Qwen3Model(qwen3)),
         "tokenizer": tokenizer,
         # Z-Image-Turbo's scheduler config.
