@@ -44,12 +44,12 @@ def _components(siglip_feat_dim: int | None) -> dict:
     return {
         # 2 heads × 48; the real RoPE lengths and theta, axes 12/18/18 (the real 32/48/48 in
         # proportion), two refiner layers as ComfyUI assumes.
-        "transformer": seeded(lambda: ZImageTransformer2DModel(
+        "transformer": _calibrated(seeded(lambda: ZImageTransformer2DModel(
             all_patch_size=(2,), all_f_patch_size=(1,), in_channels=LATENT_CHANNELS, dim=96, n_layers=2, n_refiner_layers=2,
             n_heads=2, n_kv_heads=2, norm_eps=1e-5, qk_norm=True, cap_feat_dim=TEXT_DIM,
             siglip_feat_dim=siglip_feat_dim, rope_theta=256.0, t_scale=1000.0,
             axes_dims=[12, 18, 18], axes_lens=[1536, 512, 512],
-        )),
+        ))),
         # Z-Image's VAE is FLUX.1's (AutoencoderKL): the tiny FLUX.1 one.
         "vae": flux1_vae(),
         "text_encoder": seeded(lambda: Qwen3Model(qwen3)),
@@ -58,6 +58,29 @@ def _components(siglip_feat_dim: int | None) -> dict:
         "scheduler": FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0,
                                                      use_dynamic_shifting=False),
     }
+
+
+def _calibrated(transformer):
+    """The transformer with its final linear layer scaled so that its output (a velocity,
+    ``x0 - noise`` for unit-variance latents and noise) has about the right spread (std √2).
+
+    Its input is a LayerNorm's (unit variance per token) and no LoRA targets it, so a random
+    frozen final layer caps the output at std ≈ 0.6 (PyTorch's default init), and no LoRA on
+    the blocks could reach a velocity's scale: the real model's trained final layer has it.
+    Measured on the model's own output for noise latents and a random caption, as the tiny
+    VAEs' shift/scale are measured on pictures."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    latents = [torch.randn(LATENT_CHANNELS, 1, 8, 8, generator=g) for _ in range(4)]
+    captions = [torch.randn(12, TEXT_DIM, generator=g) for _ in range(4)]
+    with torch.no_grad():
+        out = transformer(latents, torch.rand(4, generator=g), captions, return_dict=False)[0]
+        std = torch.stack(out).std().item()
+        for layer in transformer.all_final_layer.values():
+            layer.linear.weight.mul_(round(2 ** 0.5 / std, 4))
+            layer.linear.bias.zero_()
+    return transformer
 
 
 def _zimage():
