@@ -72,10 +72,25 @@ QWEN21_TARGETS = (
     "img_mlp.proj", "img_mlp.gate_layer", "img_mlp.out",
 )
 
+#: Z-Image (``ZImageTransformer2DModel``): the single-stream blocks' attention (``to_q/k/v``,
+#: ``to_out.0``) and SwiGLU feed-forward (``feed_forward.w1/w2/w3``) — every linear layer of a
+#: block except its AdaLN modulation, as DiffSynth-Studio's and ai-toolkit's Z-Image LoRAs.
+#: peft matches by suffix, so the noise and context refiner blocks (and Omni's SigLIP refiner)
+#: get LoRA layers too; ComfyUI maps all of them but the SigLIP refiner (its Z-Image model has
+#: none: see the Omni record).
+ZIMAGE_TARGETS = (
+    "attention.to_q", "attention.to_k", "attention.to_v", "attention.to_out.0",
+    "feed_forward.w1", "feed_forward.w2", "feed_forward.w3",
+)
+
 _BFL_FLUX = "https://github.com/black-forest-labs/flux"
 _BFL_FLUX2 = "https://github.com/black-forest-labs/flux2"
 _QWEN = "https://github.com/QwenLM/Qwen-Image"
 _QWEN21 = "https://github.com/QwenLM/Qwen-Image-2.1"
+_ZIMAGE = "https://github.com/Tongyi-MAI/Z-Image"
+#: Parameter-name prefixes of the repeated transformer blocks (what the estimate counts as
+#: "blocks": quantizable linears, activations per block).
+DIT_BLOCKS = ("transformer_blocks.", "single_transformer_blocks.")
 
 
 #: ``train.input_size``: how an input image is sized for training (edit families).
@@ -138,6 +153,11 @@ class FamilyRecord:
     #: Pixels the family's pipeline gives each input image's VAE view by default (about 1 MP,
     #: whatever the output size), for the ``"pipeline"`` rule and the estimate.
     pipeline_input_area: int = 1024 * 1024
+    #: Parameter-name prefixes of the transformer's repeated blocks, for the estimate.
+    block_prefixes: tuple[str, ...] = DIT_BLOCKS
+    #: ``transformer/config.json`` keys whose product is the transformer's hidden width
+    #: (heads × head dim for the FLUX/Qwen configs; Z-Image states ``dim``).
+    width_config_keys: tuple[str, ...] = ("num_attention_heads", "attention_head_dim")
 
     @property
     def pipeline_class(self) -> str:
@@ -223,6 +243,30 @@ FAMILIES: tuple[FamilyRecord, ...] = (
         text_tokens=64, text_tokens_per_input=6,
         modelspec_architecture="qwen-image-2.1", modelspec_implementation=_QWEN21,
         family_module="qwen_image21", tiny_recipe="qwen21"),
+    # Z-Image (Tongyi-MAI/Z-Image-Turbo, Tongyi-MAI/Z-Image): text-to-image. The Qwen3-4B
+    # prompt is trimmed to its real tokens (a caption: ~64) and padded to 32 in the model.
+    FamilyRecord(
+        id="zimage", display_name="Z-Image (text-to-image)", pipeline_classes=("ZImagePipeline",),
+        modes=(SINGLE,), max_inputs=0, lora_targets=ZIMAGE_TARGETS,
+        default_format="diffusers", comfyui_formats=("diffusers", "comfyui"), key_layout="zimage",
+        text_tokens=64, text_tokens_per_input=0,
+        modelspec_architecture="z-image", modelspec_implementation=_ZIMAGE,
+        block_prefixes=("layers.", "noise_refiner.", "context_refiner."), width_config_keys=("dim",),
+        family_module="zimage", tiny_recipe="zimage"),
+    # Z-Image Omni (ZImageOmniPipeline): edits with any number of reference images (the
+    # pipeline sets no limit) and also generates from text alone. Each reference adds a
+    # SigLIP2 view (at most 256 patches: Siglip2ImageProcessor's max_num_patches) and one
+    # 32-token prompt segment besides its VAE tokens. The ComfyUI this project checks
+    # against has no Z-Image model with a SigLIP branch, so it cannot load Omni at all.
+    FamilyRecord(
+        id="zimage-omni", display_name="Z-Image Omni", pipeline_classes=("ZImageOmniPipeline",),
+        modes=(PAIRED, SINGLE), max_inputs=None, lora_targets=ZIMAGE_TARGETS,
+        default_format="diffusers", comfyui_formats=(), key_layout="zimage",
+        text_tokens=64, text_tokens_per_input=256 + 32,
+        modelspec_architecture="z-image-omni", modelspec_implementation=_ZIMAGE,
+        block_prefixes=("layers.", "noise_refiner.", "context_refiner.", "siglip_refiner."),
+        width_config_keys=("dim",),
+        family_module="zimage", tiny_recipe="zimage"),
 )
 
 #: Family ids, in the catalog's order.
@@ -292,7 +336,7 @@ def describe_format(fmt: str, family_id: str) -> str:
     if fmt == AUTO_FORMAT:
         if not record.comfyui_formats:
             return (f"{resolved} format, chosen automatically for {record.display_name}: it loads fully in "
-                    "diffusers (ComfyUI cannot load this model)")
+                    f"diffusers (ComfyUI cannot load {record.display_name} models)")
         return (f"{resolved} format, chosen automatically for {record.display_name}: it loads fully in ComfyUI "
                 "and in diffusers")
     return f"{resolved} format, for {FORMAT_LOADERS[resolved]}"

@@ -60,7 +60,8 @@ GIB = 1024 ** 3
 #: Bytes per element of safetensors dtypes.
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4,
                "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
-BLOCK_PREFIXES = ("transformer_blocks.", "single_transformer_blocks.")
+#: Repeated-block prefixes of a model LoRA Studio does not train (a family's are in its record).
+BLOCK_PREFIXES = catalog.DIT_BLOCKS
 #: Pixels per side of one transformer token (8× VAE, 2×2 patches) for every family here.
 PIXELS_PER_TOKEN = 16
 
@@ -163,13 +164,15 @@ def model_facts(model_dir: str | Path) -> ModelFacts:
 
 def facts_from(family: str, config: dict[str, Any], shapes: dict[str, tuple[str, tuple[int, ...]]]) -> ModelFacts:
     """ModelFacts from a transformer config and its tensors' shapes (also used for real configs)."""
-    hidden = int(config.get("num_attention_heads", 0)) * int(config.get("attention_head_dim", 0))
     record = catalog.find(family)
+    hidden = math.prod(int(config.get(key, 0)) for key in
+                       (record.width_config_keys if record else ("num_attention_heads", "attention_head_dim")))
+    blocks = record.block_prefixes if record else BLOCK_PREFIXES
     targets = record.lora_targets if record else None  # unknown family: every block linear
     block_linear = lora = 0
     per_block: dict[str, int] = {}
     for name, (_dtype, shape) in shapes.items():
-        if not name.startswith(BLOCK_PREFIXES):
+        if not name.startswith(blocks):
             continue
         prefix = ".".join(name.split(".")[:2])
         per_block[prefix] = per_block.get(prefix, 0) + math.prod(shape)
@@ -181,7 +184,7 @@ def facts_from(family: str, config: dict[str, Any], shapes: dict[str, tuple[str,
             lora += shape[0] + shape[1]
     if targets is not None:  # peft matches by suffix outside the blocks too (FLUX's final proj_out)
         for name, (_dtype, shape) in shapes.items():
-            if not name.startswith(BLOCK_PREFIXES) and len(shape) == 2 and name.endswith(".weight"):
+            if not name.startswith(blocks) and len(shape) == 2 and name.endswith(".weight"):
                 if any(name[: -len(".weight")].endswith(t) for t in targets):
                     lora += shape[0] + shape[1]
     file_bytes = sum(math.prod(s) * DTYPE_BYTES.get(d, 2) for d, s in shapes.values())

@@ -20,7 +20,7 @@ def test_records_are_consistent():
         assert (record.max_inputs == 0) == (not record.edit)
         assert record.default_format in catalog.LORA_FORMATS
         # the default is a format ComfyUI loads completely (issue 12: no silently half-applied LoRA),
-        # unless this ComfyUI cannot load the model at all (no formats: Qwen-Image 2.1)
+        # unless this ComfyUI cannot load the model at all (no formats: Qwen-Image 2.1, Z-Image Omni)
         assert record.default_format in record.comfyui_formats or not record.comfyui_formats
         assert set(record.comfyui_formats) <= set(catalog.LORA_FORMATS)
         assert record.lora_targets and record.text_tokens > 0
@@ -42,13 +42,13 @@ def test_every_family_class_is_its_record():
 
 
 def test_every_family_has_a_tiny_recipe_and_a_key_layout():
-    from lorastudio.training.formats import BFL_RULES, DIFFUSERS_PREFIX
+    from lorastudio.training.formats import BFL_RULES, COMFYUI_PREFIX, DIFFUSERS_PREFIX
     from lorastudio.training.tiny import recipes
 
     for record in catalog.FAMILIES:
         assert record.id in recipes()
         assert record.key_layout in DIFFUSERS_PREFIX
-        assert record.key_layout in BFL_RULES or record.key_layout == "qwen"
+        assert record.key_layout in BFL_RULES or record.key_layout in COMFYUI_PREFIX or record.key_layout == "qwen"
 
 
 def test_modelspec_reads_the_catalog(tmp_path):
@@ -66,7 +66,7 @@ def test_modelspec_reads_the_catalog(tmp_path):
 
 @pytest.mark.parametrize("family, automatic", [
     ("kontext", "diffusers"), ("flux", "diffusers"), ("qwen-edit-plus", "diffusers"), ("qwen-image", "diffusers"),
-    ("flux2", "comfyui"), ("flux2-klein", "comfyui")])
+    ("flux2", "comfyui"), ("flux2-klein", "comfyui"), ("zimage", "diffusers"), ("zimage-omni", "diffusers")])
 def test_auto_format_per_family(family, automatic):
     """"auto" writes, per family, the layout that loads fully in ComfyUI and in diffusers: the
     diffusers names for FLUX.1/Kontext/Qwen, the BFL names for FLUX.2 (whose diffusers-named
@@ -78,10 +78,14 @@ def test_auto_format_per_family(family, automatic):
     for fmt in catalog.LORA_FORMATS:
         assert catalog.resolve_format(fmt, family) == fmt
         warning = catalog.comfyui_warning(fmt, family)
-        assert bool(warning) == (family.startswith("flux2") and fmt == "diffusers")
+        assert bool(warning) == ((family.startswith("flux2") and fmt == "diffusers")
+                                 or (family == "zimage-omni" and fmt == "comfyui"))
         assert catalog.FORMAT_LOADERS[fmt] in catalog.describe_format(fmt, family)
     if family.startswith("flux2"):
         assert "do not load fully in ComfyUI" in catalog.comfyui_warning("diffusers", family)
+    if family == "zimage-omni":  # ComfyUI has no Z-Image Omni model: said, whatever the layout
+        assert "cannot load Z-Image Omni" in catalog.comfyui_warning("comfyui", family)
+        assert "cannot load Z-Image Omni" in catalog.describe_format("auto", family)
 
 
 def test_a_model_comfyui_cannot_load_gets_no_comfyui_promise():
@@ -90,7 +94,7 @@ def test_a_model_comfyui_cannot_load_gets_no_comfyui_promise():
     family = "qwen-image-2.1"
     assert catalog.family(family).comfyui_formats == ()
     assert catalog.resolve_format("auto", family) == "diffusers"
-    assert "ComfyUI cannot load this model" in catalog.describe_format("auto", family)
+    assert "ComfyUI cannot load Qwen-Image 2.1" in catalog.describe_format("auto", family)
     assert catalog.comfyui_warning("auto", family) == catalog.comfyui_warning("diffusers", family, "dora") == ""
     warning = catalog.comfyui_warning("comfyui", family)
     assert "cannot load Qwen-Image 2.1" in warning and '"diffusers"' in warning

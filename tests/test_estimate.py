@@ -22,10 +22,10 @@ def tiny_dirs(tmp_path_factory):
     from lorastudio.training.tiny import build_tiny_model
 
     root = tmp_path_factory.mktemp("estimate")
-    return {f: build_tiny_model(f, root / f) for f in ("kontext", "qwen-edit-plus", "flux2-klein")}
+    return {f: build_tiny_model(f, root / f) for f in ("kontext", "qwen-edit-plus", "flux2-klein", "zimage-omni")}
 
 
-@pytest.mark.parametrize("family", ["kontext", "qwen-edit-plus", "flux2-klein"])
+@pytest.mark.parametrize("family", ["kontext", "qwen-edit-plus", "flux2-klein", "zimage-omni"])
 def test_header_counts_equal_torch_counts(tiny_dirs, family):
     import torch
 
@@ -38,7 +38,7 @@ def test_header_counts_equal_torch_counts(tiny_dirs, family):
     assert facts.family == family
     assert facts.params == sum(p.numel() for p in transformer.parameters())
     linear = sum(m.weight.numel() for n, m in transformer.named_modules()
-                 if isinstance(m, torch.nn.Linear) and n.startswith(E.BLOCK_PREFIXES))
+                 if isinstance(m, torch.nn.Linear) and n.startswith(facts.record.block_prefixes))
     assert facts.block_linear_params == linear
     rank = 4
     lora = add_lora(transformer, rank, rank, cls.lora_target_modules)
@@ -71,6 +71,29 @@ def flux():
         model = FluxTransformer2DModel(guidance_embeds=True)  # the defaults are FLUX.1's config
     shapes = {n: ("BF16", tuple(p.shape)) for n, p in model.state_dict().items()}
     return E.facts_from("kontext", dict(model.config), shapes)
+
+
+@pytest.mark.parametrize("family, siglip, blocks", [("zimage", None, 34), ("zimage-omni", 1152, 36)])
+def test_zimage_figures(family, siglip, blocks):
+    """Z-Image-Turbo's published transformer config (dim 3840, 30 layers + 2 noise and 2 context
+    refiner layers, 30 heads, Qwen3-4B captions of width 2560; Omni adds a SigLIP2-so400m branch of
+    width 1152 with 2 more refiner layers), built on the meta device: the 6.15 B parameters Tongyi-MAI
+    states, 12.3 GB of bf16 weights, and the tokens a 1024² sample puts in the one sequence."""
+    import torch
+    from diffusers import ZImageTransformer2DModel
+
+    with torch.device("meta"):
+        model = ZImageTransformer2DModel(dim=3840, n_layers=30, n_refiner_layers=2, n_heads=30, n_kv_heads=30,
+                                         cap_feat_dim=2560, siglip_feat_dim=siglip, axes_dims=[32, 48, 48],
+                                         axes_lens=[1536, 512, 512])
+    shapes = {n: ("BF16", tuple(p.shape)) for n, p in model.state_dict().items()}
+    facts = E.facts_from(family, dict(model.config), shapes)
+    assert facts.block_count == blocks and facts.hidden == 3840
+    assert 6.1e9 < facts.params < (6.2e9 if siglip is None else 6.6e9)  # Omni: + 2 SigLIP refiner blocks
+    est = E.estimate(facts, resolution=1024, rank=16, options=E.MemoryOptions(gradient_checkpointing=True))
+    assert est.weights == pytest.approx(facts.params * 2, rel=0.01)
+    assert est.seq_len == (4096 + 64 if siglip is None else 2 * 4096 + 64 + 256 + 32)  # one reference
+    assert not est.fits(12) and E.fit_options(facts, 24, resolution=1024, rank=16)[2]  # 24 GB: it fits somehow
 
 
 def test_flux_figures(flux):

@@ -40,7 +40,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-FAMILIES = ("flux", "kontext", "qwen-image", "qwen-edit-plus", "flux2", "flux2-klein")
+FAMILIES = ("flux", "kontext", "qwen-image", "qwen-edit-plus", "flux2", "flux2-klein", "zimage", "zimage-omni")
 FORMATS = ("diffusers", "comfyui")
 RANK, ALPHA = 4, 8.0
 

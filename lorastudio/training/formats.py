@@ -33,6 +33,10 @@ underscores), which sd-scripts/musubi-tuner write, and which diffusers also load
   single-file converter in the tests).
 * Qwen-Image(-Edit): ComfyUI's Qwen model uses the diffusers module names as they are,
   so only the kohya naming changes (``lora_unet_transformer_blocks_0_attn_to_q``).
+* Z-Image: ``diffusion_model.<diffusers module>.lora_down/lora_up.weight`` and ``.alpha``
+  (see :data:`COMFYUI_PREFIX`); its diffusers-format file is FLUX.2's layout (``transformer.``
+  names, alpha folded into ``lora_B``), because diffusers' Z-Image loader treats any file
+  with ``.alpha`` tensors as non-diffusers and prefixes ``transformer.`` itself.
 
 Exception: FLUX.1's final layer (``proj_out`` → ``final_layer.linear``). diffusers' kohya
 FLUX.1 converter ignores that module's alpha, so its ``alpha / rank`` is folded into
@@ -54,9 +58,17 @@ FORMATS = catalog.LORA_FORMATS
 ARCHITECTURE = {record.id: record.key_layout for record in catalog.FAMILIES}
 
 #: The diffusers-format key prefix per architecture (see the module docstring).
-DIFFUSERS_PREFIX = {"flux1": "transformer.", "flux2": "transformer.", "qwen": ""}
+DIFFUSERS_PREFIX = {"flux1": "transformer.", "flux2": "transformer.", "qwen": "", "zimage": "transformer."}
 #: Architectures whose diffusers-format file carries ``.alpha`` tensors (else: folded).
-DIFFUSERS_ALPHA = {"flux1": True, "flux2": False, "qwen": True}
+DIFFUSERS_ALPHA = {"flux1": True, "flux2": False, "qwen": True, "zimage": False}
+#: Architectures whose comfyui-format names are the diffusers module names behind this prefix
+#: (with ``lora_down``/``lora_up``/``.alpha``) rather than ``lora_unet_`` + underscores.
+#: Z-Image: ComfyUI's own names are the original checkpoint's, with q/k/v fused
+#: (``lora_unet_layers_0_attention_qkv``), which diffusers' Z-Image converter cannot read,
+#: while ComfyUI's Z-Image LoRA map also takes ``diffusion_model.<diffusers name>`` and puts
+#: ``to_q/k/v`` on its fused layer's slices itself; diffusers strips that prefix and applies
+#: the alphas (the layout ai-toolkit and musubi-tuner write for Z-Image).
+COMFYUI_PREFIX = {"zimage": "diffusion_model."}
 
 
 @dataclass(frozen=True)
@@ -141,6 +153,12 @@ def kohya_name(module: str) -> str:
     return "lora_unet_" + module.replace(".", "_")
 
 
+def comfyui_name(module: str, arch: str) -> str:
+    """The comfyui-format name of a module that keeps its diffusers name there (no BFL rule)."""
+    prefix = COMFYUI_PREFIX.get(arch)
+    return prefix + module if prefix is not None else kohya_name(module)
+
+
 def _modules(peft_state: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Module name → (A, B) from peft's state dict."""
     out = {}
@@ -187,7 +205,7 @@ def comfyui_tensors(peft_state: dict[str, torch.Tensor], rank: int, alpha: float
     out: dict[str, torch.Tensor] = {}
     if arch not in BFL_RULES:  # same module names in ComfyUI: rename only
         for module, (a, b) in sorted(modules.items()):
-            name = kohya_name(module)
+            name = comfyui_name(module, arch)
             out[f"{name}.lora_down.weight"] = _cast(a, dtype)
             out[f"{name}.lora_up.weight"] = _cast(b, dtype)
             out[f"{name}.alpha"] = _alpha(alpha)
@@ -249,8 +267,9 @@ def peft_state_from_comfyui(tensors: dict[str, torch.Tensor], linear_out_feature
                 continue  # an embedder, a norm …: never in our files
         else:
             target, part, n = module, 0, 1
-        groups.setdefault(kohya_name(target), {})[part] = (module, out_features)
-        sizes[kohya_name(target)] = n
+        name = kohya_name(target) if arch in BFL_RULES else comfyui_name(target, arch)
+        groups.setdefault(name, {})[part] = (module, out_features)
+        sizes[name] = n
     out: dict[str, torch.Tensor] = {}
     used: set[str] = set()
     for name, parts in groups.items():

@@ -63,6 +63,18 @@ def tiny_flux2_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_zimage_dir(tmp_path_factory) -> Path:
+    """A tiny ZImagePipeline folder (Z-Image-Turbo layout: Qwen3 text encoder, FLUX.1 VAE)."""
+    return _tiny(tmp_path_factory, "zimage")
+
+
+@pytest.fixture(scope="session")
+def tiny_zimage_omni_dir(tmp_path_factory) -> Path:
+    """A tiny ZImageOmniPipeline folder (Z-Image plus the SigLIP2 vision tower and branch)."""
+    return _tiny(tmp_path_factory, "zimage-omni")
+
+
+@pytest.fixture(scope="session")
 def demo_project(tmp_path_factory) -> Path:
     """``create_demo()`` for kontext: the project.toml path (model/, dataset/ beside it)."""
     from lorastudio.training.demo import create_demo

@@ -216,11 +216,14 @@ def _family(model_dir: Path, input_size: str = "auto"):
 
 
 def _pack(family, latents: torch.Tensor) -> torch.Tensor:
-    """(C, h, w) latents as the pipeline's tokens (1, h·w/4 or h·w, D): its own ``_pack_latents``."""
+    """(C, h, w) latents as the pipeline's tokens (1, h·w/4 or h·w, D): its own ``_pack_latents``
+    (or as they are, for a pipeline that has none and denoises unpacked latents)."""
     import inspect
 
-    pack = family.pipeline_class()._pack_latents
+    pack = getattr(family.pipeline_class(), "_pack_latents", None)
     x = latents[None]
+    if pack is None:  # Z-Image: the pipeline denoises the (1, C, h, w) latents themselves
+        return x
     if len(inspect.signature(pack).parameters) == 1:  # FLUX.2: already patchified by encode_image
         return pack(x)
     return pack(x, 1, *x.shape[1:])

@@ -27,6 +27,7 @@ from lorastudio.training.families.flux2 import Flux2KleinFamily
 from lorastudio.training.families.kontext import KontextFamily
 from lorastudio.training.families.qwen_edit_plus import QwenEditPlusFamily
 from lorastudio.training.families.qwen_image import QwenImageFamily
+from lorastudio.training.families.zimage import ZImageFamily, ZImageOmniFamily
 from lorastudio.training.tiny import flux1 as tiny_flux1
 from lorastudio.training.tiny import qwen as tiny_qwen
 
@@ -66,6 +67,10 @@ def test_registry_names_and_interface():
     assert (QwenEditPlusFamily.mode, QwenEditPlusFamily.max_inputs) == (Mode.PAIRED, 3)
     assert QwenEditPlusFamily.prompt_depends_on_inputs and not KontextFamily.prompt_depends_on_inputs
     assert (QwenImageFamily.mode, QwenImageFamily.max_inputs) == (Mode.SINGLE, 0)
+    assert (ZImageFamily.modes, ZImageFamily.max_inputs) == ((Mode.SINGLE,), 0)
+    # ZImageOmniPipeline takes any number of references (it sets no limit), or none
+    assert (ZImageOmniFamily.modes, ZImageOmniFamily.max_inputs) == ((Mode.PAIRED, Mode.SINGLE), None)
+    assert ZImageOmniFamily.prompt_depends_on_inputs and not ZImageFamily.prompt_depends_on_inputs
 
 
 @pytest.mark.parametrize("class_name", sorted(PIPELINE_CLASSES))
@@ -165,7 +170,8 @@ def test_detects_the_tiny_folders(tiny_kontext_dir, tiny_flux_dir, tiny_qwen_edi
 # -- per family, on the tiny models ----------------------------------------------------------------
 
 FIXTURE_OF = {"kontext": "tiny_kontext_dir", "flux": "tiny_flux_dir",
-              "qwen-edit-plus": "tiny_qwen_edit_plus_dir", "qwen-image": "tiny_qwen_image_dir"}
+              "qwen-edit-plus": "tiny_qwen_edit_plus_dir", "qwen-image": "tiny_qwen_image_dir",
+              "zimage": "tiny_zimage_dir", "zimage-omni": "tiny_zimage_omni_dir"}
 
 
 def _image(size: tuple[int, int], seed: int) -> Image.Image:
@@ -202,6 +208,8 @@ def encoded(request):
             cls = FAMILIES[name]
             folder = request.getfixturevalue(FIXTURE_OF[name])
             counts = [1, 2, 3] if cls.max_inputs == 3 else [cls.max_inputs or 0]
+            if cls.max_inputs is None:  # any number of inputs, or none (text-to-image)
+                counts = [2, 0]
             cache[name] = Encoded(cls(folder, CPU, torch.float32), counts)
         return cache[name]
 
@@ -219,6 +227,10 @@ def test_encode_shapes(encoded, name):
         if name in ("kontext", "flux"):
             assert t["prompt_embeds"].shape == (512, 32)  # T5 tokens (padded to 512) x joint dim
             assert t["pooled_prompt_embeds"].shape == (32,)  # CLIP pooled
+        elif name.startswith("zimage"):  # segments, trimmed to the real tokens: 1, or one per input + 2
+            assert t["prompt_lengths"].shape == ((len(inputs) + 2) if inputs else 1,)
+            assert t["prompt_embeds"].shape == (int(t["prompt_lengths"].sum()), 32)
+            assert [k for k in t if k.startswith("siglip_")] == [f"siglip_{j}" for j in range(len(inputs))]
         else:
             assert t["prompt_embeds"].ndim == 2 and t["prompt_embeds"].shape[1] == 32
             assert t["prompt_embeds_mask"].shape == t["prompt_embeds"].shape[:1]
@@ -291,22 +303,25 @@ def test_predict_shape_and_gradients_reach_the_lora(encoded, name):
         lora = {n: p.grad for n, p in model.named_parameters() if "lora_" in n}
         # Qwen's last block computes a text-stream output nobody reads (only image tokens
         # reach norm_out), so its text output layers get no gradient; everything else must.
-        last = f"transformer_blocks.{len(unwrap_peft(model).transformer_blocks) - 1}."
+        last = f"transformer_blocks.{len(getattr(unwrap_peft(model), 'transformer_blocks', [])) - 1}."
         unused = [n for n in lora if name.startswith("qwen") and last in n and ("to_add_out" in n or "txt_mlp" in n)]
+        unused += [n for n in lora if "siglip_refiner" in n and not inputs]  # Omni's SigLIP branch: references only
         assert lora and all(lora[n] is not None for n in lora if n not in unused), [n for n in lora if lora[n] is None]
         assert any(g.abs().sum() > 0 for g in lora.values() if g is not None)
         assert all(p.grad is None for n, p in model.named_parameters() if "lora_" not in n)
 
 
-@pytest.mark.parametrize("name", ["kontext", "qwen-edit-plus"])
+@pytest.mark.parametrize("name", ["kontext", "qwen-edit-plus", "zimage-omni"])
 def test_predict_depends_on_the_input_image(encoded, name):
     e = encoded(name)
     inputs, latents, prompt = e.sets[0]
     noisy = torch.randn(1, *e.target_latents.shape, generator=torch.Generator().manual_seed(0))
     prompts = e.family.collate_prompts([prompt])
+    others = [lat[None] for lat in latents[1:]]
     with torch.no_grad():
-        a = e.family.predict(e.transformer, noisy, torch.tensor([0.5]), [latents[0][None]], prompts)
-        b = e.family.predict(e.transformer, noisy, torch.tensor([0.5]), [torch.zeros_like(latents[0])[None]], prompts)
+        a = e.family.predict(e.transformer, noisy, torch.tensor([0.5]), [latents[0][None], *others], prompts)
+        b = e.family.predict(e.transformer, noisy, torch.tensor([0.5]), [torch.zeros_like(latents[0])[None], *others],
+                             prompts)
     assert not torch.allclose(a, b)
 
 
@@ -510,3 +525,52 @@ def test_kontext_refuses_two_inputs_everywhere(encoded):
         e.family.encode_prompt("x", two)
     with pytest.raises(InputCountError, match="one input image"):
         e.family.sample(e.transformer, two, "x", (64, 32), steps=1, seed=0)
+
+
+@pytest.mark.parametrize("name", ["zimage", "zimage-omni"])
+def test_zimage_predict_is_the_pipelines_velocity(encoded, name):
+    """Z-Image runs time backwards (the pipelines feed ``t = 1 - σ``) and its model predicts
+    ``x0 - noise`` (the pipelines negate it). One Euler step of the family's own preview
+    pipeline from σ to 0 moves the latents by ``-σ · v``: that ``v`` must be ``predict``'s,
+    with Omni's reference image and SigLIP features in place. A prompt batched next to a
+    longer one (padding) predicts what it predicts alone."""
+    e = encoded(name)
+    family = e.family
+    inputs = [_image((64, 64), 20)] if name == "zimage-omni" else []
+    family.load_encoders()
+    try:
+        latents = [family.encode_image(i)[None] for i in inputs]
+        prompt = family.encode_prompt("invert the colours", inputs)
+        longer = family.encode_prompt("a red circle on a white background in the style of a painting", inputs)
+    finally:
+        family.free_encoders()
+    noisy = torch.randn(1, LATENT_CHANNELS, 2, 4, generator=torch.Generator().manual_seed(5))
+    pipe = family._sampling_pipeline(e.transformer)
+    kwargs = family._sample_call_kwargs(inputs, {k: v[None] for k, v in prompt.tensors.items()}, 32, 16)
+    with torch.no_grad():
+        x0 = pipe(**kwargs, height=16, width=32, num_inference_steps=1, sigmas=[0.6], latents=noisy.clone(),
+                  output_type="latent").images
+        sigma = float(pipe.scheduler.sigmas[0])
+        ours = family.predict(e.transformer, noisy, torch.tensor([sigma]), latents, family.collate_prompts([prompt]))
+        both = family.predict(e.transformer, noisy.repeat(2, 1, 1, 1), torch.tensor([sigma, sigma]),
+                              [lat.repeat(2, 1, 1, 1) for lat in latents], family.collate_prompts([prompt, longer]))
+    assert 0 < sigma < 1
+    torch.testing.assert_close(ours, (noisy - x0) / sigma, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(both[:1], ours, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(both[1:], ours)  # the other caption does change the prediction
+
+
+def test_zimage_omni_prompt_sees_the_input_images(encoded):
+    """Omni's cached prompt holds the SigLIP2 features of each reference (its vision encoder
+    sees the inputs), one text segment per reference, and depends on the images."""
+    family = encoded("zimage-omni").family
+    family.load_encoders()
+    try:
+        a = family.encode_prompt("make it red", [_image((64, 64), 1)]).tensors
+        b = family.encode_prompt("make it red", [_image((64, 64), 2)]).tensors
+    finally:
+        family.free_encoders()
+    assert a["siglip_0"].shape == b["siglip_0"].shape and a["siglip_0"].shape[-1] == 16  # siglip_feat_dim
+    assert not torch.equal(a["siglip_0"], b["siglip_0"])
+    torch.testing.assert_close(a["prompt_embeds"], b["prompt_embeds"])  # the text itself does not see the image
+    assert a["prompt_lengths"].shape == (3,)

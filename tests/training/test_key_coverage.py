@@ -31,8 +31,8 @@ from formats_helpers import apply_comfy_lora, diffusers_kohya_flux1_converter, t
 RANK, ALPHA = 4, 8.0
 FIXTURES = {"kontext": "tiny_kontext_dir", "flux": "tiny_flux_dir", "qwen-edit-plus": "tiny_qwen_edit_plus_dir",
             "qwen-image": "tiny_qwen_image_dir", "flux2-klein": "tiny_flux2_klein_dir", "flux2": "tiny_flux2_dir",
-            "qwen-image-2.1": "tiny_qwen_image21_dir"}
-#: The families whose model this ComfyUI loads (the catalog's comfyui_formats; Qwen-Image 2.1's it cannot).
+            "qwen-image-2.1": "tiny_qwen_image21_dir", "zimage": "tiny_zimage_dir", "zimage-omni": "tiny_zimage_omni_dir"}
+#: The families whose model this ComfyUI loads (the catalog's comfyui_formats; not Qwen-Image 2.1 or Z-Image Omni).
 COMFY_FAMILIES = [f for f in FIXTURES if catalog.family(f).comfyui_formats]
 
 
@@ -128,13 +128,23 @@ def test_comfyui_format_every_key_maps_onto_the_model(lora, family, tmp_path):
     folder, model, state = lora(family)
     tensors = export_tensors(state, RANK, ALPHA, family, fmt="comfyui")
     names = {k.rsplit(".", 2)[0] if k.endswith(".weight") else k.rsplit(".", 1)[0] for k in tensors}
-    assert all(n.startswith("lora_unet_") for n in names)
+    arch = ARCHITECTURE[family]
+    assert all(n.startswith("diffusion_model." if arch == "zimage" else "lora_unet_") for n in names)
     for name in names:  # down, up and alpha for every module
         assert {f"{name}.lora_down.weight", f"{name}.lora_up.weight", f"{name}.alpha"} <= set(tensors), name
         assert tensors[f"{name}.alpha"].dtype == torch.float32 and tensors[f"{name}.alpha"].dim() == 0
-    arch = ARCHITECTURE[family]
     base = {k: v for k, v in model.state_dict().items() if "lora_" not in k}
     base = {k.replace(".base_layer", ""): v for k, v in base.items()}
+    if arch == "zimage":
+        # ComfyUI's Z-Image (Lumina 2) LoRA map takes "diffusion_model.<diffusers name>" for the
+        # main, noise- and context-refiner blocks (comfy/utils.py z_image_to_diffusers; checked
+        # with ComfyUI itself by tools/comfy_check_zimage.py). Omni's SigLIP refiner is not
+        # among them: ComfyUI has no Z-Image Omni model (its record has no comfyui format).
+        blocks = ("layers.", "noise_refiner.", "context_refiner.") + (("siglip_refiner.",) if family == "zimage-omni"
+                                                                     else ())
+        modules = {k[: -len(".weight")] for k in base if k.endswith(".weight") and k.startswith(blocks)}
+        assert names <= {f"diffusion_model.{m}" for m in modules}, sorted(names)[:3]
+        return
     if arch == "qwen":
         comfy_weights = {k: v for k, v in base.items()}  # ComfyUI's Qwen model uses these names
         expected = {kohya_name(k[: -len(".weight")]) for k in comfy_weights if k.endswith(".weight")}
@@ -162,8 +172,8 @@ def test_comfyui_file_reads_back_to_every_trained_module(lora, family):
 
 # (Not Qwen-Image 2.1: diffusers' kohya converter reads its img_mlp.gate_layer as gate.layer, and no
 # ComfyUI here loads that model, so its comfyui file serves no loader; the catalog's warning says so.)
-@pytest.mark.parametrize("family", ["qwen-image", "qwen-edit-plus"])
-def test_diffusers_also_loads_the_qwen_comfyui_file(lora, family, tmp_path, monkeypatch):
+@pytest.mark.parametrize("family", ["qwen-image", "qwen-edit-plus", "zimage", "zimage-omni"])
+def test_diffusers_also_loads_the_comfyui_file(lora, family, tmp_path, monkeypatch):
     folder, model, state = lora(family)
     pipe, warnings = _load(family, folder, _save(tmp_path, family, state, "comfyui"), monkeypatch)
     assert not warnings, warnings

@@ -23,7 +23,8 @@ from lorastudio.model_folder import detect_model_folder
 
 from trainer_helpers import assert_pipeline_reproduces_lora, make_config
 
-T2I = [("flux", "tiny_flux_dir"), ("qwen-image", "tiny_qwen_image_dir"), ("flux2-klein", "tiny_flux2_klein_dir")]
+T2I = [("flux", "tiny_flux_dir"), ("qwen-image", "tiny_qwen_image_dir"), ("flux2-klein", "tiny_flux2_klein_dir"),
+       ("zimage", "tiny_zimage_dir")]
 
 
 def _edit_config(path, **sections) -> None:

@@ -40,10 +40,18 @@ REAL_COMPONENTS = {
         "transformer": "QwenImage21Transformer2DModel", "vae": "AutoencoderKLQwenImage21",
         "text_encoder": "Qwen3VLForConditionalGeneration", "processor": "Qwen3VLProcessor",
         "scheduler": "FlowMatchEulerDiscreteScheduler"}),
+    "zimage": ("ZImagePipeline", {
+        "transformer": "ZImageTransformer2DModel", "vae": "AutoencoderKL", "text_encoder": "Qwen3Model",
+        "tokenizer": "Qwen2Tokenizer", "scheduler": "FlowMatchEulerDiscreteScheduler"}),
+    "zimage-omni": ("ZImageOmniPipeline", {
+        "transformer": "ZImageTransformer2DModel", "vae": "AutoencoderKL", "text_encoder": "Qwen3Model",
+        "tokenizer": "Qwen2Tokenizer", "scheduler": "FlowMatchEulerDiscreteScheduler",
+        "siglip": "Siglip2VisionModel", "siglip_processor": "Siglip2ImageProcessor"}),
 }
 FIXTURE_OF = {"kontext": "tiny_kontext_dir", "flux": "tiny_flux_dir",
               "qwen-edit-plus": "tiny_qwen_edit_plus_dir", "qwen-image": "tiny_qwen_image_dir",
-              "qwen-image-2.1": "tiny_qwen_image21_dir"}
+              "qwen-image-2.1": "tiny_qwen_image21_dir", "zimage": "tiny_zimage_dir",
+              "zimage-omni": "tiny_zimage_omni_dir"}
 
 
 def _tokenizer_base(name: str) -> str:
@@ -63,7 +71,7 @@ def test_layout_matches_the_real_model(request, family):
         assert (folder / name).is_dir()
     files = [p for p in folder.rglob("*") if p.is_file()]
     assert not [p for p in files if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
-    for name in ("transformer", "vae", "text_encoder"):
+    for name in ("transformer", "vae", "text_encoder") + (("siglip",) if "siglip" in components else ()):
         assert list((folder / name).glob("*.safetensors")), name
     assert folder_size(folder) < 8_000_000  # a few MB
 
@@ -157,6 +165,11 @@ def test_the_real_pipeline_loads_and_generates(request, family, monkeypatch):
         kwargs = {"image": [Image.new("RGB", (64, 64), (200, 40, 40))]}
     elif family == "qwen-image-2.1":  # condition images go to output_resolution² pixels (1024² by default)
         kwargs = {"image": [Image.new("RGB", (64, 64), (200, 40, 40))], "output_resolution": 64}
+    elif family.startswith("zimage"):
+        kwargs = {"guidance_scale": 0.0}  # Z-Image-Turbo's setting (no negative prompt needed)
+        if family == "zimage-omni":  # bf16 VAE: the pipeline casts the reference to bf16 for it
+            pipe.vae.to(torch.bfloat16)
+            kwargs["image"] = [Image.new("RGB", (64, 64), (200, 40, 40))]
     out = pipe(prompt="invert the colours", height=64, width=64, num_inference_steps=2,
                generator=torch.Generator().manual_seed(0), output_type="pil", **kwargs).images[0]
     assert out.size == (64, 64)

@@ -260,7 +260,7 @@ def test_mode_and_input_count_are_checked_before_loading(demo_project, tmp_path)
 #: edit sets train in the resume test).
 T2I_RUNS = ("flux", "qwen-image-2.1")
 FAMILY_FIXTURES = [("flux", "tiny_flux_dir"), ("qwen-edit-plus", "tiny_qwen_edit_plus_dir"),
-                   ("qwen-image-2.1", "tiny_qwen_image21_dir")]
+                   ("qwen-image-2.1", "tiny_qwen_image21_dir"), ("zimage-omni", "tiny_zimage_omni_dir")]
 
 
 @pytest.mark.parametrize("family,fixture", FAMILY_FIXTURES, ids=[f for f, _ in FAMILY_FIXTURES])
@@ -284,4 +284,31 @@ def test_other_families_train_a_few_steps(family, fixture, request, demo_project
     assert all(e["loss"] is not None for e in events if e["event"] == "progress")
     tensors, meta = read_lora_file(result.lora)
     assert meta["lorastudio.family"] == family
-    assert any(k.endswith(".lora_A.weight") for k in tensors) and any(k.endswith(".alpha") for k in tensors)
+    from lorastudio.training.formats import ARCHITECTURE, DIFFUSERS_ALPHA
+
+    assert any(k.endswith(".lora_A.weight") for k in tensors)
+    assert any(k.endswith(".alpha") for k in tensors) == DIFFUSERS_ALPHA[ARCHITECTURE[family]]  # else folded
+
+
+def test_zimage_omni_stops_gracefully_and_resumes_bit_exact(tiny_zimage_omni_dir, demo_project, tmp_path):
+    """Z-Image Omni (edit pairs through its reference-image and SigLIP path): a stop at step 2
+    checkpoints and writes the LoRA so far; resuming gives bit for bit the LoRA of a run that
+    never stopped."""
+    from lorastudio.training.demo import write_demo_dataset
+
+    data = write_demo_dataset(tmp_path / "pairs", paired=True, sets=2)
+    common = dict(model=tiny_zimage_omni_dir, dataset=data, steps=3, checkpoint_every=0, sample_sets=0,
+                  learning_rate=5e-3)
+    full, _ = _run(make_config(demo_project, tmp_path / "full", **common))
+    cfg = make_config(demo_project, tmp_path / "stopped", **common)
+    stop = StopSignal()
+    stopped, events = _run(cfg, stop=stop, sink=StopAt(stop, 2))
+    assert stopped.stopped and stopped.step == 2 and events[-1]["stopped"] is True
+    assert [e["step"] for e in events if e["event"] == "checkpoint"] == [2] and stopped.lora.is_file()
+    resumed, events = _run(cfg, resume=True)
+    assert events[0]["resumed_from"] == 2 and [e["step"] for e in events if e["event"] == "progress"] == [3]
+    a, _ = read_lora_file(full.lora)
+    b, meta = read_lora_file(resumed.lora)
+    assert a.keys() == b.keys() and meta["lorastudio.family"] == "zimage-omni"
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

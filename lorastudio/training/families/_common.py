@@ -200,10 +200,33 @@ def input_size_matching_target(input_size: tuple[int, int], target_size: tuple[i
     return (max(multiple, round(width / multiple) * multiple), max(multiple, round(height / multiple) * multiple))
 
 
+def own_size_within_area(input_size: tuple[int, int], area: int, multiple: int) -> tuple[int, int]:
+    """An input's own size, scaled down (aspect kept) to ``area`` pixels when it is larger,
+    sides floored to ``multiple``: what the FLUX.2 and Z-Image Omni pipelines (the latter's
+    reference handling is FLUX.2's, copied) give each reference image by default."""
+    width, height = input_size
+    if width * height > area:
+        scale = (area / (width * height)) ** 0.5
+        width, height = int(width * scale), int(height * scale)
+    return snap_size((width, height), multiple)
+
+
 def resize_to(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     """RGB ``image`` at ``size`` (Lanczos; no copy when it already is)."""
     image = image.convert("RGB") if image.mode != "RGB" else image
     return image if image.size == tuple(size) else image.resize(tuple(size), Image.Resampling.LANCZOS)
+
+
+def at_least_side(image: Image.Image, min_side: int, multiple: int) -> Image.Image:
+    """``image`` scaled up (aspect kept, sides rounded up to ``multiple``) only when a side is
+    under ``min_side``: the FLUX.2 and Z-Image Omni pipelines refuse reference images with a
+    side under 64 pixels, which only training resolutions far below any real use (the tiny
+    demo's) produce, never 512 or 1024."""
+    short = min(image.size)
+    if short >= min_side:
+        return image
+    factor = min_side / short
+    return resize_to(image, tuple(-(-round(s * factor) // multiple) * multiple for s in image.size))
 
 
 # -- sampling ------------------------------------------------------------------------------------

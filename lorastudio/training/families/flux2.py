@@ -37,7 +37,7 @@ from PIL import Image
 
 from lorastudio import catalog
 from lorastudio.model_folder import read_model_index
-from lorastudio.training.families._common import resize_to, snap_size, transformer_config
+from lorastudio.training.families._common import at_least_side, own_size_within_area, transformer_config
 from lorastudio.training.families._pipeline_family import PipelineFamily
 
 
@@ -64,12 +64,7 @@ class Flux2FamilyBase(PipelineFamily):
     def pipeline_input_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
         """The FLUX.2 pipelines' default: the reference's own size, scaled down to 1024²
         pixels when it is larger, sides floored to multiples of 16."""
-        width, height = input_size
-        area = self.record.pipeline_input_area
-        if width * height > area:
-            scale = (area / (width * height)) ** 0.5
-            width, height = int(width * scale), int(height * scale)
-        return snap_size((width, height), self.size_multiple)
+        return own_size_within_area(input_size, self.record.pipeline_input_area, self.size_multiple)
 
     # -- encoding (the pipeline's own code) -----------------------------------------------------
 
@@ -133,15 +128,8 @@ class Flux2FamilyBase(PipelineFamily):
     min_reference_side: ClassVar[int] = 64
 
     def _at_least_pipeline_minimum(self, image: Image.Image) -> Image.Image:
-        """A reference for a preview, scaled up (aspect kept, sides multiples of 16) only when
-        a side is under the pipeline's 64-pixel minimum — which happens only at training
-        resolutions far below any real use (the tiny demo's), never at 512 or 1024."""
-        short = min(image.size)
-        if short >= self.min_reference_side:
-            return image
-        factor = self.min_reference_side / short
-        size = tuple(-(-round(s * factor) // self.size_multiple) * self.size_multiple for s in image.size)
-        return resize_to(image, size)
+        """A reference for a preview, at least the pipeline's 64-pixel minimum (``at_least_side``)."""
+        return at_least_side(image, self.min_reference_side, self.size_multiple)
 
 
 class Flux2Family(Flux2FamilyBase):
