@@ -28,6 +28,8 @@ ProblemCountRole = Qt.ItemDataRole.UserRole + 5
 HasCaptionRole = Qt.ItemDataRole.UserRole + 6
 InputCountRole = Qt.ItemDataRole.UserRole + 7
 CaptionRole = Qt.ItemDataRole.UserRole + 8
+#: Held out for validation (``dataset.validation``): never trained on.
+HeldOutRole = Qt.ItemDataRole.UserRole + 9
 
 _SEVERITY_ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
 
@@ -73,6 +75,7 @@ class SetListModel(QAbstractListModel):
         self._rows: dict[str, int] = {}
         self._paired = True
         self._max_inputs = 1
+        self._held_out: set[str] = set()
 
     # -- Qt model interface ---------------------------------------------------------------
 
@@ -88,6 +91,8 @@ class SetListModel(QAbstractListModel):
             return s.name
         if role == Qt.ItemDataRole.ToolTipRole:
             parts = [f"<b>{_escape(s.name)}</b>"]
+            if s.name in self._held_out:
+                parts.append("<b>Held out for validation</b>: never trained on; its loss shows overfitting")
             names = [p.name for p in s.inputs] + ([s.target.name] if s.target else ["(no target image)"])
             parts.append(_escape(" → ".join(names)) if s.inputs else _escape(names[-1]))
             if s.caption:
@@ -115,6 +120,8 @@ class SetListModel(QAbstractListModel):
             return len(s.inputs)
         if role == CaptionRole:
             return s.caption
+        if role == HeldOutRole:
+            return s.name in self._held_out
         return None
 
     def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
@@ -180,6 +187,17 @@ class SetListModel(QAbstractListModel):
 
     def clear(self) -> None:
         self.set_entries([], True)
+
+    def held_out(self) -> set[str]:
+        return set(self._held_out)
+
+    def set_held_out(self, names) -> None:
+        """The sets held out for validation; their cells repaint with the mark."""
+        names = set(names)
+        if names != self._held_out:
+            self._held_out = names
+            if self._entries:
+                self.dataChanged.emit(self.index(0, 0), self.index(len(self._entries) - 1, 0))
 
     def update_caption(self, name: str, caption: str | None) -> None:
         """The caption editor saved: reflect it in badges and filters without a rescan."""
