@@ -33,6 +33,7 @@ def _checklist(tooltip: str) -> QListWidget:
     widget = QListWidget()
     widget.setToolTip(tooltip)
     widget.setMinimumHeight(84)
+    widget.setWordWrap(True)
     return widget
 
 
@@ -129,6 +130,10 @@ class GridPanel(QWidget):
             _add_item(self.steps, f"best (step {best:,})", BEST, BEST in was_steps or not was_steps)
         for cp in checkpoints:
             _add_item(self.steps, f"step {cp.step:,}", cp.step, cp.step in was_steps or not was_steps)
+        if not checkpoints:  # a hint, not a choice
+            hint = QListWidgetItem("No kept checkpoint yet: they are saved every “Checkpoint every” steps.")
+            hint.setFlags(Qt.ItemFlag.NoItemFlags)
+            self.steps.addItem(hint)
         self._update_buttons()
 
     def chosen_sets(self) -> list[str]:
@@ -151,8 +156,8 @@ class GridPanel(QWidget):
         sets = self.chosen_sets()
         steps, best = self.chosen_steps()
         if self.run_dir is None or not (steps or best):
-            self._fail("No kept checkpoint to show yet: train first (checkpoints are kept every "
-                       "checkpoint_every steps)." if not self.steps.count() else "Tick at least one checkpoint.")
+            self._fail("Tick at least one checkpoint." if self.run_dir and run_folder.has_checkpoint(self.run_dir)
+                       else "No kept checkpoint to show yet: train first.")
             return
         if not sets:
             self._fail("Tick at least one set.")
