@@ -82,6 +82,7 @@ def fake_worker(config_path: str, resume: bool) -> int:
         emit(event="status", phase="caching", message="caching latents", current=i + 1, total=len(sets))
         time.sleep(0.05)
     loss = 0.9
+    import math
     import random
 
     rnd = random.Random(1)
@@ -97,6 +98,10 @@ def fake_worker(config_path: str, resume: bool) -> int:
         loss = max(0.05, loss * 0.995 + rnd.uniform(-0.06, 0.06))
         emit(event="progress", step=step, total=total, loss=loss, lr=config.train.learning_rate, rate=2.7,
              eta=(total - step) / 2.7)
+        validate = config.train.validate_every or config.train.sample_every or total
+        if config.dataset.validation and step % validate == 0:  # falls, then climbs: overfitting
+            held = 0.32 + 0.3 * math.exp(-step / (0.23 * total)) + max(0.0, step - 0.7 * total) / total
+            emit(event="validation", step=step, loss=held, per_sigma={"0.5": held})
         every = config.train.sample_every or total
         if step % every == 0 or step == total:
             for s in sets[:2]:
@@ -148,7 +153,8 @@ def make_fake_demo(out: Path) -> Path:
         if cap:
             (ds / f"{name}.txt").write_text(cap + "\n", encoding="utf-8")
     (out / "project.toml").write_text(
-        '[model]\npath = "model"\n[dataset]\npath = "dataset"\n[train]\nsteps = 300\nsample_every = 60\n'
+        '[model]\npath = "model"\n[dataset]\npath = "dataset"\nvalidation = ["photo005", "photo014"]\n'
+        '[train]\nsteps = 300\nsample_every = 60\nvalidate_every = 30\n'
         'checkpoint_every = 100\n[output]\ndir = "output"\nname = "starry_night"\n', encoding="utf-8")
     return out / "project.toml"
 
