@@ -95,7 +95,7 @@ def fake_worker(config_path: str, resume: bool) -> int:
             emit(event="done", lora=str(lora), step=step - 1, stopped=True)
             return 0
         time.sleep(0.02)
-        loss = max(0.05, loss * 0.995 + rnd.uniform(-0.06, 0.06))
+        loss = 0.12 + 0.75 * math.exp(-step / (0.25 * total)) + rnd.uniform(-0.08, 0.08)  # falls, noisily
         emit(event="progress", step=step, total=total, loss=loss, lr=config.train.learning_rate, rate=2.7,
              eta=(total - step) / 2.7)
         validate = config.train.validate_every or config.train.sample_every or total
@@ -112,7 +112,12 @@ def fake_worker(config_path: str, resume: bool) -> int:
     lora = config.output.lora_path
     lora.parent.mkdir(parents=True, exist_ok=True)
     lora.write_bytes(b"fake")
-    emit(event="done", lora=str(lora), step=total, stopped=False)
+    best = {}
+    if config.dataset.validation:  # the run's best checkpoint's LoRA, as the trainer writes it
+        best_lora = lora.with_name(f"{config.output.name}.best.safetensors")
+        best_lora.write_bytes(b"fake")
+        best = {"best": str(best_lora)}
+    emit(event="done", lora=str(lora), step=total, stopped=False, **best)
     return 0
 
 
