@@ -197,6 +197,8 @@ class ComparePage(QWidget):
 
     def set_choices(self, choices: list[LoraChoice]) -> None:
         """The run's final and best LoRA and its kept checkpoints (the chosen one stays chosen)."""
+        if list(choices) == self._choices and self.checkpoint.count():
+            return
         self._choices = list(choices)
         self.checkpoint.clear()
         for c in self._choices:

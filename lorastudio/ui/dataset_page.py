@@ -289,7 +289,8 @@ class DatasetPage(QWidget):
         menu = QMenu(self)
         menu.addAction(("Hold out for validation" if hold else "Use for training") + many,
                        lambda: self.hold_out_requested.emit(names, hold))
-        repeats = menu.addAction(f"Repeats per epoch… (now ×{self.repeats_of(name)})", lambda: self.ask_repeats(name))
+        repeats = menu.addAction(f"Repeats per epoch… (now ×{self.repeats_of(name)})",
+                                 lambda: self.ask_repeats(name))
         if name in held:  # never trained on: repeats mean nothing
             repeats.setEnabled(False)
             repeats.setText("Repeats per epoch… (held out: not trained on)")

@@ -69,6 +69,7 @@ class GridPanel(QWidget):
         self._stderr = b""
         self._cancelled = False
         self._error = ""
+        self._shown: tuple | None = None
         self._kill_timer = QTimer(self)
         self._kill_timer.setSingleShot(True)
         self._kill_timer.timeout.connect(self._kill)
@@ -117,12 +118,17 @@ class GridPanel(QWidget):
         self.run_dir = Path(run_dir) if run_dir else None
         held = [n for n in held_out if n in set_names]
         ordered = held + [n for n in set_names if n not in held]
+        checkpoints = run_folder.list_checkpoints(self.run_dir) if self.run_dir else []
+        shown = (self.run_dir, tuple(ordered), tuple(held),
+                 tuple((cp.step, cp.manifest.get("best")) for cp in checkpoints))
+        if shown == self._shown:
+            return  # unchanged: keep the ticks and the scroll position
+        self._shown = shown
         was = set(_checked(self.sets))
         keep = was & set(ordered) or set(held or ordered[:3])
         self.sets.clear()
         for name in ordered:
             _add_item(self.sets, f"{name} (held out)" if name in held else name, name, name in keep)
-        checkpoints = run_folder.list_checkpoints(self.run_dir) if self.run_dir else []
         was_steps = set(_checked(self.steps))
         self.steps.clear()
         best = best_step(checkpoints)

@@ -148,6 +148,10 @@ def test_the_grid_lists_held_out_sets_first_and_renders(qtbot, grid_panel):
     assert panel.progress.isHidden() and panel.render_button.isEnabled() and not panel.cancel_button.isEnabled()
     assert panel.progress.maximum() == 2 * 6 and panel.progress.value() == 12
     assert panel.status.text() == f"Saved: {png}"
+    # the Test tab refreshes on every settings change: the ticks stay
+    panel.sets.item(2).setCheckState(panel.sets.item(2).checkState().Checked)
+    panel.configure(panel.run_dir, ["set000", "set001", "set002", "set003", "set004"], ["set003", "set001"])
+    assert panel.chosen_sets() == ["set003", "set001", "set000"]
 
 
 def test_the_grid_can_be_cancelled_and_is_killed_if_it_lingers(qtbot, grid_panel):
