@@ -33,6 +33,7 @@ FILTERS = [
     (SetFilterModel.PROBLEMS, "Sets with problems"),
     (SetFilterModel.ERRORS, "Sets with errors"),
     (SetFilterModel.MISSING_CAPTION, "Missing caption"),
+    (SetFilterModel.HELD_OUT, "Held out for validation"),
 ]
 
 
@@ -396,5 +397,7 @@ class DatasetPage(QWidget):
     def set_held_out(self, names: list[str]) -> None:
         """Mark the sets held out for validation (``dataset.validation``) on their thumbnails."""
         self.model.set_held_out(names)
+        if self.proxy.mode == SetFilterModel.HELD_OUT:
+            self.proxy.refilter()
         self._update_count()
 

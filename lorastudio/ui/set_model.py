@@ -191,6 +191,9 @@ class SetListModel(QAbstractListModel):
     def held_out(self) -> set[str]:
         return set(self._held_out)
 
+    def is_held_out(self, name: str) -> bool:
+        return name in self._held_out
+
     def set_held_out(self, names) -> None:
         """The sets held out for validation; their cells repaint with the mark."""
         names = set(names)
@@ -216,7 +219,8 @@ class SetFilterModel(QSortFilterProxyModel):
     PROBLEMS = "problems"
     ERRORS = "errors"
     MISSING_CAPTION = "missing_caption"
-    MODES = (ALL, PROBLEMS, ERRORS, MISSING_CAPTION)
+    HELD_OUT = "held_out"
+    MODES = (ALL, PROBLEMS, ERRORS, MISSING_CAPTION, HELD_OUT)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -238,6 +242,10 @@ class SetFilterModel(QSortFilterProxyModel):
         if text != self._text:
             self._change_filter(lambda: setattr(self, "_text", text))
 
+    def refilter(self) -> None:
+        """The rows' data changed in a way the filter reads (which sets are held out)."""
+        self._change_filter(lambda: None)
+
     def _change_filter(self, change) -> None:
         if hasattr(self, "endFilterChange"):  # Qt 6.10+
             self.beginFilterChange()
@@ -257,6 +265,8 @@ class SetFilterModel(QSortFilterProxyModel):
         if self._mode == self.ERRORS and not s.has_error:
             return False
         if self._mode == self.MISSING_CAPTION and s.caption is not None and s.caption.strip():
+            return False
+        if self._mode == self.HELD_OUT and not model.is_held_out(s.name):
             return False
         if self._text:
             hay = s.name.casefold() + "\n" + (s.caption or "").casefold()

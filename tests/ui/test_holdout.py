@@ -83,6 +83,9 @@ def test_holding_out_sets_marks_them_and_goes_into_the_config(qtbot, window, tmp
     assert page.model.index_of("set001").data(HeldOutRole) and not page.model.index_of("set000").data(HeldOutRole)
     assert _count_color(_cell_image(page, "set001"), green) > plain + 50  # the tint, outline and badge
     assert "2 held out" in page.count_label.text()
+    page.set_filter("held_out")  # the filter finds them among many
+    assert page.proxy.rowCount() == 2 and page.count_label.text().startswith("2 of 5 sets")
+    page.set_filter("all")
     assert "held out" in page.model.index_of("set001").data(0x0003).lower()  # the tooltip says so
     # saving writes dataset.validation into the project file
     assert window.save_project()
