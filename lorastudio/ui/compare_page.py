@@ -147,7 +147,7 @@ class ComparePage(QWidget):
         single = QWidget()
         single.setLayout(left)
         self.grid_panel = GridPanel()
-        self.grid_panel.rendered.connect(lambda _path: self._show_grid())
+        self.grid_panel.rendered.connect(lambda _path: self._show_inputs())
         self.modes = QTabWidget()
         self.modes.setDocumentMode(True)
         self.modes.addTab(single, "Base vs LoRA")
