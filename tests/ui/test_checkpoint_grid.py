@@ -185,3 +185,22 @@ def test_grid_failures_are_explained(qtbot, grid_panel):
         panel.steps.item(i).setCheckState(panel.steps.item(i).checkState().Unchecked)
     panel.render()
     assert "Tick at least one checkpoint" in panel.error_bar.label.text() and not panel.is_running()
+
+
+def test_the_test_tab_shows_the_rendered_grid(qtbot, tmp_path, monkeypatch):
+    run_dir, final, best = make_run(tmp_path)
+    monkeypatch.setattr(checkpoint_choice.protocol, "lorastudio_command_line",
+                        lambda *args: [sys.executable, str(FAKE_GRID), "normal", *args])
+    loader = ThumbnailLoader(None)
+    page = ComparePage(loader)
+    qtbot.addWidget(page)
+    page.configure("/model", run_dir, True, scan_dataset(make_dataset(tmp_path / "ds", sets=2)).sets)
+    page.grid_panel.configure(run_dir, ["set000", "set001"], [])
+    page.modes.setCurrentWidget(page.grid_panel)
+    assert [(i.label, i.path) for i in page.strip.items()] == [("checkpoint grid", None)]
+    with qtbot.waitSignal(page.grid_panel.rendered, timeout=30000) as rendered:
+        page.grid_panel.render_button.click()
+    assert [(i.label, str(i.path)) for i in page.strip.items()] == [("checkpoint grid", rendered.args[0])]
+    page.modes.setCurrentIndex(0)  # back to base vs LoRA: its own images
+    assert [i.label for i in page.strip.items()][-2:] == ["with LoRA", "training target"]
+    loader.shutdown()
