@@ -14,9 +14,6 @@ from pathlib import Path
 from lorastudio import protocol, run_folder
 from lorastudio.config import OutputConfig
 
-#: The Test tab's own files (generated images, exported checkpoints, grids) in the run folder.
-TESTS_FOLDER = "tests"
-
 
 @dataclass(frozen=True)
 class LoraChoice:
@@ -32,12 +29,6 @@ def best_lora_path(output: OutputConfig) -> Path:
     return output.dir / f"{output.name}.best.safetensors"
 
 
-def best_step(checkpoints: list[run_folder.Checkpoint]) -> int | None:
-    """The step whose manifest says ``"best": true`` (the lowest held-out loss), if any."""
-    best = [cp.step for cp in checkpoints if cp.manifest.get("best") is True]
-    return best[-1] if best else None
-
-
 def lora_choices(run_dir: Path | None, final: Path | None, best: Path | None) -> list[LoraChoice]:
     """"final", "best (step M)" when those files exist, then every kept checkpoint, newest first."""
     checkpoints = run_folder.list_checkpoints(run_dir) if run_dir else []
@@ -45,8 +36,8 @@ def lora_choices(run_dir: Path | None, final: Path | None, best: Path | None) ->
     if final is not None and final.is_file():
         choices.append(LoraChoice(f"final ({final.name})", lora=final))
     if best is not None and best.is_file():
-        step = best_step(checkpoints)
-        choices.append(LoraChoice(f"best (step {step:,})" if step is not None else "best", lora=best))
+        cp = run_folder.best_checkpoint(run_dir) if run_dir else None
+        choices.append(LoraChoice(f"best (step {cp.step:,})" if cp is not None else "best", lora=best))
     for cp in reversed(checkpoints):
         loss = cp.manifest.get("validation_loss")
         note = f" · held-out loss {loss:.4f}" if isinstance(loss, (int, float)) else ""
@@ -54,13 +45,9 @@ def lora_choices(run_dir: Path | None, final: Path | None, best: Path | None) ->
     return choices
 
 
-def tests_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / TESTS_FOLDER
-
-
 def exported_path(run_dir: Path, step: int) -> Path:
     """Where the Test tab exports the checkpoint of ``step`` to (replaced on each export)."""
-    return tests_dir(run_dir) / f"{run_folder.step_name(step)}.safetensors"
+    return run_folder.tests_dir(run_dir) / f"{run_folder.step_name(step)}.safetensors"
 
 
 def export_command(run_dir: Path, step: int, out: Path) -> list[str]:

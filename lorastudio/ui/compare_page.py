@@ -17,10 +17,10 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
                                QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QTabWidget, QVBoxLayout,
                                QWidget)
 
-from lorastudio import protocol
+from lorastudio import protocol, run_folder
 from lorastudio.dataset.model import ImageSet
 from lorastudio.ui import theme
-from lorastudio.ui.checkpoint_choice import LoraChoice, export_command, exported_path, tests_dir
+from lorastudio.ui.checkpoint_choice import LoraChoice, export_command, exported_path
 from lorastudio.ui.grid_panel import GridPanel
 from lorastudio.ui.message_bar import MessageBar
 from lorastudio.ui.image_strip import ImageStrip, StripItem
@@ -306,7 +306,7 @@ class ComparePage(QWidget):
         if self.paired and not self.inputs():
             self._fail("Choose input images: a set, or your own images.")
             return
-        out_dir = tests_dir(self.out_dir or Path(lora).parent)
+        out_dir = run_folder.tests_dir(self.out_dir or Path(lora).parent)
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

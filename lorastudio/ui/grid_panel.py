@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QListWidgetItem
 from lorastudio import protocol, run_folder
 from lorastudio.ui import theme
 from lorastudio.ui.message_bar import MessageBar
-from lorastudio.ui.checkpoint_choice import best_step, grid_command, tests_dir
+from lorastudio.ui.checkpoint_choice import grid_command
 
 _html = partial(escape, quote=False)
 #: The "best" entry of the checkpoint list (its data; steps are ints).
@@ -70,6 +70,7 @@ class GridPanel(QWidget):
         self._cancelled = False
         self._error = ""
         self._shown: tuple | None = None
+        self._best_step: int | None = None
         self._kill_timer = QTimer(self)
         self._kill_timer.setSingleShot(True)
         self._kill_timer.timeout.connect(self._kill)
@@ -131,9 +132,10 @@ class GridPanel(QWidget):
             _add_item(self.sets, f"{name} (held out)" if name in held else name, name, name in keep)
         was_steps = set(_checked(self.steps))
         self.steps.clear()
-        best = best_step(checkpoints)
+        best = run_folder.best_checkpoint(self.run_dir) if self.run_dir else None
+        self._best_step = best.step if best else None
         if best is not None:
-            _add_item(self.steps, f"best (step {best:,})", BEST, BEST in was_steps or not was_steps)
+            _add_item(self.steps, f"best (step {best.step:,})", BEST, BEST in was_steps or not was_steps)
         for cp in checkpoints:
             _add_item(self.steps, f"step {cp.step:,}", cp.step, cp.step in was_steps or not was_steps)
         if not checkpoints:  # a hint, not a choice
@@ -168,13 +170,15 @@ class GridPanel(QWidget):
         if not sets:
             self._fail("Tick at least one set.")
             return
-        out_dir = tests_dir(self.run_dir)
+        out_dir = run_folder.tests_dir(self.run_dir)
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             self._fail(f"Cannot create {out_dir}: {exc}")
             return
         self._out = out_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-grid.png"
+        if best and not steps and self._best_step is not None:  # without --steps the grid draws every kept one
+            steps = [self._best_step]
         argv = grid_command(self.run_dir, sets, steps, best, self._out)
         self._buffer = self._stderr = b""
         self._cancelled, self._error, self.grid_path = False, "", None

@@ -67,10 +67,11 @@ def test_export_and_grid_command_lines():
     argv = grid_command(Path("/r/x.run"), ["a", "b"], [10, 20], True, Path("/g.png"))
     assert argv[3:] == ["grid", "/r/x.run", "--sets", "a", "b", "--steps", "10", "20", "--best", "--out", "/g.png",
                         "--jsonl"]
-    parser = build_parser()
-    if "grid" in parser._subparsers._group_actions[0].choices:  # the real command, once it exists
-        args = parser.parse_args(argv[3:])
-        assert args.sets == ["a", "b"] and args.steps == [10, 20] and args.best and args.jsonl
+    args = build_parser().parse_args(argv[3:])  # the real commands take them
+    assert args.sets == ["a", "b"] and args.steps == [10, 20] and args.best and args.jsonl
+    assert args.out == "/g.png" and args.run_dir == "/r/x.run"
+    args = build_parser().parse_args(export_command(Path("/r/x.run"), 20, Path("/o.safetensors"))[3:])
+    assert (args.run_dir, args.step, args.out) == ("/r/x.run", 20, "/o.safetensors")
 
 
 def test_a_kept_checkpoint_is_exported_before_sampling(qtbot, tmp_path, monkeypatch):
@@ -181,8 +182,12 @@ def test_grid_failures_are_explained(qtbot, grid_panel):
         panel.render()
     assert not panel.error_bar.isHidden()
     assert "out of memory while rendering step 10" in panel.error_bar.label.text()
-    for i in range(panel.steps.count()):
+    for i in range(1, panel.steps.count()):  # only "best": its step, or the grid would draw every kept one
         panel.steps.item(i).setCheckState(panel.steps.item(i).checkState().Unchecked)
+    with qtbot.waitSignal(panel.finished, timeout=30000):
+        panel.render()
+    assert panel.calls[-1][-7:] == ("set001", "--steps", "20", "--best", "--out", str(panel._out), "--jsonl")
+    panel.steps.item(0).setCheckState(panel.steps.item(0).checkState().Unchecked)
     panel.render()
     assert "Tick at least one checkpoint" in panel.error_bar.label.text() and not panel.is_running()
 
