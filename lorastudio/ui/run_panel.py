@@ -288,7 +288,7 @@ class RunPanel(QWidget):
                     if isinstance(step, int) else "<b>Stopped.</b> The LoRA so far is saved.")
         body = f"{head}<br>{escape(self.lora_path, quote=False)}"
         if self.best_path:
-            body += (f"<br>Best checkpoint (lowest held-out loss): {escape(self.best_path, quote=False)}")
+            body += f"<br>Best (lowest held-out loss): {escape(Path(self.best_path).name, quote=False)}"
         self.test_button.setText("Test last" if self.best_path else "Test it")
         self.test_best_button.setVisible(bool(self.best_path))
         self.done_bar.show_message(body)

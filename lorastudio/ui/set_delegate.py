@@ -151,7 +151,7 @@ class SetDelegate(QStyledItemDelegate):
 
         if held_out:
             self._draw_badge(painter, QPointF(rects[0].topLeft()) + QPointF(4, 4), "held out", c.q("success"),
-                             option.font, left_aligned=True)
+                             option.font, left_aligned=True, ink=QColor("#0d2a1a") if c.dark else None)
 
         # Problem badge on the top-right corner of the last image.
         worst = entry.worst
@@ -213,8 +213,9 @@ class SetDelegate(QStyledItemDelegate):
                                        QPointF(center.x() + 2, center.y() + 4)]))
 
     def _draw_badge(self, painter: QPainter, top_right: QPointF, text: str, color: QColor, font: QFont,
-                    left_aligned: bool = False) -> None:
-        """A pill with ``text``; its top-right corner at ``top_right`` (top-left with ``left_aligned``)."""
+                    left_aligned: bool = False, ink: QColor | None = None) -> None:
+        """A pill with ``text`` (white, or ``ink`` on a light colour); its top-right corner at
+        ``top_right`` (top-left with ``left_aligned``)."""
         f = QFont(font)
         f.setBold(True)
         f.setPointSizeF(max(7.0, f.pointSizeF() * 0.85))
@@ -226,5 +227,5 @@ class SetDelegate(QStyledItemDelegate):
         painter.setBrush(QBrush(color))
         painter.drawRoundedRect(r, h / 2, h / 2)
         painter.setFont(f)
-        painter.setPen(QColor("white"))
+        painter.setPen(ink or QColor("white"))
         painter.drawText(r, Qt.AlignmentFlag.AlignCenter, text)
