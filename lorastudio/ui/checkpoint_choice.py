@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorastudio import protocol, run_folder
-from lorastudio.config import OutputConfig
 
 
 @dataclass(frozen=True)
@@ -22,11 +21,6 @@ class LoraChoice:
     lora: Path | None = None
     #: The kept checkpoint's step (exported before sampling).
     step: int | None = None
-
-
-def best_lora_path(output: OutputConfig) -> Path:
-    """``OUTPUT/NAME.best.safetensors``: the best checkpoint's LoRA, written whenever validation ran."""
-    return output.dir / f"{output.name}.best.safetensors"
 
 
 def lora_choices(run_dir: Path | None, final: Path | None, best: Path | None) -> list[LoraChoice]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from lorastudio.dataset.model import Mode
 from lorastudio.project import Project
-from lorastudio.ui.checkpoint_choice import best_lora_path, lora_choices
+from lorastudio.ui.checkpoint_choice import lora_choices
 from lorastudio.ui.run_control import RunControl
 from lorastudio.ui.session_signals import SessionSignals
 from lorastudio.ui.workspace import Workspace
@@ -56,7 +56,7 @@ class CompareWiring:
         config = self.session.config
         if config is None or self.page.is_running():
             return
-        self.page.set_choices(lora_choices(run_dir, config.output.lora_path, best_lora_path(config.output)))
+        self.page.set_choices(lora_choices(run_dir, config.output.lora_path, config.output.best_lora_path))
         if not self.page.grid_panel.is_running():
             names = [s.name for s in dataset.trainable_sets()] if dataset else []
             self.page.grid_panel.configure(run_dir, names, config.dataset.validation)

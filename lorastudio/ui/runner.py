@@ -326,6 +326,8 @@ class WorkerRunner(QObject):
         elif kind == protocol.CHECKPOINT:
             self._last_checkpoint = event
             self.checkpoint.emit(event)
+        elif kind == protocol.VALIDATION:
+            self.validation.emit(event)
         elif kind == protocol.CAPTION:
             self.caption.emit(event)
         elif kind == protocol.DONE:

@@ -15,7 +15,7 @@ from lorastudio.cli import build_parser
 from lorastudio.config import OutputConfig
 from lorastudio.dataset import scan_dataset
 from lorastudio.ui import checkpoint_choice, compare_page
-from lorastudio.ui.checkpoint_choice import best_lora_path, export_command, grid_command, lora_choices
+from lorastudio.ui.checkpoint_choice import export_command, grid_command, lora_choices
 from lorastudio.ui.compare_page import ComparePage
 from lorastudio.ui.grid_panel import GridPanel
 from lorastudio.ui.thumbnails import ThumbnailLoader
@@ -41,8 +41,8 @@ def make_run(tmp_path: Path, steps=(10, 20, 30), best: int | None = 20, losses=N
     incomplete.mkdir()
     output.lora_path.write_bytes(b"final")
     if best is not None:
-        best_lora_path(output).write_bytes(b"best")
-    return run_dir, output.lora_path, best_lora_path(output)
+        output.best_lora_path.write_bytes(b"best")
+    return run_dir, output.lora_path, output.best_lora_path
 
 
 def test_the_checkpoint_list_reads_the_run_folder(tmp_path):
@@ -54,10 +54,9 @@ def test_the_checkpoint_list_reads_the_run_folder(tmp_path):
     assert (choices[0].lora, choices[1].lora, choices[2].step) == (final, best, 30)
     assert best.name == "demo.best.safetensors"
     # no validation ran: no best, no losses
-    other, final2, _ = make_run(tmp_path / "b", steps=(5,), best=None, losses={5: None})
-    assert [c.label for c in lora_choices(other, final2, best_lora_path(OutputConfig(tmp_path / "b" / "output",
-                                                                                        "demo")))] == \
-        ["final (demo.safetensors)", "step 5"]
+    other, final2, best2 = make_run(tmp_path / "b", steps=(5,), best=None, losses={5: None})
+    assert not best2.exists()
+    assert [c.label for c in lora_choices(other, final2, best2)] == ["final (demo.safetensors)", "step 5"]
     assert lora_choices(None, None, None) == []
 
 

@@ -88,7 +88,7 @@ def test_the_finished_banner_offers_the_last_and_the_best_lora(qtbot, tmp_path):
     panel.on_finished({"event": "done", "lora": str(last), "step": 100, "stopped": False})
     assert panel.test_button.text() == "Test it" and not panel.test_best_button.isVisible()
     panel.on_finished({"event": "done", "lora": str(last), "best": str(best), "step": 100, "stopped": False})
-    assert panel.done_bar.isVisible() and str(best) in panel.done_bar.label.text()
+    assert panel.done_bar.isVisible() and best.name in panel.done_bar.label.text()
     assert panel.test_button.text() == "Test last" and panel.test_best_button.isVisible()
     assert panel.show_folder_button.isVisible()
     with qtbot.waitSignal(panel.test_clicked) as signal:
@@ -98,3 +98,34 @@ def test_the_finished_banner_offers_the_last_and_the_best_lora(qtbot, tmp_path):
         panel.test_button.click()
     assert signal.args == [str(last)]
     loader.shutdown()
+
+
+def test_validation_events_reach_the_chart_and_the_banner(qtbot, tmp_path, monkeypatch):
+    """Through the real runner and window: a stand-in worker's validation events and best LoRA."""
+    import sys
+
+    from lorastudio.ui import runner as runner_module
+    from lorastudio.ui.app import create_window
+
+    from .conftest import FAKE_WORKER, make_dataset
+    from .test_main_window import model_folder, open_and_wait
+
+    monkeypatch.setattr(runner_module.protocol, "worker_command_line",
+                        lambda config, resume=False: [sys.executable, str(FAKE_WORKER), "validate", "40"])
+    window = create_window(kill_timeout=2.0)
+    window.ask = lambda *a: "keep" if "keep" in a[2] else "stop"
+    qtbot.addWidget(window)
+    window.show()
+    open_and_wait(qtbot, window, make_dataset(tmp_path / "ds", sets=2))
+    window.form.model.set_text(str(model_folder(tmp_path)))
+    rp = window.run_panel
+    with qtbot.waitSignal(window.runner.finished, timeout=20000):
+        assert window.start_training()
+    assert rp.chart.val_steps == [10, 20, 30, 40] and rp.chart.val_losses[-1] == 0.5
+    assert rp.overfit_note.isVisible() and "rising since step 20" in rp.overfit_note.text()
+    assert "the best so far is step 20" in rp.overfit_note.text()
+    assert rp.test_best_button.isVisible()
+    rp.test_best_button.click()
+    assert window.tabs.currentWidget() is window.compare_page
+    assert window.compare_page.lora.text() == "fake.best.safetensors"
+    window.close()
