@@ -12,6 +12,7 @@
       logs/                         train.log_with's tracker files (tensorboard --logdir)
       grid.png                      ``lorastudio grid``'s checkpoint grid (when no --out is given)
       validation.jsonl              held-out validation: one ``validation`` event per line
+      tests/                        the app's Test tab: its images, grids and exported checkpoints
 
 The worker writes it (``training/checkpoint.py``, the trainer); the GUI and the commands that
 work on a finished run (``lorastudio export``, ``lorastudio grid``) read it (is there a
@@ -42,6 +43,8 @@ CONFIG = "config.toml"
 GRID = "grid.png"
 #: The held-out validation events, one JSON object per line.
 VALIDATION = "validation.jsonl"
+#: The app's Test tab writes here (generated images, checkpoint grids, exported checkpoints).
+TESTS = "tests"
 
 
 @dataclass
@@ -92,6 +95,10 @@ def config_path(run_dir: Path) -> Path:
 
 def grid_path(run_dir: Path) -> Path:
     return Path(run_dir) / GRID
+
+
+def tests_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / TESTS
 
 
 def log_path(run_dir: Path, rank: int = 0) -> Path:

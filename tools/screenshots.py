@@ -82,6 +82,7 @@ def fake_worker(config_path: str, resume: bool) -> int:
         emit(event="status", phase="caching", message="caching latents", current=i + 1, total=len(sets))
         time.sleep(0.05)
     loss = 0.9
+    import math
     import random
 
     rnd = random.Random(1)
@@ -94,9 +95,13 @@ def fake_worker(config_path: str, resume: bool) -> int:
             emit(event="done", lora=str(lora), step=step - 1, stopped=True)
             return 0
         time.sleep(0.02)
-        loss = max(0.05, loss * 0.995 + rnd.uniform(-0.06, 0.06))
+        loss = 0.12 + 0.75 * math.exp(-step / (0.25 * total)) + rnd.uniform(-0.08, 0.08)  # falls, noisily
         emit(event="progress", step=step, total=total, loss=loss, lr=config.train.learning_rate, rate=2.7,
              eta=(total - step) / 2.7)
+        validate = config.train.validate_every or config.train.sample_every or total
+        if config.dataset.validation and step % validate == 0:  # falls, then climbs: overfitting
+            held = 0.32 + 0.3 * math.exp(-step / (0.23 * total)) + max(0.0, step - 0.7 * total) / total
+            emit(event="validation", step=step, loss=held, per_sigma={"0.5": held})
         every = config.train.sample_every or total
         if step % every == 0 or step == total:
             for s in sets[:2]:
@@ -107,7 +112,12 @@ def fake_worker(config_path: str, resume: bool) -> int:
     lora = config.output.lora_path
     lora.parent.mkdir(parents=True, exist_ok=True)
     lora.write_bytes(b"fake")
-    emit(event="done", lora=str(lora), step=total, stopped=False)
+    best = {}
+    if config.dataset.validation:  # the run's best checkpoint's LoRA, as the trainer writes it
+        best_lora = lora.with_name(f"{config.output.name}.best.safetensors")
+        best_lora.write_bytes(b"fake")
+        best = {"best": str(best_lora)}
+    emit(event="done", lora=str(lora), step=total, stopped=False, **best)
     return 0
 
 
@@ -148,7 +158,8 @@ def make_fake_demo(out: Path) -> Path:
         if cap:
             (ds / f"{name}.txt").write_text(cap + "\n", encoding="utf-8")
     (out / "project.toml").write_text(
-        '[model]\npath = "model"\n[dataset]\npath = "dataset"\n[train]\nsteps = 300\nsample_every = 60\n'
+        '[model]\npath = "model"\n[dataset]\npath = "dataset"\nvalidation = ["photo005", "photo014"]\n'
+        '[train]\nsteps = 300\nsample_every = 60\nvalidate_every = 30\n'
         'checkpoint_every = 100\n[output]\ndir = "output"\nname = "starry_night"\n', encoding="utf-8")
     return out / "project.toml"
 

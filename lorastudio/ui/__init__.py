@@ -15,14 +15,15 @@ The window and what it is made of:
 - ``folder_watch``     async folder scans (qasync) and the file watcher
 - ``run_control``      one training run: starting, stopping, routing the worker's events
 - ``compare_wiring``   keeps the Test tab on the settings' model, the dataset and the last LoRA
+- ``holdout``          held-out validation sets: the grid's marks and menu, the Train page's offer
 - ``caption_guard``    never lose a caption when closing; ``dialogs`` file pickers, questions
 
 The pages and their pieces:
 
 - ``welcome``          the start page and the built-in demo (``lorastudio demo`` as a child process)
-- ``dataset_page``     grid of sets, problems panel, large preview, caption editor
+- ``dataset_page``     grid of sets, ``problems_panel``, large preview, caption editor
 - ``set_model``        ``SetListModel`` (one row per set) and ``SetFilterModel``
-- ``set_delegate``     paints a set: inputs → target, name, problem badge
+- ``set_delegate``     paints a set: inputs → target, name, problem badge, the held-out mark
 - ``thumbnails``       ``ThumbnailLoader``: off-thread decoding, memory + disk cache
 - ``caption_editor``   debounced atomic autosave and external-change detection
 - ``bulk_dialog``      trigger word / find-replace / fill-empty with a preview
@@ -34,7 +35,8 @@ The pages and their pieces:
 - ``help_texts``       tooltips, tips and the advice after a failed run
 - ``runner``           ``WorkerRunner``: a QThread owning the worker process, events → signals
 - ``loss_chart``, ``sample_gallery``, ``image_strip``  the pieces the pages are made of
-- ``compare_page``     the Test tab (``ComparePage``): ``lorastudio sample`` base vs LoRA
+- ``compare_page``     the Test tab (``ComparePage``): ``lorastudio sample`` base vs LoRA, with the
+  final, best or any kept checkpoint (``checkpoint_choice``); ``grid_panel`` the checkpoint grid
 - ``theme``, ``settings``  light/dark look and icons; what is remembered between runs
 
 Which family a model folder holds is ``lorastudio.model_folder`` (torch-free, shared with training).

@@ -1,6 +1,7 @@
 """The Train tab's "Advanced" section: the training recipe (issue 15), collapsed by default.
 
-Timestep sampling, the learning-rate schedule and warmup, EMA, caption dropout and logging:
+Timestep sampling, the learning-rate schedule and warmup, EMA, caption dropout, logging and
+held-out validation (issue 14: how often, and the optional early stop):
 the choices experienced users of ai-toolkit, musubi-tuner, OneTrainer and SimpleTuner
 expect, each with a one-line explanation under it. The values are ``train``/``dataset`` keys
 as they are (``form_mapping`` carries them into the config); the defaults are today's recipe.
@@ -35,7 +36,14 @@ EXPLAIN = {
                  "saved beside it as NAME.raw.safetensors.",
     "caption_dropout": "Share of steps trained without any caption; keep 0 for edit LoRAs.",
     "log_with": "Also log loss, learning rate and previews for TensorBoard (needs the tensorboard package).",
+    "validate_every": "How often the held-out sets' loss is measured (only when sets are held out for "
+                      "validation): with the previews, every N steps, or 0 = only at checkpoints.",
+    "early_stop": "Stop (as the Stop button does) after this many validations without a new best; off = "
+                  "train all the steps. The best checkpoint is kept either way.",
 }
+
+#: Fields whose config value may be unset (None): the spin box's lowest value stands for it.
+UNSET_AT_MINIMUM = ("validate_every",)
 
 
 def _combo(labels: dict[str, str]) -> QComboBox:
@@ -64,7 +72,7 @@ class AdvancedSection(QGroupBox):
         super().__init__(parent)
         outer = QVBoxLayout(self)
         self.toggle = QToolButton()
-        self.toggle.setText("Advanced: timesteps, LR schedule, EMA, caption dropout, logging")
+        self.toggle.setText("Advanced: timesteps, LR schedule, EMA, caption dropout, logging, validation")
         self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.toggle.setCheckable(True)
         self.toggle.setAutoRaise(True)
@@ -84,11 +92,18 @@ class AdvancedSection(QGroupBox):
             "ema_decay": _spin(0.0, 0.9999, 0.001, 4, "off"),
             "caption_dropout": _spin(0.0, 1.0, 0.05, 2),
             "log_with": _combo(LOG_WITH_LABELS),
+            "validate_every": QSpinBox(),
+            "early_stop": QSpinBox(),
         }
         self.fields["warmup_steps"].setRange(0, 1_000_000)
+        self.fields["validate_every"].setRange(-1, 1_000_000)
+        self.fields["validate_every"].setSpecialValueText("with the previews")
+        self.fields["early_stop"].setRange(0, 1000)
+        self.fields["early_stop"].setSpecialValueText("off")
         labels = {"timesteps": "Timesteps", "timestep_mean": "Timestep mean", "timestep_scale": "Timestep scale",
                   "timestep_shift": "Timestep shift", "lr_schedule": "LR schedule", "warmup_steps": "Warmup steps",
-                  "ema_decay": "EMA decay", "caption_dropout": "Caption dropout", "log_with": "Logging"}
+                  "ema_decay": "EMA decay", "caption_dropout": "Caption dropout", "log_with": "Logging",
+                  "validate_every": "Validate every", "early_stop": "Early stop after"}
         for key, widget in self.fields.items():
             widget.setToolTip(EXPLAIN[key])
             note = QLabel(EXPLAIN[key])
@@ -118,6 +133,8 @@ class AdvancedSection(QGroupBox):
         for key, widget in self.fields.items():
             if isinstance(widget, QComboBox):
                 out[key] = widget.currentData() or ""
+            elif key in UNSET_AT_MINIMUM and widget.value() == widget.minimum():
+                out[key] = None
             elif isinstance(widget, QSpinBox):
                 out[key] = widget.value()
             else:
@@ -131,6 +148,8 @@ class AdvancedSection(QGroupBox):
                 widget = self.fields[key]
                 if isinstance(widget, QComboBox):
                     widget.setCurrentIndex(max(0, widget.findData(value)))
+                elif value is None:
+                    widget.setValue(widget.minimum())
                 else:
                     widget.setValue(value)
         finally:

@@ -2,7 +2,9 @@
 
 Runs ``lorastudio sample`` (the same command line the CLI offers) twice as child processes
 through ``QProcess`` — base model first, then with ``--lora`` — so the GUI never loads a
-model itself and stays responsive while the images are made.
+model itself and stays responsive while the images are made. The LoRA can be the final
+one, the best one or any kept checkpoint (``lorastudio export`` writes that one first). The
+second tab renders a checkpoint grid (``grid_panel``).
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ from pathlib import Path
 
 from PySide6.QtCore import QProcess, Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+                               QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QTabWidget, QVBoxLayout,
+                               QWidget)
 
-from lorastudio import protocol
+from lorastudio import protocol, run_folder
 from lorastudio.dataset.model import ImageSet
 from lorastudio.ui import theme
+from lorastudio.ui.checkpoint_choice import LoraChoice, export_command, exported_path
+from lorastudio.ui.grid_panel import GridPanel
 from lorastudio.ui.message_bar import MessageBar
 from lorastudio.ui.image_strip import ImageStrip, StripItem
 from lorastudio.ui.thumbnails import ThumbnailLoader
@@ -34,6 +39,13 @@ def sample_command(model: str, lora: str | None, inputs: list[str], prompt: str,
     return protocol.lorastudio_command_line(*args)
 
 
+#: What each child process of a test does, while it runs and when it fails.
+STEP_STATUS = {"export": "Exporting the checkpoint's LoRA…", "base": "Generating with the base model…",
+               "lora": "Generating with your LoRA…"}
+STEP_FAILED = {"export": "Exporting the checkpoint", "base": "Generating with the base model",
+               "lora": "Generating with the LoRA"}
+
+
 class ComparePage(QWidget):
     """Pick inputs (a set, or any images), a prompt, and compare base vs LoRA."""
 
@@ -47,6 +59,9 @@ class ComparePage(QWidget):
         self._results: dict[str, Path] = {}
         self._proc: QProcess | None = None
         self._output = b""
+        self._choices: list[LoraChoice] = []
+        #: The kept checkpoint chosen in the LoRA list (exported before sampling), or None.
+        self.export_step: int | None = None
         self.model_path = ""
         self.out_dir: Path | None = None
         self.paired = True
@@ -59,8 +74,14 @@ class ComparePage(QWidget):
         left = QVBoxLayout()
         box = QGroupBox("Test your LoRA")
         form = QFormLayout(box)
+        self.checkpoint = QComboBox()
+        self.checkpoint.setToolTip("The run's final LoRA, its best checkpoint (lowest held-out loss) or any kept "
+                                   "checkpoint (exported to a LoRA file first)")
+        self.checkpoint.activated.connect(self._choice_made)
+        form.addRow("Checkpoint", self.checkpoint)
         self.lora = QLineEdit()
         self.lora.setPlaceholderText("the .safetensors file")
+        self.lora.textEdited.connect(self._lora_typed)
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse_lora)
         row = QHBoxLayout()
@@ -123,11 +144,18 @@ class ComparePage(QWidget):
         self.error_bar = MessageBar("error", self)
         left.addWidget(self.error_bar)
         left.addStretch(1)
-        holder = QWidget()
-        holder.setLayout(left)
-        holder.setMaximumWidth(460)
-        holder.setMinimumWidth(340)
-        layout.addWidget(holder)
+        single = QWidget()
+        single.setLayout(left)
+        self.grid_panel = GridPanel()
+        self.grid_panel.rendered.connect(lambda _path: self._show_inputs())
+        self.modes = QTabWidget()
+        self.modes.setDocumentMode(True)
+        self.modes.addTab(single, "Base vs LoRA")
+        self.modes.addTab(self.grid_panel, "Checkpoint grid")
+        self.modes.currentChanged.connect(lambda _i: self._show_inputs())
+        self.modes.setMaximumWidth(460)
+        self.modes.setMinimumWidth(340)
+        layout.addWidget(self.modes)
         self.strip = ImageStrip(loader, self, box=1024,
                                 empty_message="Train a LoRA (or pick one), choose inputs and a prompt, then press "
                                               "Generate: the base model and your LoRA are shown side by side.")
@@ -164,6 +192,44 @@ class ComparePage(QWidget):
 
     def set_lora(self, path: str) -> None:
         self.lora.setText(path)
+        self.export_step = None
+        self._select_choice()
+
+    def set_choices(self, choices: list[LoraChoice]) -> None:
+        """The run's final and best LoRA and its kept checkpoints (the chosen one stays chosen)."""
+        if list(choices) == self._choices and self.checkpoint.count():
+            return
+        self._choices = list(choices)
+        self.checkpoint.clear()
+        for c in self._choices:
+            self.checkpoint.addItem(c.label)
+        self.checkpoint.addItem("Other file (below)")
+        self._select_choice()
+
+    def _select_choice(self) -> None:
+        text = self.lora.text().strip()
+        for i, c in enumerate(self._choices):
+            if (c.step is not None and c.step == self.export_step) or \
+                    (self.export_step is None and c.lora is not None and str(c.lora) == text):
+                self.checkpoint.setCurrentIndex(i)
+                return
+        self.export_step = None
+        self.checkpoint.setCurrentIndex(self.checkpoint.count() - 1)
+
+    def _choice_made(self, index: int) -> None:
+        if not 0 <= index < len(self._choices):
+            self._browse_lora()
+            return
+        choice = self._choices[index]
+        self.export_step = choice.step
+        if choice.step is not None and self.out_dir is not None:
+            self.lora.setText(str(exported_path(self.out_dir, choice.step)))
+        elif choice.lora is not None:
+            self.lora.setText(str(choice.lora))
+
+    def _lora_typed(self, _text: str) -> None:
+        self.export_step = None
+        self.checkpoint.setCurrentIndex(self.checkpoint.count() - 1)
 
     def inputs(self) -> list[Path]:
         s = self._chosen_set()
@@ -187,7 +253,15 @@ class ComparePage(QWidget):
                                   ("no input images (text-to-image)" if not self.paired else "no images chosen"))
         self._show_inputs()
 
+    def _show_grid(self) -> None:
+        path = self.grid_panel.grid_path
+        self.strip.set_items([StripItem("checkpoint grid", path if path and path.is_file() else None,
+                                        "not rendered yet", missing_is_error=False)])
+
     def _show_inputs(self) -> None:
+        if self.modes.currentWidget() is self.grid_panel:
+            self._show_grid()
+            return
         items = [StripItem(f"input {i + 1}", p) for i, p in enumerate(self.inputs())]
         s = self._chosen_set()
         items.append(StripItem("base model", self._results.get("base"), "not generated yet", arrow_before=bool(items),
@@ -201,7 +275,7 @@ class ComparePage(QWidget):
         start = self.lora.text() or (str(self.out_dir) if self.out_dir else "")
         path, _ = QFileDialog.getOpenFileName(self, "Choose a LoRA", start, "LoRA (*.safetensors)")
         if path:
-            self.lora.setText(path)
+            self.set_lora(path)
 
     def _choose_images(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(self, "Choose input images", "",
@@ -225,13 +299,14 @@ class ComparePage(QWidget):
         if not self.model_path:
             self._fail("Choose the base model in the Train tab first.")
             return
-        if not lora or not Path(lora).is_file():
+        exporting = self.export_step is not None and self.out_dir is not None
+        if not lora or not (exporting or Path(lora).is_file()):
             self._fail("Choose the LoRA file (.safetensors) to test.")
             return
         if self.paired and not self.inputs():
             self._fail("Choose input images: a set, or your own images.")
             return
-        out_dir = (self.out_dir or Path(lora).parent) / "tests"
+        out_dir = run_folder.tests_dir(self.out_dir or Path(lora).parent)
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -244,7 +319,11 @@ class ComparePage(QWidget):
                       scale=self.scale.value())
         base_out = out_dir / f"{stamp}-base.png"
         lora_out = out_dir / f"{stamp}-lora.png"
-        self._queue = [
+        self._queue = []
+        if exporting:  # the checkpoint's LoRA as a file first
+            assert self.out_dir is not None and self.export_step is not None
+            self._queue.append(("export", export_command(self.out_dir, self.export_step, Path(lora)), Path(lora)))
+        self._queue += [
             ("base", sample_command(self.model_path, None, out=str(base_out), **common), base_out),
             ("lora", sample_command(self.model_path, lora, out=str(lora_out), **common), lora_out),
         ]
@@ -266,7 +345,7 @@ class ComparePage(QWidget):
             self._done(True)
             return
         which, argv, out = self._queue[0]
-        self.status.setText("Generating with the base model…" if which == "base" else "Generating with your LoRA…")
+        self.status.setText(STEP_STATUS[which])
         proc = QProcess(self)
         proc.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
         proc.readyReadStandardOutput.connect(self._read)
@@ -298,11 +377,11 @@ class ComparePage(QWidget):
         if status != QProcess.ExitStatus.NormalExit or code != 0 or not out.is_file():
             tail = self._output.decode("utf-8", "replace").strip().splitlines()[-12:]
             self._queue.clear()
-            what = "the base model" if which == "base" else "the LoRA"
-            if tail and tail[-1].startswith("error: "):  # the sampler's own one-line explanation
-                self._fail(f"Generating with {what} failed: {_html(tail[-1][len('error: '):])}")
+            what = STEP_FAILED[which]
+            if tail and tail[-1].startswith("error: "):  # the command's own one-line explanation
+                self._fail(f"{what} failed: {_html(tail[-1][len('error: '):])}")
             else:
-                self._fail(f"Generating with {what} failed (exit code {code}).<br><pre>{_html(chr(10).join(tail))}</pre>")
+                self._fail(f"{what} failed (exit code {code}).<br><pre>{_html(chr(10).join(tail))}</pre>")
             self._done(False)
             return
         self._results[which] = out
@@ -326,6 +405,7 @@ class ComparePage(QWidget):
         self.status.setText("")
 
     def shutdown(self) -> None:
+        self.grid_panel.shutdown()
         self._queue.clear()
         if self._proc is not None:
             self._proc.kill()

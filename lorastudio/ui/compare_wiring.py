@@ -1,10 +1,12 @@
 """Keeps the Test tab in step with the project: the settings' model and run folder, the
-dataset's sets and captions, and the LoRA a run just wrote."""
+dataset's sets and captions (held-out ones first in the grid), the run's final and best LoRA
+and kept checkpoints, and the LoRA a run just wrote."""
 
 from __future__ import annotations
 
 from lorastudio.dataset.model import Mode
 from lorastudio.project import Project
+from lorastudio.ui.checkpoint_choice import lora_choices
 from lorastudio.ui.run_control import RunControl
 from lorastudio.ui.session_signals import SessionSignals
 from lorastudio.ui.workspace import Workspace
@@ -20,6 +22,11 @@ class CompareWiring:
         signals.dataset_changed.connect(lambda _dataset: self.update())
         runs.finished.connect(self._run_finished)
         workspace.training_page.run.test_clicked.connect(self._test_clicked)
+        workspace.tabs.currentChanged.connect(self._tab_changed)  # checkpoints kept since
+
+    def _tab_changed(self, _index: int) -> None:
+        if self._tabs.currentWidget() is self.page:
+            self.update()
 
     def _run_finished(self, lora: str) -> None:
         if lora:
@@ -42,9 +49,17 @@ class CompareWiring:
             return
         dataset = self.session.dataset
         trigger, default_caption = self.form.caption_context()
-        self.page.configure(self.form.model_path(), self.session.run_dir,
+        run_dir = self.session.run_dir
+        self.page.configure(self.form.model_path(), run_dir,
                             dataset is None or dataset.mode is Mode.PAIRED, dataset.sets if dataset else [],
                             trigger.strip(), default_caption.strip())
+        config = self.session.config
+        if config is None or self.page.is_running():
+            return
+        self.page.set_choices(lora_choices(run_dir, config.output.lora_path, config.output.best_lora_path))
+        if not self.page.grid_panel.is_running():
+            names = [s.name for s in dataset.trainable_sets()] if dataset else []
+            self.page.grid_panel.configure(run_dir, names, config.dataset.validation)
 
     def set_lora(self, path: str) -> None:
         """Test this LoRA (empty: none yet)."""

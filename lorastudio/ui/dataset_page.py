@@ -2,7 +2,9 @@
 
 The grid is a ``QListView`` in icon mode over ``SetListModel`` (through a filter proxy)
 with ``SetDelegate`` painting each set; uniform item sizes keep 2,000 sets cheap. The
-problems panel lists the dataset core's findings; clicking one selects its set.
+problems panel lists the dataset core's findings; clicking one selects its set. Its context
+menu holds selected sets out for validation (or gives them back to training), sets a set's
+repeats and drafts captions.
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ from functools import partial
 from html import escape
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, Signal
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QInputDialog, QLabel,
-                               QLineEdit, QListView, QMenu, QPushButton, QSlider, QSplitter, QTreeWidget,
-                               QTreeWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QInputDialog, QLabel, QLineEdit, QListView,
+                               QMenu, QPushButton, QSlider, QSplitter, QVBoxLayout, QWidget)
 
-from lorastudio.dataset.model import Dataset, Problem, Severity
+from lorastudio.dataset.model import Dataset, Severity
 from lorastudio.ui import theme
 from lorastudio.ui.caption_editor import CaptionEditor
 from lorastudio.ui.image_strip import ImageStrip, StripItem
+from lorastudio.ui.problems_panel import ProblemsPanel
 from lorastudio.ui.set_delegate import THUMB, SetDelegate
 from lorastudio.ui.set_model import SetEntry, SetFilterModel, SetListModel
 from lorastudio.ui.thumbnails import ThumbnailLoader
@@ -31,6 +33,7 @@ FILTERS = [
     (SetFilterModel.PROBLEMS, "Sets with problems"),
     (SetFilterModel.ERRORS, "Sets with errors"),
     (SetFilterModel.MISSING_CAPTION, "Missing caption"),
+    (SetFilterModel.HELD_OUT, "Held out for validation"),
 ]
 
 
@@ -51,81 +54,13 @@ class SetGrid(QListView):
         self.setLayoutMode(QListView.LayoutMode.Batched)
         self.setBatchSize(500)
         self.setSpacing(6)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)  # Ctrl/Shift: several sets
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.verticalScrollBar().setSingleStep(24)
         self.setMouseTracking(True)
         self.setDragEnabled(False)
         self.setAcceptDrops(False)  # folder drops go to the main window
         self.setToolTip("")
-
-
-class ProblemsPanel(QWidget):
-    """The dataset core's findings, errors first; clicking one asks to select its set."""
-
-    set_requested = Signal(str)
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 6, 0, 0)
-        layout.setSpacing(4)
-        head = QHBoxLayout()
-        self.title = QLabel("Problems")
-        theme.set_role(self.title, "heading")
-        self.summary = QLabel("")
-        theme.set_role(self.summary, "muted")
-        head.addWidget(self.title)
-        head.addWidget(self.summary, 1)
-        layout.addLayout(head)
-        self.tree = QTreeWidget(self)
-        self.tree.setColumnCount(3)
-        self.tree.setHeaderLabels(["Set", "Problem", "Files"])
-        self.tree.setRootIsDecorated(False)
-        self.tree.setUniformRowHeights(True)
-        self.tree.setAlternatingRowColors(False)
-        self.tree.setWordWrap(False)
-        self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
-        self.tree.header().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        self.tree.header().setSectionResizeMode(2, QHeaderView.ResizeMode.Interactive)
-        self.tree.header().setStretchLastSection(False)
-        self.tree.setColumnWidth(0, 160)
-        self.tree.setColumnWidth(2, 220)
-        self.tree.itemClicked.connect(self._clicked)
-        self.tree.itemActivated.connect(self._clicked)
-        layout.addWidget(self.tree, 1)
-        self.problems: list[Problem] = []
-
-    def set_problems(self, problems: list[Problem]) -> None:
-        self.problems = list(problems)
-        self.tree.clear()
-        order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
-        icons = {Severity.ERROR: theme.icon("error"), Severity.WARNING: theme.icon("warning"),
-                 Severity.INFO: theme.icon("info")}
-        items = []
-        for p in sorted(self.problems, key=lambda p: (order[p.severity], p.set_name or "")):
-            files = [f for f in p.files if f not in ("", ".")]
-            item = QTreeWidgetItem([p.set_name or "(dataset)", p.message, ", ".join(files)])
-            item.setIcon(0, icons[p.severity])
-            item.setToolTip(1, f"{p.severity.value.capitalize()} ({p.code}): {p.message}")
-            item.setToolTip(2, "\n".join(files))
-            item.setData(0, Qt.ItemDataRole.UserRole, p.set_name or "")
-            items.append(item)
-        self.tree.addTopLevelItems(items)
-        counts = {s: sum(p.severity is s for p in self.problems) for s in Severity}
-        parts = []
-        if counts[Severity.ERROR]:
-            parts.append(f"{counts[Severity.ERROR]} error{'s' * (counts[Severity.ERROR] != 1)}")
-        if counts[Severity.WARNING]:
-            parts.append(f"{counts[Severity.WARNING]} warning{'s' * (counts[Severity.WARNING] != 1)}")
-        if counts[Severity.INFO]:
-            parts.append(f"{counts[Severity.INFO]} note{'s' * (counts[Severity.INFO] != 1)}")
-        self.summary.setText(" · ".join(parts) if parts else "No problems found")
-
-    def _clicked(self, item: QTreeWidgetItem, _column: int = 0) -> None:
-        name = item.data(0, Qt.ItemDataRole.UserRole)
-        if name:
-            self.set_requested.emit(name)
 
 
 class SetDetail(QWidget):
@@ -209,6 +144,8 @@ class DatasetPage(QWidget):
     thumb_size_changed = Signal(int)
     #: The artist set how often a set is shown per epoch (name, count): ``dataset.repeats``.
     repeats_requested = Signal(str, int)
+    #: Hold these sets out for validation (True) or use them for training again (False).
+    hold_out_requested = Signal(list, bool)
 
     def __init__(self, loader: ThumbnailLoader, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -338,14 +275,34 @@ class DatasetPage(QWidget):
         self.grid.scrollTo(idx, QAbstractItemView.ScrollHint.EnsureVisible)
         return True
 
+    def selected_names(self) -> list[str]:
+        """The selected sets, in grid order."""
+        rows = sorted(self.grid.selectionModel().selectedIndexes(), key=lambda i: i.row())
+        return [i.data(Qt.ItemDataRole.DisplayRole) for i in rows]
+
+    def grid_menu(self, name: str) -> QMenu:
+        """The right-click menu of set ``name`` (acting on the whole selection when it is in it)."""
+        selected = self.selected_names()
+        names = selected if name in selected else [name]
+        held = self.model.held_out()
+        hold = not all(n in held for n in names)
+        many = f" ({len(names)} sets)" if len(names) > 1 else ""
+        menu = QMenu(self)
+        menu.addAction(("Hold out for validation" if hold else "Use for training") + many,
+                       lambda: self.hold_out_requested.emit(names, hold))
+        repeats = menu.addAction(f"Repeats per epoch… (now ×{self.repeats_of(name)})",
+                                 lambda: self.ask_repeats(name))
+        if name in held:  # never trained on: repeats mean nothing
+            repeats.setEnabled(False)
+            repeats.setText("Repeats per epoch… (held out: not trained on)")
+        menu.addActions(self.grid.actions())  # the window's (Draft Captions…)
+        return menu
+
     def _grid_menu(self, pos) -> None:
         idx = self.grid.indexAt(pos)
         name = idx.data(Qt.ItemDataRole.DisplayRole) if idx.isValid() else ""
-        if not name:
-            return
-        menu = QMenu(self)
-        menu.addAction(f"Repeats per epoch… (now ×{self.repeats_of(name)})", lambda: self.ask_repeats(name))
-        menu.popup(self.grid.viewport().mapToGlobal(pos))
+        if name:
+            self.grid_menu(name).popup(self.grid.viewport().mapToGlobal(pos))
 
     def ask_repeats(self, name: str) -> None:
         """Weight a rare case: the set is shown this many times per epoch (dataset.repeats)."""
@@ -434,5 +391,13 @@ class DatasetPage(QWidget):
         total = self.model.rowCount()
         shown = self.proxy.rowCount()
         text = f"{total} sets" if shown == total else f"{shown} of {total} sets"
-        self.count_label.setText(text)
+        held = len(self.model.held_out())
+        self.count_label.setText(text + (f" · {held} held out" if held else ""))
+
+    def set_held_out(self, names: list[str]) -> None:
+        """Mark the sets held out for validation (``dataset.validation``) on their thumbnails."""
+        self.model.set_held_out(names)
+        if self.proxy.mode == SetFilterModel.HELD_OUT:
+            self.proxy.refilter()
+        self._update_count()
 

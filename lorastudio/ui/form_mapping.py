@@ -15,9 +15,9 @@ from lorastudio.config import Config, ConfigError
 from lorastudio.project import validate, with_changes
 from lorastudio.ui.learning_rate import format_lr, parse_lr
 
-#: The ``train`` keys of the Advanced section (issue 15's recipe).
+#: The ``train`` keys of the Advanced section (issue 15's recipe, issue 14's validation).
 RECIPE_TRAIN_KEYS = ("timesteps", "timestep_mean", "timestep_scale", "timestep_shift", "lr_schedule",
-                     "warmup_steps", "ema_decay", "log_with")
+                     "warmup_steps", "ema_decay", "log_with", "validate_every", "early_stop")
 
 
 @dataclass

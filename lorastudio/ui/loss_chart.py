@@ -2,10 +2,13 @@
 
 Raw per-step losses are noisy (each step sees one random timestep), so the chart draws
 them faintly and an exponential moving average on top: the line an artist should watch.
+The held-out sets' validation loss (fixed noise, so it is not noisy) is a second series of
+points; ``overfitting`` says when it climbs while the training loss still falls.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt
@@ -39,17 +42,56 @@ def nice_ticks(lo: float, hi: float, count: int = 4) -> list[float]:
     return ticks
 
 
+def overfitting(train_steps: list[int], train_smoothed: list[float], val_steps: list[int],
+                val_losses: list[float]) -> tuple[int, int] | None:
+    """``(N, M)`` when the validation loss has risen for two evaluations in a row (since step
+    N, where the climb began) while the smoothed training loss fell over the same steps; M is
+    the step of the lowest validation loss so far. None otherwise.
+
+    A falling training loss with a rising held-out loss is the textbook sign of overfitting:
+    the LoRA keeps memorising its training sets and gets worse at the ones it never saw."""
+    if len(val_losses) < 3 or not train_steps:
+        return None
+    if not (val_losses[-3] < val_losses[-2] < val_losses[-1]):
+        return None
+    start = len(val_losses) - 3
+    while start > 0 and val_losses[start - 1] < val_losses[start]:
+        start -= 1
+
+    def smoothed_at(step: int) -> float:
+        i = bisect.bisect_right(train_steps, step) - 1
+        return train_smoothed[max(0, i)]
+
+    if not smoothed_at(val_steps[-1]) < smoothed_at(val_steps[start]):
+        return None
+    best = min(range(len(val_losses)), key=lambda i: (val_losses[i], val_steps[i]))
+    return val_steps[start], val_steps[best]
+
+
+def overfitting_message(found: tuple[int, int] | None) -> str:
+    if found is None:
+        return ""
+    since, best = found
+    return (f"Held-out loss rising since step {since:,}: the LoRA may be overfitting; "
+            f"the best so far is step {best:,}.")
+
+
 class LossChart(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.steps: list[int] = []
         self.losses: list[float] = []
+        #: The held-out sets' loss at each evaluation (``validation`` events).
+        self.val_steps: list[int] = []
+        self.val_losses: list[float] = []
         self.total = 0
         self.resumed_from = 0
         self.setMinimumHeight(140)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setToolTip("Training loss per step (faint) and its moving average (bold). It should trend down "
-                        "and level off; a line that shoots up means the learning rate is too high.")
+                        "and level off; a line that shoots up means the learning rate is too high. Green points: the "
+                        "loss on the sets held out for validation (never trained on); when they climb while the "
+                        "training loss falls, the LoRA is overfitting.")
 
     def sizeHint(self) -> QSize:
         return QSize(480, 200)
@@ -57,6 +99,8 @@ class LossChart(QWidget):
     def clear(self, total: int = 0, resumed_from: int = 0) -> None:
         self.steps.clear()
         self.losses.clear()
+        self.val_steps.clear()
+        self.val_losses.clear()
         self.total = total
         self.resumed_from = resumed_from
         self.update()
@@ -65,6 +109,8 @@ class LossChart(QWidget):
         """A resumed run continues from ``step``: keep the curve up to there, drop what came after."""
         self.steps[:] = [s for s in self.steps if s <= step]
         del self.losses[len(self.steps):]
+        self.val_steps[:] = [s for s in self.val_steps if s <= step]
+        del self.val_losses[len(self.val_steps):]
         self.total = total
         self.resumed_from = 0
         self.update()
@@ -77,6 +123,21 @@ class LossChart(QWidget):
         self.steps.append(int(step))
         self.losses.append(float(loss))
         self.update()
+
+    def add_validation(self, step: int, loss: float | None) -> None:
+        """A ``validation`` event: the held-out loss at ``step`` (a repeated step replaces its point)."""
+        if loss is None or not math.isfinite(loss):
+            return
+        if self.val_steps and self.val_steps[-1] >= step:
+            keep = bisect.bisect_left(self.val_steps, step)
+            del self.val_steps[keep:], self.val_losses[keep:]
+        self.val_steps.append(int(step))
+        self.val_losses.append(float(loss))
+        self.update()
+
+    def overfitting(self) -> tuple[int, int] | None:
+        """(rising since step N, best step M), or None: see ``overfitting``."""
+        return overfitting(self.steps, self.smoothed(), self.val_steps, self.val_losses)
 
     def smoothed(self) -> list[float]:
         alpha = 2 / (min(100, max(10, len(self.losses) // 10)) + 1)
@@ -101,12 +162,12 @@ class LossChart(QWidget):
 
         smooth = self.smoothed()
         x_lo = self.resumed_from if self.resumed_from else min(self.steps[0], 1)
-        x_hi = max(self.total or 0, self.steps[-1], x_lo + 1)
+        x_hi = max(self.total or 0, self.steps[-1], *self.val_steps, x_lo + 1)
         # Scale to the smoothed line (plus some of the noise), not to single outliers.
         ordered = sorted(self.losses)
         q_hi = ordered[min(len(ordered) - 1, int(len(ordered) * 0.98))]
-        y_lo = min(min(smooth), ordered[int(len(ordered) * 0.02)])
-        y_hi = max(max(smooth), q_hi)
+        y_lo = min(min(smooth), ordered[int(len(ordered) * 0.02)], *self.val_losses)
+        y_hi = max(max(smooth), q_hi, *self.val_losses)
         if y_hi - y_lo < 1e-9:
             y_hi, y_lo = y_hi + 0.05, max(0.0, y_lo - 0.05)
         pad = (y_hi - y_lo) * 0.08
@@ -160,4 +221,27 @@ class LossChart(QWidget):
         text = f"smoothed {smooth[-1]:.4f}"
         tw = fm.horizontalAdvance(text)
         p.drawText(QRectF(plot.right() - tw - 4, plot.top(), tw + 4, fm.height()), Qt.AlignmentFlag.AlignRight, text)
+        if self.val_losses:
+            self._draw_validation(p, pt, QRectF(plot.right() - tw - 4, plot.top() + fm.height(), tw + 4, fm.height()))
         p.end()
+
+    def _draw_validation(self, p: QPainter, pt, legend: QRectF) -> None:
+        """The held-out loss: a line through a dot per evaluation, and its last value."""
+        color = theme.colors().q("success")
+        points = [pt(s, v) for s, v in zip(self.val_steps, self.val_losses)]
+        p.setPen(QPen(color, 1.8, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap, Qt.PenJoinStyle.RoundJoin))
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        if len(points) > 1:
+            path = QPainterPath(points[0])
+            for q in points[1:]:
+                path.lineTo(q)
+            p.drawPath(path)
+        p.setBrush(color)
+        p.setPen(Qt.PenStyle.NoPen)
+        for q in points[-200:]:
+            p.drawEllipse(q, 3.2, 3.2)
+        text = f"held-out {self.val_losses[-1]:.4f}"
+        fm = QFontMetrics(self.font())
+        p.setPen(color)
+        p.drawText(QRectF(legend.right() - fm.horizontalAdvance(text) - 4, legend.top(),
+                          fm.horizontalAdvance(text) + 4, legend.height()), Qt.AlignmentFlag.AlignRight, text)

@@ -23,6 +23,7 @@ from lorastudio.ui import dialogs, theme
 from lorastudio.ui.caption_guard import save_captions_or_ask
 from lorastudio.ui.compare_wiring import CompareWiring
 from lorastudio.ui.dataset_control import DatasetControl
+from lorastudio.ui.holdout import HoldOut
 from lorastudio.ui.run_control import RunControl
 from lorastudio.ui.runner import WorkerRunner
 from lorastudio.ui.sample_gallery import Sample, SampleViewers
@@ -81,8 +82,7 @@ class MainWindow(QMainWindow):
         for name, action in self.commands.by_name.items():
             setattr(self, f"act_{name}", action)  # window.act_train … for shortcuts and tests
         self.toolbar = self.commands.toolbar
-        self.dataset_page.grid.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
-        self.dataset_page.grid.addAction(self.act_draft)  # right-click a set: Draft Captions…
+        self.dataset_page.grid.addAction(self.act_draft)  # in the grid's right-click menu
         self.dataset_status = QLabel("")
         self.train_status = QLabel("")
         self.statusBar().setSizeGripEnabled(True)
@@ -91,6 +91,7 @@ class MainWindow(QMainWindow):
         self.dataset_control = DatasetControl(self.signals, self.dataset_page, self.dataset_status, self.banner, self)
         self.run_control = RunControl(self.signals, self.runner, ws, self.train_status, self)
         self.compare = CompareWiring(self.signals, ws, self.run_control)
+        self.hold_out = HoldOut(self.signals, ws, self)
         self._connect()
         restore_layout(self, self.settings, self._splitters())
         self.welcome.set_recent(self.settings.recent())
@@ -138,6 +139,7 @@ class MainWindow(QMainWindow):
         self.dataset_control.loaded.connect(self.dataset_loaded)
         rc = self.run_control
         rc.message.connect(self.statusBar().showMessage)
+        self.hold_out.message.connect(self.statusBar().showMessage)
         self.dataset_control.message.connect(self.statusBar().showMessage)
         rc.attention.connect(lambda: QApplication.alert(self))
         self.signals.dataset_changed.connect(self._dataset_changed)

@@ -44,6 +44,7 @@ class RunControl(QObject):
         r.progress.connect(self._progress_status)
         r.sample.connect(self._on_sample)
         r.checkpoint.connect(panel.on_checkpoint)
+        r.validation.connect(panel.on_validation)
         r.checkpoint.connect(lambda _e: session.refresh())  # Resume may be possible now
         r.finished.connect(self._on_finished)
         r.failed.connect(self._on_failed)

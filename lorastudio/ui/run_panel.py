@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar
 from lorastudio.ui import theme
 from lorastudio.ui.message_bar import MessageBar
 from lorastudio.ui.help_texts import ADVICE
-from lorastudio.ui.loss_chart import LossChart
+from lorastudio.ui.loss_chart import LossChart, overfitting_message
 from lorastudio.ui.sample_gallery import Sample, SampleGallery
 from lorastudio.ui.thumbnails import ThumbnailLoader
 
@@ -44,6 +44,8 @@ class RunPanel(QWidget):
     def __init__(self, loader: ThumbnailLoader, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.lora_path: str = ""
+        #: The run's best checkpoint's LoRA (NAME.best.safetensors), when validation ran.
+        self.best_path: str = ""
         self.log_path: str | None = None
         self._started_at = 0.0
         layout = QVBoxLayout(self)
@@ -83,7 +85,9 @@ class RunPanel(QWidget):
         self.rate_label = QLabel("— it/s")
         self.eta_label = QLabel("ETA —")
         self.loss_label = QLabel("loss —")
-        for w in (self.step_label, self.rate_label, self.eta_label, self.loss_label):
+        self.val_label = QLabel("")
+        self.val_label.setToolTip("The loss on the sets held out for validation (never trained on)")
+        for w in (self.step_label, self.rate_label, self.eta_label, self.loss_label, self.val_label):
             theme.set_role(w, "stat")
             stats.addWidget(w)
             stats.addSpacing(12)
@@ -97,9 +101,14 @@ class RunPanel(QWidget):
 
         self.done_bar = MessageBar("ok", self)
         self.done_bar.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.test_button = self.done_bar.add_button("Test it", lambda: self.test_clicked.emit(self.lora_path),
+                                                    "Try the LoRA of the last step in the Test tab")
+        self.test_best_button = self.done_bar.add_button(
+            "Test best", lambda: self.test_clicked.emit(self.best_path),
+            "Try the LoRA of the checkpoint with the lowest held-out loss in the Test tab")
+        self.test_best_button.hide()
         self.show_folder_button = self.done_bar.add_button("Show in folder", self.show_in_folder)
         self.copy_button = self.done_bar.add_button("Copy path", self.copy_path)
-        self.test_button = self.done_bar.add_button("Test it", lambda: self.test_clicked.emit(self.lora_path))
         layout.addWidget(self.done_bar)
 
         self.tabs = QTabWidget()
@@ -123,6 +132,11 @@ class RunPanel(QWidget):
         theme.set_role(t, "heading")
         cl.addWidget(t)
         cl.addWidget(self.chart, 1)
+        self.overfit_note = QLabel("")
+        self.overfit_note.setWordWrap(True)
+        theme.set_role(self.overfit_note, "warning")
+        self.overfit_note.hide()
+        cl.addWidget(self.overfit_note)
         samples_box = QWidget()
         sl = QVBoxLayout(samples_box)
         sl.setContentsMargins(0, 6, 0, 0)
@@ -159,6 +173,7 @@ class RunPanel(QWidget):
         """A project was opened: no curve, no samples, no message from an earlier run."""
         self.chart.clear()
         self.gallery.clear_samples()
+        self._show_overfitting()
         self.error_bar.hide()
         self.done_bar.hide()
         self.phase.setText("Ready to train.")
@@ -176,6 +191,7 @@ class RunPanel(QWidget):
         if not resume:
             self.chart.clear()
             self.gallery.clear_samples()
+            self._show_overfitting()
         self.progress.setRange(0, 0)
         self.progress.setFormat("")
         self.log(f"— {'resuming' if resume else 'starting'} training {time.strftime('%H:%M:%S')} —")
@@ -189,6 +205,7 @@ class RunPanel(QWidget):
             self.chart.resume_at(resumed, total)
         else:
             self.chart.clear(total)
+        self._show_overfitting()
         family = e.get("family", "")
         sets = e.get("sets", "?")
         self.phase.setText(f"Training {family} on {sets} sets" + (f", resumed from step {resumed:,}" if resumed else ""))
@@ -226,6 +243,22 @@ class RunPanel(QWidget):
         if self.phase.text().startswith(("Starting", "Caching", "Loading")):
             self.phase.setText("Training")
 
+    def on_validation(self, e: dict) -> None:
+        """The held-out loss: a point on the chart, and words when it climbs while training falls."""
+        loss = e.get("loss")
+        if not isinstance(loss, (int, float)):
+            return
+        self.chart.add_validation(int(e.get("step", 0)), loss)
+        self.val_label.setText(f"held-out {loss:.4f}")
+        self._show_overfitting()
+
+    def _show_overfitting(self) -> None:
+        text = overfitting_message(self.chart.overfitting())
+        self.overfit_note.setText(text)
+        self.overfit_note.setVisible(bool(text))
+        if not self.chart.val_losses:
+            self.val_label.setText("")
+
     def on_sample(self, e: dict, inputs: tuple[Path, ...] = ()) -> None:
         path = e.get("path")
         if not path:
@@ -239,6 +272,7 @@ class RunPanel(QWidget):
 
     def on_finished(self, e: dict) -> None:
         self.lora_path = str(e.get("lora") or "")
+        self.best_path = str(e.get("best") or "")
         self.eta_label.setText("ETA —")
         step = e.get("step")
         self.progress.setRange(0, max(1, self.progress.maximum()))
@@ -252,7 +286,12 @@ class RunPanel(QWidget):
             self.phase.setText("Stopped")
             head = (f"<b>Stopped at step {step:,}.</b> The LoRA so far is saved; Resume continues."
                     if isinstance(step, int) else "<b>Stopped.</b> The LoRA so far is saved.")
-        self.done_bar.show_message(f"{head}<br>{escape(self.lora_path, quote=False)}")
+        body = f"{head}<br>{escape(self.lora_path, quote=False)}"
+        if self.best_path:
+            body += f"<br>Best (lowest held-out loss): {escape(Path(self.best_path).name, quote=False)}"
+        self.test_button.setText("Test last" if self.best_path else "Test it")
+        self.test_best_button.setVisible(bool(self.best_path))
+        self.done_bar.show_message(body)
         self.log(f"done: {self.lora_path}")
 
     def on_failed(self, e: dict) -> None:

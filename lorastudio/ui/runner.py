@@ -179,6 +179,8 @@ class WorkerRunner(QObject):
     progress = Signal(dict)
     sample = Signal(dict)
     checkpoint = Signal(dict)
+    #: The held-out sets' loss (``validation``: ``step``, ``loss``, ``per_sigma``).
+    validation = Signal(dict)
     #: A drafted caption (``lorastudio caption``): ``set``, ``text``.
     caption = Signal(dict)
     #: The ``done`` event, once the process has exited (``returncode`` added).
@@ -324,6 +326,8 @@ class WorkerRunner(QObject):
         elif kind == protocol.CHECKPOINT:
             self._last_checkpoint = event
             self.checkpoint.emit(event)
+        elif kind == protocol.VALIDATION:
+            self.validation.emit(event)
         elif kind == protocol.CAPTION:
             self.caption.emit(event)
         elif kind == protocol.DONE:

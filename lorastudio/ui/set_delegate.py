@@ -1,4 +1,5 @@
-"""Paints one image set as a grid cell: inputs → target side by side, name, problem badge.
+"""Paints one image set as a grid cell: inputs → target side by side, name, problem badge,
+and a green tint with a "held out" badge for a set held out for validation.
 
 Every cell of a dataset has the same size (``QListView.setUniformItemSizes``): as many
 input slots as the set with the most inputs, then the target. That keeps layout O(1) for
@@ -14,7 +15,7 @@ from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPainter, QPen, Q
 from PySide6.QtWidgets import QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
 from lorastudio.ui import theme
-from lorastudio.ui.set_model import HasCaptionRole, ImagesRole, SetEntry
+from lorastudio.ui.set_model import HasCaptionRole, HeldOutRole, ImagesRole, SetEntry
 from lorastudio.ui.thumbnails import ImageRef, ThumbnailLoader, device_box
 
 THUMB = 112        # px: every image fits in a THUMB × THUMB box
@@ -92,7 +93,12 @@ class SetDelegate(QStyledItemDelegate):
         rect = QRectF(option.rect).adjusted(2, 2, -2, -2)
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
         hover = bool(option.state & QStyle.StateFlag.State_MouseOver)
-        if selected:
+        held_out = bool(index.data(HeldOutRole))
+        if held_out and not selected:  # tinted and outlined: it is not trained on
+            painter.setPen(QPen(c.q("success"), 2))
+            painter.setBrush(c.q("success_bg"))
+            painter.drawRoundedRect(rect, RADIUS, RADIUS)
+        elif selected:
             painter.setPen(QPen(c.q("accent"), 2))
             painter.setBrush(c.q("selection"))
             painter.drawRoundedRect(rect, RADIUS, RADIUS)
@@ -142,6 +148,10 @@ class SetDelegate(QStyledItemDelegate):
             painter.setFont(small)
             painter.setPen(c.q("muted"))
             painter.drawText(name_rect, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, note)
+
+        if held_out:
+            self._draw_badge(painter, QPointF(rects[0].topLeft()) + QPointF(4, 4), "held out", c.q("success"),
+                             option.font, left_aligned=True, ink=QColor("#0d2a1a") if c.dark else None)
 
         # Problem badge on the top-right corner of the last image.
         worst = entry.worst
@@ -202,17 +212,20 @@ class SetDelegate(QStyledItemDelegate):
         painter.drawPolygon(QPolygonF([QPointF(center.x() + 7, center.y()), QPointF(center.x() + 2, center.y() - 4),
                                        QPointF(center.x() + 2, center.y() + 4)]))
 
-    def _draw_badge(self, painter: QPainter, top_right: QPointF, text: str, color: QColor, font: QFont) -> None:
+    def _draw_badge(self, painter: QPainter, top_right: QPointF, text: str, color: QColor, font: QFont,
+                    left_aligned: bool = False, ink: QColor | None = None) -> None:
+        """A pill with ``text`` (white, or ``ink`` on a light colour); its top-right corner at
+        ``top_right`` (top-left with ``left_aligned``)."""
         f = QFont(font)
         f.setBold(True)
         f.setPointSizeF(max(7.0, f.pointSizeF() * 0.85))
         fm = QFontMetrics(f)
         h = fm.height() + 2
         w = max(h, fm.horizontalAdvance(text) + 10)
-        r = QRectF(top_right.x() - w, top_right.y(), w, h)
+        r = QRectF(top_right.x() - (0 if left_aligned else w), top_right.y(), w, h)
         painter.setPen(QPen(QColor(255, 255, 255, 220), 1.5))
         painter.setBrush(QBrush(color))
         painter.drawRoundedRect(r, h / 2, h / 2)
         painter.setFont(f)
-        painter.setPen(QColor("white"))
+        painter.setPen(ink or QColor("white"))
         painter.drawText(r, Qt.AlignmentFlag.AlignCenter, text)

@@ -28,6 +28,8 @@ ProblemCountRole = Qt.ItemDataRole.UserRole + 5
 HasCaptionRole = Qt.ItemDataRole.UserRole + 6
 InputCountRole = Qt.ItemDataRole.UserRole + 7
 CaptionRole = Qt.ItemDataRole.UserRole + 8
+#: Held out for validation (``dataset.validation``): never trained on.
+HeldOutRole = Qt.ItemDataRole.UserRole + 9
 
 _SEVERITY_ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
 
@@ -73,6 +75,7 @@ class SetListModel(QAbstractListModel):
         self._rows: dict[str, int] = {}
         self._paired = True
         self._max_inputs = 1
+        self._held_out: set[str] = set()
 
     # -- Qt model interface ---------------------------------------------------------------
 
@@ -88,6 +91,8 @@ class SetListModel(QAbstractListModel):
             return s.name
         if role == Qt.ItemDataRole.ToolTipRole:
             parts = [f"<b>{_escape(s.name)}</b>"]
+            if s.name in self._held_out:
+                parts.append("<b>Held out for validation</b>: never trained on; its loss shows overfitting")
             names = [p.name for p in s.inputs] + ([s.target.name] if s.target else ["(no target image)"])
             parts.append(_escape(" → ".join(names)) if s.inputs else _escape(names[-1]))
             if s.caption:
@@ -115,6 +120,8 @@ class SetListModel(QAbstractListModel):
             return len(s.inputs)
         if role == CaptionRole:
             return s.caption
+        if role == HeldOutRole:
+            return s.name in self._held_out
         return None
 
     def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
@@ -181,6 +188,20 @@ class SetListModel(QAbstractListModel):
     def clear(self) -> None:
         self.set_entries([], True)
 
+    def held_out(self) -> set[str]:
+        return set(self._held_out)
+
+    def is_held_out(self, name: str) -> bool:
+        return name in self._held_out
+
+    def set_held_out(self, names) -> None:
+        """The sets held out for validation; their cells repaint with the mark."""
+        names = set(names)
+        if names != self._held_out:
+            self._held_out = names
+            if self._entries:
+                self.dataChanged.emit(self.index(0, 0), self.index(len(self._entries) - 1, 0))
+
     def update_caption(self, name: str, caption: str | None) -> None:
         """The caption editor saved: reflect it in badges and filters without a rescan."""
         row = self.row_of(name)
@@ -198,7 +219,8 @@ class SetFilterModel(QSortFilterProxyModel):
     PROBLEMS = "problems"
     ERRORS = "errors"
     MISSING_CAPTION = "missing_caption"
-    MODES = (ALL, PROBLEMS, ERRORS, MISSING_CAPTION)
+    HELD_OUT = "held_out"
+    MODES = (ALL, PROBLEMS, ERRORS, MISSING_CAPTION, HELD_OUT)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -220,6 +242,10 @@ class SetFilterModel(QSortFilterProxyModel):
         if text != self._text:
             self._change_filter(lambda: setattr(self, "_text", text))
 
+    def refilter(self) -> None:
+        """The rows' data changed in a way the filter reads (which sets are held out)."""
+        self._change_filter(lambda: None)
+
     def _change_filter(self, change) -> None:
         if hasattr(self, "endFilterChange"):  # Qt 6.10+
             self.beginFilterChange()
@@ -239,6 +265,8 @@ class SetFilterModel(QSortFilterProxyModel):
         if self._mode == self.ERRORS and not s.has_error:
             return False
         if self._mode == self.MISSING_CAPTION and s.caption is not None and s.caption.strip():
+            return False
+        if self._mode == self.HELD_OUT and not model.is_held_out(s.name):
             return False
         if self._text:
             hay = s.name.casefold() + "\n" + (s.caption or "").casefold()

@@ -328,6 +328,15 @@ class SettingsForm(QWidget):
         self._base = with_changes(self._base, dataset={"repeats": repeats})
         self._changed()
 
+    def held_out(self) -> list[str]:
+        """``dataset.validation``: the sets held out from the dataset grid, kept in the base config."""
+        return list(self._base.dataset.validation) if self._base else []
+
+    def set_held_out(self, names: list[str]) -> None:
+        if self._base is not None:
+            self._base = with_changes(self._base, dataset={"validation": list(names)})
+            self._changed()
+
     def set_project_path(self, path: Path | None) -> None:
         self.project_label.setText(f"Project file: {path}" if path else
                                    "Project not saved yet: it is saved beside the dataset folder when you "

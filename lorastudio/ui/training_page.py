@@ -2,14 +2,16 @@
 
 The form edits a ``Config``; the main window saves it as the project TOML and starts the
 worker through ``RunControl``. The pieces: ``settings_form`` (the fields), ``run_panel``
-(progress, loss curve, samples, log).
+(progress, loss curve, samples, log). Above them, an offer to hold sets out for validation
+appears when none are (``holdout``).
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QScrollArea, QSizePolicy, QSplitter, QWidget
+from PySide6.QtWidgets import QFrame, QScrollArea, QSizePolicy, QSplitter, QVBoxLayout, QWidget
 
+from lorastudio.ui.message_bar import MessageBar
 from lorastudio.ui.run_panel import RunPanel
 from lorastudio.ui.settings_form import SettingsForm
 from lorastudio.ui.thumbnails import ThumbnailLoader
@@ -18,10 +20,14 @@ from lorastudio.ui.thumbnails import ThumbnailLoader
 class TrainingPage(QWidget):
     def __init__(self, loader: ThumbnailLoader, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        layout = QHBoxLayout(self)
+        layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        #: "Hold out N sets for validation?" (hidden unless offered; ``holdout.HoldOut`` fills it).
+        self.holdout_offer = MessageBar("info", self)
+        layout.addWidget(self.holdout_offer)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        layout.addWidget(self.splitter)
+        layout.addWidget(self.splitter, 1)
         self.form = SettingsForm()
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)

@@ -5,7 +5,8 @@
 MODE: ``normal`` (trains STEPS steps, obeys stop), ``ignore_stop`` (never stops, and has a
 child process that must die with it), ``crash`` (exits 3 with a traceback on stderr),
 ``error`` (sends an ``error`` event, exits 1), ``linger`` (sends ``done`` and never exits),
-``stdin_eof`` (trains until stdin ends).
+``stdin_eof`` (trains until stdin ends), ``validate`` (also a ``validation`` event every 10
+steps, falling then climbing, and ``done`` names the best LoRA).
 """
 
 import json
@@ -60,11 +61,15 @@ def main():
         emit(event="progress", step=step, total=steps, loss=1.0 / step, lr=1e-4, rate=50.0, eta=(steps - step) / 50)
         if step == 2:
             emit(event="sample", step=step, path="sample.png", set="set000", target="t.png")
+        if mode == "validate" and step % 10 == 0:
+            held = 0.5 - step / 100 if step <= 20 else 0.3 + (step - 20) / 100
+            emit(event="validation", step=step, loss=held, per_sigma={s: held for s in ("0.1", "0.5", "0.9")})
     if mode == "stdin_eof":
         stop.wait(60)
         emit(event="done", lora="fake.safetensors", step=steps, stopped=True)
         return
-    emit(event="done", lora="fake.safetensors", step=steps, stopped=False)
+    best = {"best": "fake.best.safetensors"} if mode == "validate" else {}
+    emit(event="done", lora="fake.safetensors", step=steps, stopped=False, **best)
     if mode == "linger":
         while True:
             time.sleep(0.1)

@@ -97,3 +97,26 @@ def test_the_workspace_wires_the_grid_menu_to_the_settings(qtbot, tmp_path):
     workspace.dataset_page.repeats_requested.emit("set_a", 3)
     assert workspace.training_page.form.config().dataset.repeats == {"set_a": 3}
     assert workspace.dataset_page.repeats_of("set_a") == 3 and workspace.dataset_page.repeats_of("b") == 1
+
+
+def test_validation_fields_land_in_the_config_and_come_back(qtbot, tmp_path):
+    from lorastudio.config import load_config, save_config
+
+    form = _form(qtbot, tmp_path)
+    fields = form.advanced.fields
+    assert fields["validate_every"].text() == "with the previews" and fields["early_stop"].text() == "off"
+    assert (form.config().train.validate_every, form.config().train.early_stop) == (None, 0)  # the defaults
+    fields["validate_every"].setValue(0)  # only at checkpoints
+    fields["early_stop"].setValue(3)
+    assert (form.config().train.validate_every, form.config().train.early_stop) == (0, 3)
+    fields["validate_every"].setValue(50)
+    save_config(form.config(), tmp_path / "p.toml")
+    saved = load_config(tmp_path / "p.toml", check_paths=False)
+    assert (saved.train.validate_every, saved.train.early_stop) == (50, 3)
+    other = _form(qtbot, tmp_path / "b")
+    other.load(saved, None)
+    assert other.advanced.values()["validate_every"] == 50 and other.config().train.early_stop == 3
+    fields["validate_every"].setValue(-1)
+    save_config(form.config(), tmp_path / "q.toml")
+    other.load(load_config(tmp_path / "q.toml", check_paths=False), None)
+    assert other.config().train.validate_every is None and fields["validate_every"].text() == "with the previews"
