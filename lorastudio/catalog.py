@@ -76,6 +76,7 @@ _BFL_FLUX = "https://github.com/black-forest-labs/flux"
 _BFL_FLUX2 = "https://github.com/black-forest-labs/flux2"
 _QWEN = "https://github.com/QwenLM/Qwen-Image"
 _QWEN21 = "https://github.com/QwenLM/Qwen-Image-2.1"
+_LONGCAT = "https://github.com/meituan-longcat/LongCat-Image"
 
 
 #: ``train.input_size``: how an input image is sized for training (edit families).
@@ -138,6 +139,10 @@ class FamilyRecord:
     #: Pixels the family's pipeline gives each input image's VAE view by default (about 1 MP,
     #: whatever the output size), for the ``"pipeline"`` rule and the estimate.
     pipeline_input_area: int = 1024 * 1024
+    #: The ``diffusers.loaders`` class whose ``lora_state_dict`` / ``load_lora_into_transformer``
+    #: read this family's LoRA files, for a pipeline class without a LoRA loader of its own
+    #: (diffusers 0.42's LongCat pipelines); "" = the pipeline class's own loader.
+    lora_loader: str = ""
 
     @property
     def pipeline_class(self) -> str:
@@ -223,6 +228,26 @@ FAMILIES: tuple[FamilyRecord, ...] = (
         text_tokens=64, text_tokens_per_input=6,
         modelspec_architecture="qwen-image-2.1", modelspec_implementation=_QWEN21,
         family_module="qwen_image21", tiny_recipe="qwen21"),
+    # LongCat-Image: a FLUX.1-layout transformer (10 double + 20 single blocks, FLUX.1's module
+    # names) fed by Qwen2.5-VL-7B. diffusers 0.42's LongCat pipelines have no LoRA loader, so
+    # files are read with its FLUX.1 loader (the same module names), and this ComfyUI has no
+    # LongCat model at all (comfyui_formats empty: no layout loads there).
+    FamilyRecord(
+        id="longcat-edit", display_name="LongCat-Image-Edit", pipeline_classes=("LongCatImageEditPipeline",),
+        modes=(PAIRED,), max_inputs=1, lora_targets=FLUX1_TARGETS,
+        default_format="diffusers", comfyui_formats=(), key_layout="flux1",
+        # 512 caption tokens (padded) + per input the VL encoder's view of it at ~512² (half the
+        # ~1 MP output's side): (504/28)² = 324 merged patches + <|vision_start|>/<|vision_end|>.
+        text_tokens=512, text_tokens_per_input=326,
+        modelspec_architecture="longcat-image-edit", modelspec_implementation=_LONGCAT,
+        lora_loader="FluxLoraLoaderMixin", family_module="longcat", tiny_recipe="longcat"),
+    FamilyRecord(
+        id="longcat", display_name="LongCat-Image (text-to-image)", pipeline_classes=("LongCatImagePipeline",),
+        modes=(SINGLE,), max_inputs=0, lora_targets=FLUX1_TARGETS,
+        default_format="diffusers", comfyui_formats=(), key_layout="flux1",
+        text_tokens=512, text_tokens_per_input=0,
+        modelspec_architecture="longcat-image", modelspec_implementation=_LONGCAT,
+        lora_loader="FluxLoraLoaderMixin", family_module="longcat", tiny_recipe="longcat"),
 )
 
 #: Family ids, in the catalog's order.
@@ -316,6 +341,9 @@ def comfyui_warning(fmt: str, family_id: str, adapter: str = "lora") -> str:
                 f'output.format = "comfyui"; LoRA Studio\'s Test tab loads either.')
     if resolved in record.comfyui_formats:
         return ""
+    if not record.comfyui_formats:
+        return (f"ComfyUI cannot load {record.display_name} at all (it has no model for it), so no LoRA format "
+                "loads there; diffusers and LoRA Studio's Test tab load this file.")
     better = " or ".join(f'"{f}"' for f in record.comfyui_formats)
     return (f"{record.display_name} LoRAs in the {resolved!r} format do not load fully in ComfyUI (some "
             f"layers are silently skipped there); diffusers loads them. For ComfyUI choose {better} "
