@@ -341,9 +341,6 @@ def comfyui_warning(fmt: str, family_id: str, adapter: str = "lora") -> str:
                 f'output.format = "comfyui"; LoRA Studio\'s Test tab loads either.')
     if resolved in record.comfyui_formats:
         return ""
-    if not record.comfyui_formats:
-        return (f"ComfyUI cannot load {record.display_name} at all (it has no model for it), so no LoRA format "
-                "loads there; diffusers and LoRA Studio's Test tab load this file.")
     better = " or ".join(f'"{f}"' for f in record.comfyui_formats)
     return (f"{record.display_name} LoRAs in the {resolved!r} format do not load fully in ComfyUI (some "
             f"layers are silently skipped there); diffusers loads them. For ComfyUI choose {better} "

@@ -63,6 +63,18 @@ def tiny_flux2_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_longcat_edit_dir(tmp_path_factory) -> Path:
+    """A tiny LongCatImageEditPipeline folder (LongCat-Image-Edit layout: Qwen2.5-VL + text_processor)."""
+    return _tiny(tmp_path_factory, "longcat-edit")
+
+
+@pytest.fixture(scope="session")
+def tiny_longcat_dir(tmp_path_factory) -> Path:
+    """A tiny LongCatImagePipeline folder (LongCat-Image text-to-image layout)."""
+    return _tiny(tmp_path_factory, "longcat")
+
+
+@pytest.fixture(scope="session")
 def demo_project(tmp_path_factory) -> Path:
     """``create_demo()`` for kontext: the project.toml path (model/, dataset/ beside it)."""
     from lorastudio.training.demo import create_demo
