@@ -230,8 +230,9 @@ FAMILIES: tuple[FamilyRecord, ...] = (
         family_module="qwen_image21", tiny_recipe="qwen21"),
     # LongCat-Image: a FLUX.1-layout transformer (10 double + 20 single blocks, FLUX.1's module
     # names) fed by Qwen2.5-VL-7B. diffusers 0.42's LongCat pipelines have no LoRA loader, so
-    # files are read with its FLUX.1 loader (the same module names), and this ComfyUI has no
-    # LongCat model at all (comfyui_formats empty: no layout loads there).
+    # files are read with its FLUX.1 loader (the same module names). ComfyUI (3cd7b32) has no
+    # LongCat model: its FLUX detector takes the transformer for FLUX.1-schnell and leaves the
+    # timestep embedder unloaded, so no LoRA layout is "loads in ComfyUI" (comfyui_formats empty).
     FamilyRecord(
         id="longcat-edit", display_name="LongCat-Image-Edit", pipeline_classes=("LongCatImageEditPipeline",),
         modes=(PAIRED,), max_inputs=1, lora_targets=FLUX1_TARGETS,
