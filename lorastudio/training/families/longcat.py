@@ -152,6 +152,9 @@ class LongCatEditFamily(LongCatFamilyBase):
 
     def input_size(self, input_size: tuple[int, int], target_size: tuple[int, int],
                    resolution: int) -> tuple[int, int]:
+        """The target's size under either ``train.input_size`` rule: the size this pipeline gives
+        the input at inference is always the output's (it has no other), so "pipeline" and
+        "target" are the same rule here, and previews can show no other."""
         return tuple(target_size)  # type: ignore[return-value]
 
     def condition_image(self, pipe, image: Image.Image) -> Image.Image:
@@ -195,10 +198,6 @@ class LongCatEditFamily(LongCatFamilyBase):
 class LongCatFamily(LongCatFamilyBase):
     record = catalog.family("longcat")
     input_size_policy = "Text-to-image: there are no input images; only the target is sized (bucketed)."
-
-    def input_size(self, input_size: tuple[int, int], target_size: tuple[int, int],
-                   resolution: int) -> tuple[int, int]:
-        return tuple(target_size)  # type: ignore[return-value]  # never called: no inputs
 
     def _encode_text(self, pipe, caption: str, input_images: list[Image.Image]) -> dict[str, torch.Tensor]:
         embeds, _text_ids = pipe.encode_prompt(prompt=caption)

@@ -16,28 +16,25 @@ from lorastudio.training.tiny import seeded
 
 
 def _longcat_components() -> dict:
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, LongCatImageTransformer2DModel
+    from diffusers import FlowMatchEulerDiscreteScheduler, LongCatImageTransformer2DModel
 
+    from lorastudio.training.tiny.flux1 import _vae as flux_vae
     from lorastudio.training.tiny.qwen import _qwen_components
 
     qwen = _qwen_components(processor=True)
     text_dim = qwen["text_encoder"].config.text_config.hidden_size
     return {
-        # 4 heads × 16 = 64 = the packed latent width (16 channels × 2×2), so the LoRA can
-        # learn a target; axes_dims_rope sums to the head dim, as (16, 56, 56) does to 128.
+        # 4 heads × 32 = 128, twice the packed latent width (16 channels × 2×2 = 64), so a LoRA
+        # can learn an edit (see tiny/__init__); axes_dims_rope sums to the head dim, as
+        # (16, 56, 56) does to 128.
         "transformer": seeded(lambda: LongCatImageTransformer2DModel(
-            patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
+            patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=32,
             num_attention_heads=4, joint_attention_dim=text_dim, pooled_projection_dim=text_dim,
-            axes_dims_rope=(4, 6, 6),
+            axes_dims_rope=(8, 12, 12),
         )),
-        # LongCat ships FLUX.1's VAE config: 16 latent channels, 8x, FLUX's shift/scale.
-        "vae": seeded(lambda: AutoencoderKL(
-            in_channels=3, out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(8, 8, 16, 16), layers_per_block=1, latent_channels=16, norm_num_groups=8,
-            sample_size=64, scaling_factor=0.3611, shift_factor=0.1159,
-            use_quant_conv=False, use_post_quant_conv=False,
-        )),
+        # FLUX.1's VAE (LongCat ships its config) with 16 latent channels, which the LongCat
+        # pipelines hard-code, and shift/scale measured as the tiny FLUX.1 VAE's are.
+        "vae": flux_vae(latent_channels=16),
         "text_encoder": qwen["text_encoder"],
         "tokenizer": qwen["tokenizer"],
         "text_processor": qwen["processor"],
