@@ -91,6 +91,7 @@ _ZIMAGE = "https://github.com/Tongyi-MAI/Z-Image"
 #: Parameter-name prefixes of the repeated transformer blocks (what the estimate counts as
 #: "blocks": quantizable linears, activations per block).
 DIT_BLOCKS = ("transformer_blocks.", "single_transformer_blocks.")
+_LONGCAT = "https://github.com/meituan-longcat/LongCat-Image"
 
 
 #: ``train.input_size``: how an input image is sized for training (edit families).
@@ -158,6 +159,10 @@ class FamilyRecord:
     #: ``transformer/config.json`` keys whose product is the transformer's hidden width
     #: (heads × head dim for the FLUX/Qwen configs; Z-Image states ``dim``).
     width_config_keys: tuple[str, ...] = ("num_attention_heads", "attention_head_dim")
+    #: The ``diffusers.loaders`` class whose ``lora_state_dict`` / ``load_lora_into_transformer``
+    #: read this family's LoRA files, for a pipeline class without a LoRA loader of its own
+    #: (diffusers 0.42's LongCat pipelines); "" = the pipeline class's own loader.
+    lora_loader: str = ""
 
     @property
     def pipeline_class(self) -> str:
@@ -267,6 +272,27 @@ FAMILIES: tuple[FamilyRecord, ...] = (
         block_prefixes=("layers.", "noise_refiner.", "context_refiner.", "siglip_refiner."),
         width_config_keys=("dim",),
         family_module="zimage", tiny_recipe="zimage"),
+    # LongCat-Image: a FLUX.1-layout transformer (10 double + 20 single blocks, FLUX.1's module
+    # names) fed by Qwen2.5-VL-7B. diffusers 0.42's LongCat pipelines have no LoRA loader, so
+    # files are read with its FLUX.1 loader (the same module names). ComfyUI (3cd7b32) has no
+    # LongCat model: its FLUX detector takes the transformer for FLUX.1-schnell and leaves the
+    # timestep embedder unloaded, so no LoRA layout is "loads in ComfyUI" (comfyui_formats empty).
+    FamilyRecord(
+        id="longcat-edit", display_name="LongCat-Image-Edit", pipeline_classes=("LongCatImageEditPipeline",),
+        modes=(PAIRED,), max_inputs=1, lora_targets=FLUX1_TARGETS,
+        default_format="diffusers", comfyui_formats=(), key_layout="flux1",
+        # 512 caption tokens (padded) + per input the VL encoder's view of it at ~512² (half the
+        # ~1 MP output's side): (504/28)² = 324 merged patches + <|vision_start|>/<|vision_end|>.
+        text_tokens=512, text_tokens_per_input=326,
+        modelspec_architecture="longcat-image-edit", modelspec_implementation=_LONGCAT,
+        lora_loader="FluxLoraLoaderMixin", family_module="longcat", tiny_recipe="longcat"),
+    FamilyRecord(
+        id="longcat", display_name="LongCat-Image (text-to-image)", pipeline_classes=("LongCatImagePipeline",),
+        modes=(SINGLE,), max_inputs=0, lora_targets=FLUX1_TARGETS,
+        default_format="diffusers", comfyui_formats=(), key_layout="flux1",
+        text_tokens=512, text_tokens_per_input=0,
+        modelspec_architecture="longcat-image", modelspec_implementation=_LONGCAT,
+        lora_loader="FluxLoraLoaderMixin", family_module="longcat", tiny_recipe="longcat"),
 )
 
 #: Family ids, in the catalog's order.

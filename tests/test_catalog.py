@@ -20,7 +20,7 @@ def test_records_are_consistent():
         assert (record.max_inputs == 0) == (not record.edit)
         assert record.default_format in catalog.LORA_FORMATS
         # the default is a format ComfyUI loads completely (issue 12: no silently half-applied LoRA),
-        # unless this ComfyUI cannot load the model at all (no formats: Qwen-Image 2.1, Z-Image Omni)
+        # unless this ComfyUI cannot load the model at all (no formats: Qwen-Image 2.1, Z-Image Omni, LongCat-Image)
         assert record.default_format in record.comfyui_formats or not record.comfyui_formats
         assert set(record.comfyui_formats) <= set(catalog.LORA_FORMATS)
         assert record.lora_targets and record.text_tokens > 0
@@ -66,7 +66,8 @@ def test_modelspec_reads_the_catalog(tmp_path):
 
 @pytest.mark.parametrize("family, automatic", [
     ("kontext", "diffusers"), ("flux", "diffusers"), ("qwen-edit-plus", "diffusers"), ("qwen-image", "diffusers"),
-    ("flux2", "comfyui"), ("flux2-klein", "comfyui"), ("zimage", "diffusers"), ("zimage-omni", "diffusers")])
+    ("flux2", "comfyui"), ("flux2-klein", "comfyui"), ("zimage", "diffusers"), ("zimage-omni", "diffusers"),
+    ("longcat-edit", "diffusers"), ("longcat", "diffusers")])
 def test_auto_format_per_family(family, automatic):
     """"auto" writes, per family, the layout that loads fully in ComfyUI and in diffusers: the
     diffusers names for FLUX.1/Kontext/Qwen, the BFL names for FLUX.2 (whose diffusers-named
@@ -79,13 +80,16 @@ def test_auto_format_per_family(family, automatic):
         assert catalog.resolve_format(fmt, family) == fmt
         warning = catalog.comfyui_warning(fmt, family)
         assert bool(warning) == ((family.startswith("flux2") and fmt == "diffusers")
-                                 or (family == "zimage-omni" and fmt == "comfyui"))
+                                 or (family in ("zimage-omni", "longcat-edit", "longcat") and fmt == "comfyui"))
         assert catalog.FORMAT_LOADERS[fmt] in catalog.describe_format(fmt, family)
     if family.startswith("flux2"):
         assert "do not load fully in ComfyUI" in catalog.comfyui_warning("diffusers", family)
     if family == "zimage-omni":  # ComfyUI has no Z-Image Omni model: said, whatever the layout
         assert "cannot load Z-Image Omni" in catalog.comfyui_warning("comfyui", family)
         assert "cannot load Z-Image Omni" in catalog.describe_format("auto", family)
+    if family.startswith("longcat"):  # this ComfyUI has no LongCat-Image model: no layout loads there
+        assert "cannot load LongCat-Image" in catalog.comfyui_warning("comfyui", family)
+        assert "ComfyUI cannot load LongCat-Image" in catalog.describe_format("auto", family)
 
 
 def test_a_model_comfyui_cannot_load_gets_no_comfyui_promise():

@@ -161,6 +161,29 @@ def test_presets_fit_their_cards(flux):
         assert E.MemoryOptions(**preset.option_dict()) == options, preset
 
 
+def test_longcat_figures_from_the_real_config():
+    """LongCat-Image(-Edit)'s published transformer config (10 double + 20 single blocks, 24 heads
+    × 128, Qwen2.5-VL-7B's 3584-wide text), built on the meta device: ≈ 6.3 B parameters; a
+    sample is the target, the input at the target's size, 512 caption tokens and the VL
+    encoder's 326 tokens of the input."""
+    import torch
+    from diffusers import LongCatImageTransformer2DModel
+
+    with torch.device("meta"):
+        model = LongCatImageTransformer2DModel(num_layers=10, num_single_layers=20, attention_head_dim=128,
+                                               num_attention_heads=24, joint_attention_dim=3584,
+                                               pooled_projection_dim=3584, axes_dims_rope=[16, 56, 56])
+    shapes = {n: ("BF16", tuple(p.shape)) for n, p in model.state_dict().items()}
+    edit = E.facts_from("longcat-edit", dict(model.config), shapes)
+    assert edit.block_count == 30 and edit.hidden == 3072 and 6.2e9 < edit.params < 6.35e9
+    bf16 = E.estimate(edit, resolution=1024, rank=16, options=E.MemoryOptions(gradient_checkpointing=True))
+    assert bf16.weights == pytest.approx(2 * edit.params, rel=0.01) and bf16.seq_len == 4096 * 2 + 512 + 326
+    text_to_image = dataclasses.replace(edit, family="longcat")
+    assert E.estimate(text_to_image, resolution=1024, rank=16).seq_len == 4096 + 512
+    options, est, fits = E.fit_options(edit, 16, resolution=1024, rank=16)  # 16 GB: 8-bit weights
+    assert fits and options.quantization == "int8"
+
+
 def test_tiny_model_estimate_and_dry_run_lines(tiny_dirs):
     facts = E.model_facts(tiny_dirs["kontext"])
     est = E.estimate(facts, resolution=64, rank=4)

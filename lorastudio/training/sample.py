@@ -220,7 +220,7 @@ def sample_command(args) -> int:
         if args.lora and needs_peft(Path(args.lora)):
             load_adapter_with_peft(transformer, family.name, family.lora_target_modules, Path(args.lora), args.scale)
         elif args.lora:
-            load_lora_into(transformer, family.pipeline_class(), Path(args.lora), args.scale,
+            load_lora_into(transformer, family.lora_loader(), Path(args.lora), args.scale,
                            family=family_cls.name, family_title=family_cls.display_name)
         transformer.eval()
         with torch.no_grad():

@@ -243,6 +243,13 @@ def final_latents(family, transformer, s: LearningSet, size: tuple[int, int], st
     """The pipeline's denoised latents (packed tokens, as its scheduler leaves them after the
     last step) for set ``s``: ``family.run_pipeline``, the call a preview makes (``call``
     adds or overrides pipeline arguments)."""
+    import inspect
+
+    if "callback_on_step_end" not in inspect.signature(family.pipeline_class().__call__).parameters:
+        # LongCat's pipelines take no callback; with output_type="latent" they return the
+        # same packed latents, as their scheduler leaves them.
+        out = family.run_pipeline(transformer, s.inputs, s.caption, size, steps, seed, output_type="latent", **call)
+        return out.images.detach().float().clone()
     seen: dict[str, torch.Tensor] = {}
 
     def keep(pipe, step, timestep, tensors):
@@ -261,7 +268,7 @@ def load_lora(family, transformer, lora: Path) -> None:
     if needs_peft(Path(lora)):
         load_adapter_with_peft(transformer, family.name, family.lora_target_modules, Path(lora))
     else:
-        load_lora_into(transformer, family.pipeline_class(), Path(lora), family=family.name,
+        load_lora_into(transformer, family.lora_loader(), Path(lora), family=family.name,
                        family_title=family.display_name)
     transformer.eval()
 

@@ -171,7 +171,8 @@ def test_detects_the_tiny_folders(tiny_kontext_dir, tiny_flux_dir, tiny_qwen_edi
 
 FIXTURE_OF = {"kontext": "tiny_kontext_dir", "flux": "tiny_flux_dir",
               "qwen-edit-plus": "tiny_qwen_edit_plus_dir", "qwen-image": "tiny_qwen_image_dir",
-              "zimage": "tiny_zimage_dir", "zimage-omni": "tiny_zimage_omni_dir"}
+              "zimage": "tiny_zimage_dir", "zimage-omni": "tiny_zimage_omni_dir",
+              "longcat-edit": "tiny_longcat_edit_dir", "longcat": "tiny_longcat_dir"}
 
 
 def _image(size: tuple[int, int], seed: int) -> Image.Image:
@@ -219,10 +220,11 @@ def encoded(request):
 @pytest.mark.parametrize("name", list(FIXTURE_OF))
 def test_encode_shapes(encoded, name):
     e = encoded(name)
-    assert e.target_latents.shape == (LATENT_CHANNELS, 4, 8)  # (C, H/8, W/8) of a 64x32 image
+    channels = 16 if name.startswith("longcat") else LATENT_CHANNELS  # the LongCat pipelines hard-code 16
+    assert e.target_latents.shape == (channels, 4, 8)  # (C, H/8, W/8) of a 64x32 image
     assert e.target_latents.dtype == torch.float32 and torch.isfinite(e.target_latents).all()
     for inputs, latents, prompt in e.sets:
-        assert all(lat.shape == (LATENT_CHANNELS, 4, 8) for lat in latents)
+        assert all(lat.shape == (channels, 4, 8) for lat in latents)
         t = prompt.tensors
         if name in ("kontext", "flux"):
             assert t["prompt_embeds"].shape == (512, 32)  # T5 tokens (padded to 512) x joint dim
@@ -231,6 +233,9 @@ def test_encode_shapes(encoded, name):
             assert t["prompt_lengths"].shape == ((len(inputs) + 2) if inputs else 1,)
             assert t["prompt_embeds"].shape == (int(t["prompt_lengths"].sum()), 32)
             assert [k for k in t if k.startswith("siglip_")] == [f"siglip_{j}" for j in range(len(inputs))]
+        elif name.startswith("longcat"):  # 512 caption tokens (padded), after the edit's vision tokens
+            length = t["prompt_embeds"].shape[0]
+            assert t["prompt_embeds"].shape[1] == 32 and (length > 514 if inputs else length == 512)
         else:
             assert t["prompt_embeds"].ndim == 2 and t["prompt_embeds"].shape[1] == 32
             assert t["prompt_embeds_mask"].shape == t["prompt_embeds"].shape[:1]
@@ -311,7 +316,7 @@ def test_predict_shape_and_gradients_reach_the_lora(encoded, name):
         assert all(p.grad is None for n, p in model.named_parameters() if "lora_" not in n)
 
 
-@pytest.mark.parametrize("name", ["kontext", "qwen-edit-plus", "zimage-omni"])
+@pytest.mark.parametrize("name", ["kontext", "qwen-edit-plus", "zimage-omni", "longcat-edit"])
 def test_predict_depends_on_the_input_image(encoded, name):
     e = encoded(name)
     inputs, latents, prompt = e.sets[0]
@@ -574,3 +579,67 @@ def test_zimage_omni_prompt_sees_the_input_images(encoded):
     assert not torch.equal(a["siglip_0"], b["siglip_0"])
     torch.testing.assert_close(a["prompt_embeds"], b["prompt_embeds"])  # the text itself does not see the image
     assert a["prompt_lengths"].shape == (3,)
+
+
+# -- LongCat-Image ---------------------------------------------------------------------------------
+
+
+def test_longcat_predict_matches_the_edit_pipelines_layout(encoded):
+    """One denoising step made with LongCatImageEditPipeline's own ``prepare_latents`` (packing,
+    position ids of target and input) and ``encode_prompt``'s text ids equals ``predict``."""
+    from types import SimpleNamespace
+
+    from diffusers import LongCatImageEditPipeline as P
+    from diffusers.pipelines.longcat_image import pipeline_longcat_image_edit as module
+
+    e = encoded("longcat-edit")
+    inputs, latents, prompt = e.sets[0]
+    embeds = prompt.tensors["prompt_embeds"][None]
+    noisy = torch.randn(1, 16, 4, 8, generator=torch.Generator().manual_seed(3))
+    sigma = torch.tensor([0.7])
+    pipe = SimpleNamespace(vae_scale_factor=8, vae=SimpleNamespace(config=SimpleNamespace(latent_channels=16)),
+                           device=CPU, _pack_latents=P._pack_latents)
+    with torch.no_grad():
+        ours = e.family.predict(e.transformer, noisy, sigma, [latents[0][None]], e.family.collate_prompts([prompt]))
+        packed, packed_in, ids, ids_in = P.prepare_latents(
+            pipe, latents[0][None], 1, 16, 32, 64, torch.float32, embeds.shape[1], CPU, None,
+            P._pack_latents(noisy, 1, 16, 4, 8))
+        text_ids = module.prepare_pos_ids(modality_id=0, type="text", start=(0, 0), num_token=embeds.shape[1])
+        out = e.transformer(hidden_states=torch.cat([packed, packed_in], 1), timestep=sigma * 1000 / 1000,
+                            encoder_hidden_states=embeds, txt_ids=text_ids, img_ids=torch.cat([ids, ids_in]),
+                            return_dict=False)[0]
+        theirs = P._unpack_latents(out[:, : packed.shape[1]], 32, 64, 8)
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_longcat_edit_prompt_sees_the_input_at_the_pipelines_vl_size(encoded):
+    """The VL encoder sees the input as the pipeline shows it (half the side of its ~1 MP
+    output), and both the image and the caption change the embedding."""
+    from diffusers.pipelines.longcat_image import pipeline_longcat_image_edit as module
+
+    e = encoded("longcat-edit")
+    family = e.family
+    family.load_encoders()
+    try:
+        view = family.condition_image(family._encoders, _image((64, 32), 1))
+        a = family.encode_prompt("make it red", [_image((64, 32), 1)]).tensors["prompt_embeds"]
+        b = family.encode_prompt("make it red", [_image((64, 32), 2)]).tensors["prompt_embeds"]
+        c = family.encode_prompt("make it blue", [_image((64, 32), 1)]).tensors["prompt_embeds"]
+        grid = family._encoders.image_processor_vl(images=view, return_tensors="pt")["image_grid_thw"]
+    finally:
+        family.free_encoders()
+    width, height = module.calculate_dimensions(1024 * 1024, 2.0)
+    assert view.size == (width // 2, height // 2)
+    assert a.shape[0] == 512 + 2 + int(grid.prod()) // 4  # <|vision_start|>, its tokens, <|vision_end|>, caption
+    assert a.shape == b.shape and not torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_longcat_edit_input_takes_the_target_size_and_previews_restore_the_pipeline(encoded):
+    from diffusers.pipelines.longcat_image import pipeline_longcat_image_edit as module
+
+    e = encoded("longcat-edit")
+    assert e.family.input_size((1024, 768), (512, 384), 448) == (512, 384)
+    assert e.family.input_size((600, 1200), (512, 512), 512) == (512, 512)  # one grid with the target, as the pipeline
+    before = module.calculate_dimensions
+    image = e.family.sample(e.transformer, e.sets[0][0], "invert the colours", (32, 48), steps=1, seed=0)
+    assert image.size == (32, 48) and module.calculate_dimensions is before

@@ -31,8 +31,11 @@ from formats_helpers import apply_comfy_lora, diffusers_kohya_flux1_converter, t
 RANK, ALPHA = 4, 8.0
 FIXTURES = {"kontext": "tiny_kontext_dir", "flux": "tiny_flux_dir", "qwen-edit-plus": "tiny_qwen_edit_plus_dir",
             "qwen-image": "tiny_qwen_image_dir", "flux2-klein": "tiny_flux2_klein_dir", "flux2": "tiny_flux2_dir",
-            "qwen-image-2.1": "tiny_qwen_image21_dir", "zimage": "tiny_zimage_dir", "zimage-omni": "tiny_zimage_omni_dir"}
-#: The families whose model this ComfyUI loads (the catalog's comfyui_formats; not Qwen-Image 2.1 or Z-Image Omni).
+            "qwen-image-2.1": "tiny_qwen_image21_dir", "zimage": "tiny_zimage_dir", "zimage-omni": "tiny_zimage_omni_dir",
+            # LongCat-Image (text-to-image) has the same transformer class, key layout and loader.
+            "longcat-edit": "tiny_longcat_edit_dir"}
+#: The families whose model this ComfyUI loads (the catalog's comfyui_formats; not Qwen-Image 2.1,
+#: Z-Image Omni or LongCat-Image).
 COMFY_FAMILIES = [f for f in FIXTURES if catalog.family(f).comfyui_formats]
 
 
@@ -99,7 +102,12 @@ def _load(family, folder, path, monkeypatch):
     logger = dlogging.get_logger("diffusers")
     logger.addHandler(handler)
     try:
-        pipe.load_lora_weights(str(path))
+        if hasattr(pipe, "load_lora_weights"):
+            pipe.load_lora_weights(str(path))
+        else:  # a pipeline without a LoRA loader (LongCat): diffusers' loader its catalog record names
+            loader = cls.lora_loader()
+            state, alphas = loader.lora_state_dict(str(path), return_alphas=True)
+            loader.load_lora_into_transformer(state, network_alphas=alphas, transformer=pipe.transformer)
     finally:
         logger.removeHandler(handler)
     return pipe, key_warnings(records)

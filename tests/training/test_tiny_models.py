@@ -47,11 +47,20 @@ REAL_COMPONENTS = {
         "transformer": "ZImageTransformer2DModel", "vae": "AutoencoderKL", "text_encoder": "Qwen3Model",
         "tokenizer": "Qwen2Tokenizer", "scheduler": "FlowMatchEulerDiscreteScheduler",
         "siglip": "Siglip2VisionModel", "siglip_processor": "Siglip2ImageProcessor"}),
+    "longcat-edit": ("LongCatImageEditPipeline", {
+        "transformer": "LongCatImageTransformer2DModel", "vae": "AutoencoderKL",
+        "text_encoder": "Qwen2_5_VLForConditionalGeneration", "tokenizer": "Qwen2Tokenizer",
+        "text_processor": "Qwen2VLProcessor", "scheduler": "FlowMatchEulerDiscreteScheduler"}),
+    "longcat": ("LongCatImagePipeline", {
+        "transformer": "LongCatImageTransformer2DModel", "vae": "AutoencoderKL",
+        "text_encoder": "Qwen2_5_VLForConditionalGeneration", "tokenizer": "Qwen2Tokenizer",
+        "text_processor": "Qwen2VLProcessor", "scheduler": "FlowMatchEulerDiscreteScheduler"}),
 }
 FIXTURE_OF = {"kontext": "tiny_kontext_dir", "flux": "tiny_flux_dir",
               "qwen-edit-plus": "tiny_qwen_edit_plus_dir", "qwen-image": "tiny_qwen_image_dir",
               "qwen-image-2.1": "tiny_qwen_image21_dir", "zimage": "tiny_zimage_dir",
-              "zimage-omni": "tiny_zimage_omni_dir"}
+              "zimage-omni": "tiny_zimage_omni_dir",
+              "longcat-edit": "tiny_longcat_edit_dir", "longcat": "tiny_longcat_dir"}
 
 
 def _tokenizer_base(name: str) -> str:
@@ -152,25 +161,32 @@ def _pipeline(family: str, folder: Path):
 
 @pytest.mark.parametrize("family", list(REAL_COMPONENTS))
 def test_the_real_pipeline_loads_and_generates(request, family, monkeypatch):
+    from diffusers.pipelines.longcat_image import pipeline_longcat_image_edit
     from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit_plus
 
     monkeypatch.setattr(pipeline_qwenimage_edit_plus, "VAE_IMAGE_SIZE", 64 * 64)  # see below
+    # LongCat-Image-Edit always generates ~1 MP at the input's aspect: 64x64 here, for speed.
+    monkeypatch.setattr(pipeline_longcat_image_edit, "calculate_dimensions", lambda area, ratio: (64, 64))
     folder = request.getfixturevalue(FIXTURE_OF[family])
     pipe = _pipeline(family, folder)
     pipe.set_progress_bar_config(disable=True)
-    kwargs = {}
+    kwargs = {"height": 64, "width": 64}
     if family == "kontext":
-        kwargs = {"image": Image.new("RGB", (64, 64), (200, 40, 40)), "_auto_resize": False, "max_area": 64 * 64}
+        kwargs.update(image=Image.new("RGB", (64, 64), (200, 40, 40)), _auto_resize=False, max_area=64 * 64)
     elif family == "qwen-edit-plus":
-        kwargs = {"image": [Image.new("RGB", (64, 64), (200, 40, 40))]}
+        kwargs.update(image=[Image.new("RGB", (64, 64), (200, 40, 40))])
     elif family == "qwen-image-2.1":  # condition images go to output_resolution² pixels (1024² by default)
-        kwargs = {"image": [Image.new("RGB", (64, 64), (200, 40, 40))], "output_resolution": 64}
+        kwargs.update(image=[Image.new("RGB", (64, 64), (200, 40, 40))], output_resolution=64)
     elif family.startswith("zimage"):
-        kwargs = {"guidance_scale": 0.0}  # Z-Image-Turbo's setting (no negative prompt needed)
+        kwargs.update(guidance_scale=0.0)  # Z-Image-Turbo's setting (no negative prompt needed)
         if family == "zimage-omni":  # bf16 VAE: the pipeline casts the reference to bf16 for it
             pipe.vae.to(torch.bfloat16)
             kwargs["image"] = [Image.new("RGB", (64, 64), (200, 40, 40))]
-    out = pipe(prompt="invert the colours", height=64, width=64, num_inference_steps=2,
+    elif family == "longcat-edit":  # no size arguments: the input's size is the output's
+        kwargs = {"image": Image.new("RGB", (64, 64), (200, 40, 40))}
+    elif family == "longcat":  # no LLM rewrite of the prompt (our tiny processor has no chat template)
+        kwargs.update(enable_prompt_rewrite=False)
+    out = pipe(prompt="invert the colours", num_inference_steps=2,
                generator=torch.Generator().manual_seed(0), output_type="pil", **kwargs).images[0]
     assert out.size == (64, 64)
 

@@ -87,6 +87,17 @@ class PipelineFamily(ModelFamily):
         return getattr(diffusers, cls.record.pipeline_class)
 
     @classmethod
+    def lora_loader(cls) -> type:
+        """The diffusers class whose ``lora_state_dict`` / ``load_lora_into_transformer`` read this
+        family's LoRA files: the pipeline class, or the catalog's ``lora_loader`` for a pipeline
+        that has no LoRA loader of its own."""
+        if not cls.record.lora_loader:
+            return cls.pipeline_class()
+        from diffusers import loaders
+
+        return getattr(loaders, cls.record.lora_loader)
+
+    @classmethod
     def transformer_class(cls) -> type:
         import diffusers
 

@@ -52,17 +52,18 @@ def _flux_components(guidance_embeds: bool = True) -> dict:
     }
 
 
-def _vae():
-    """8x downsampling like the real FLUX VAE, fewer latent channels, and its own
-    ``shift_factor``/``scaling_factor``: measured on ``calibration_pixels`` as the real
-    VAE's were, so its latents have about zero mean and unit variance."""
+def _vae(latent_channels: int = LATENT_CHANNELS):
+    """8x downsampling like the real FLUX VAE, fewer latent channels (LongCat-Image, whose
+    pipelines hard-code 16, passes 16), and its own ``shift_factor``/``scaling_factor``:
+    measured on ``calibration_pixels`` as the real VAE's were, so its latents have about
+    zero mean and unit variance."""
     import torch
     from diffusers import AutoencoderKL
 
     vae = seeded(lambda: AutoencoderKL(
         in_channels=3, out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 8, 16, 16), layers_per_block=1, latent_channels=LATENT_CHANNELS, norm_num_groups=8,
+        block_out_channels=(8, 8, 16, 16), layers_per_block=1, latent_channels=latent_channels, norm_num_groups=8,
         sample_size=64, use_quant_conv=False, use_post_quant_conv=False,
     ))
     with torch.no_grad():
