@@ -2,18 +2,25 @@
 
 Writes three things into ``OUT``:
 
-* ``model/`` — a tiny random-weight model of the chosen family (``training/tiny``), a normal
-  diffusers folder loaded exactly as a real one is;
-* ``dataset/`` — a small generated dataset whose edit is learnable: coloured shapes on a
-  plain background (``NAME_start.png``) and the same picture with its colours inverted and
-  mirrored left to right (``NAME_end.png``), captioned in ``NAME.txt``. Text-to-image
-  families get single pictures with captions instead;
-* ``project.toml`` — a config that trains it on the CPU in well under a minute: 64-pixel
-  training area, 40 steps, previews and checkpoints every 20, output in ``OUT/output``.
+* ``model/`` — a tiny model of the chosen family (``training/tiny``), a normal diffusers
+  folder loaded exactly as a real one is. Its transformer and text encoders have random
+  weights; for the FLUX.1 families its VAE is a small ``AutoencoderKL`` trained once on the
+  demo's kind of picture (``resources/demo_vae``, ``tools/train_demo_vae.py``), so inputs,
+  targets and decoded latents are pictures rather than noise. A marker file tells the app
+  it is the demo's model (its learning-rate advice has the demo's own range);
+* ``dataset/`` — a small generated dataset whose edit depends on the input: coloured shapes
+  on a plain background (``NAME_start.png``, 64 px) and the same picture with its colours
+  inverted and mirrored left to right (``NAME_end.png``), captioned in ``NAME.txt``.
+  Text-to-image families get single pictures with captions instead;
+* ``project.toml`` — a config that trains it on the CPU in about a minute: 64-pixel
+  training area, 40 steps, previews and checkpoints every 20, two sets held out for
+  validation (``dataset.validation``), output in ``OUT/output``.
 
-The learning rate is 2e-3, above the guide's 1e-4 … 5e-4: a random 1 MB model learns the
-edit visibly in 40 steps only at a higher rate (the loss on a fixed probe falls by about a
-fifth at 2e-3 and by under 1 % at 1e-4). Real models want the guide's values.
+The learning rate is 2e-3, above the guide's 1e-4 … 5e-4: a random 1 MB model moves in 40
+steps only at a higher rate (the loss on a fixed probe falls by about a fifth at 2e-3 and by
+under 1 % at 1e-4). Real models want the guide's values; ``config.DEMO_LEARNING_RATE`` is
+the demo model's range. ``benchmarks/demo_learning.py`` measures what the run learned
+through the pipeline, on the held-out sets.
 """
 
 from __future__ import annotations
