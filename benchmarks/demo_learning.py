@@ -16,8 +16,8 @@ input's size, 20 steps, guidance 2.5, seed 0 — with and without the LoRA. Prin
 
 It saves ``DIR/comparison.png``: rows = held-out sets; columns = input, without LoRA, with
 LoRA, target (4x enlarged). (The shared definition of the learning measure, in latent space,
-is ``tests/training/learning_helpers.py`` where it exists; this script reads pixels, which
-is what the artist sees in the Test tab.)
+is ``tests/training/learning_helpers.py``: its ratio, in latent space, is printed too; the
+pixel figures are what the artist sees in the Test tab.)
 """
 
 from __future__ import annotations
@@ -115,6 +115,18 @@ def main(argv: list[str] | None = None) -> int:
         own = float(np.mean((tuned[n] - targets[n]) ** 2))
         others = {m: round(float(np.mean((tuned[n] - targets[m]) ** 2)), 4) for m in names if m != n}
         print(f"  {n}: own target {own:.4f}, others {others}: {'closest to its own' if own < min(others.values()) else 'NOT closest to its own'}")
+    # The shared learning measure (tests/training/learning_helpers.py): the same call, in the
+    # pipeline's latent space, through the family's run_pipeline.
+    sys.path.insert(0, str(ROOT / "tests" / "training"))
+    import learning_helpers
+
+    from lorastudio.training.demo import EDIT_CAPTION
+
+    sets = [learning_helpers.LearningSet(n, [Image.open(held / f"{n}_start.png").convert("RGB")],
+                                         Image.open(held / f"{n}_end.png").convert("RGB"), EDIT_CAPTION) for n in names]
+    shared = learning_helpers.pipeline_errors(out / "model", result.lora, sets, size=(64, 64), steps=TEST_TAB_STEPS)
+    print(f"shared measure (latents): ratio {shared.ratio:.3f}, own target closest: {shared.own_closest}, "
+          f"passed: {shared.passed}")
     rows = [np.concatenate([pixels(Image.open(held / f"{n}_start.png")), base[n], tuned[n], targets[n]], 1) for n in names]
     grid = Image.fromarray((np.concatenate(rows, 0) * 255).clip(0, 255).astype(np.uint8))
     grid.resize((grid.width * 4, grid.height * 4), Image.Resampling.NEAREST).save(out / "comparison.png")
