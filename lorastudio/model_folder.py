@@ -16,9 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorastudio import catalog
+from lorastudio.config import DEMO_LEARNING_RATE, TYPICAL_LEARNING_RATE
 
 #: The file that makes a folder a diffusers model folder.
 MODEL_INDEX = "model_index.json"
+#: Written by ``lorastudio demo`` into its tiny model's folder, so the app knows the model
+#: (its learning-rate range); diffusers ignores it.
+DEMO_MODEL_FILE = "lorastudio-demo-model.txt"
 #: Component classes that carry no weights (tokenizers, schedulers …), so their folders
 #: need no .safetensors.
 WEIGHTLESS_SUFFIXES = ("Tokenizer", "TokenizerFast", "Processor", "Scheduler", "FeatureExtractor")
@@ -117,6 +121,13 @@ class ModelFolderInfo:
     text_to_image: bool = False
     #: A sentence explaining an unsupported or broken folder ("" when supported).
     message: str = ""
+    #: The demo's tiny model (``DEMO_MODEL_FILE`` in the folder).
+    demo: bool = False
+
+    @property
+    def typical_learning_rate(self) -> tuple[float, float]:
+        """The usual learning-rate range for this model: the guide's, or the demo model's own."""
+        return DEMO_LEARNING_RATE if self.demo else TYPICAL_LEARNING_RATE
 
     @property
     def summary(self) -> str:
@@ -159,4 +170,5 @@ def detect_model_folder(path: str | Path | None) -> ModelFolderInfo:
         return ModelFolderInfo(folder, False, class_name=class_name,
                                message=f"Unsupported model: {class_name}. LoRA Studio trains {names}.")
     return ModelFolderInfo(folder, True, class_name=class_name, family=record.id, display_name=record.display_name,
-                           edit=record.edit, text_to_image=record.text_to_image)
+                           edit=record.edit, text_to_image=record.text_to_image,
+                           demo=(folder / DEMO_MODEL_FILE).is_file())

@@ -31,3 +31,19 @@ def cache_dir() -> Path:
 
 def demo_dir() -> Path:
     return data_dir() / "demo"
+
+
+def resources_dir() -> Path | None:
+    """The ``resources`` folder (style sheet, icons, the demo's VAE): in a frozen bundle, in a
+    source checkout, or in the installed package (pyproject ships it as ``lorastudio/resources``)."""
+    import sys
+
+    candidates = []
+    if getattr(sys, "frozen", False):
+        candidates.append(Path(getattr(sys, "_MEIPASS", Path(sys.executable).parent)) / "resources")
+    here = Path(__file__).resolve()
+    candidates += [here.parents[1] / "resources", here.parent / "resources"]
+    for c in candidates:
+        if (c / "style.qss").is_file() or (c / "icons").is_dir():
+            return c
+    return None

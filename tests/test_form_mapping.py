@@ -55,3 +55,28 @@ def test_learning_rate_text_and_advice():
     assert lr_advice("2e-4") == ""
     assert "Too soft" in lr_advice("1e-6") and "Too hard" in lr_advice("1e-2")
     assert lr_advice("abc") == "Enter a number such as 1e-4."
+
+
+def test_the_demo_model_has_its_own_learning_rate_range(tmp_path):
+    """The demo's tiny model (marked by ``lorastudio demo`` in its folder) learns at 2e-3, the
+    demo project's own choice: the advice says nothing about it there, and still warns about
+    it for any other model; the message names the range that applies."""
+    from lorastudio.config import DEMO_LEARNING_RATE, TYPICAL_LEARNING_RATE
+    from lorastudio.model_folder import DEMO_MODEL_FILE, detect_model_folder
+    from lorastudio.training.demo import DEMO_LEARNING_RATE as DEMO_PROJECT_RATE
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model_index.json").write_text(json.dumps({"_class_name": "FluxKontextPipeline"}), encoding="utf-8")
+    real = detect_model_folder(model)
+    assert not real.demo and real.typical_learning_rate == TYPICAL_LEARNING_RATE
+    demo_rate = format_lr(DEMO_PROJECT_RATE)
+    assert "Too hard" in lr_advice(demo_rate, real.typical_learning_rate)
+
+    (model / DEMO_MODEL_FILE).write_text("the tiny model of `lorastudio demo`\n", encoding="utf-8")
+    demo = detect_model_folder(model)
+    assert demo.supported and demo.demo and demo.typical_learning_rate == DEMO_LEARNING_RATE
+    assert lr_advice(demo_rate, demo.typical_learning_rate) == ""
+    low = lr_advice("1e-4", demo.typical_learning_rate)
+    assert "Too soft" in low and f"{format_lr(DEMO_LEARNING_RATE[0])} … {format_lr(DEMO_LEARNING_RATE[1])}" in low
+    assert "demo" in low

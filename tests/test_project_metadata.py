@@ -7,6 +7,8 @@ would silently be missing from a wheel, so this test fails first.
 
 from __future__ import annotations
 
+import fnmatch
+
 import sys
 from pathlib import Path
 
@@ -37,6 +39,11 @@ def test_resources_ship_inside_the_package():
     assert (ROOT / "resources" / "style.qss").is_file()
     icons = list((ROOT / "resources" / "icons").glob("*.svg"))
     assert icons, "resources/icons holds the app's SVG icons"
+    # The demo's trained VAE (tools/train_demo_vae.py) ships in the wheel too.
+    patterns = tool["package-data"]["lorastudio.resources"]
+    for name in ("config.json", "diffusion_pytorch_model.safetensors"):
+        assert (ROOT / "resources" / "demo_vae" / name).is_file()
+        assert any(fnmatch.fnmatch(f"demo_vae/{name}", pattern) for pattern in patterns), name
 
 
 def test_pyside_requirement_excludes_the_leaking_release():

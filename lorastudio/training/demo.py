@@ -2,18 +2,25 @@
 
 Writes three things into ``OUT``:
 
-* ``model/`` — a tiny random-weight model of the chosen family (``training/tiny``), a normal
-  diffusers folder loaded exactly as a real one is;
-* ``dataset/`` — a small generated dataset whose edit is learnable: coloured shapes on a
-  plain background (``NAME_start.png``) and the same picture with its colours inverted and
-  mirrored left to right (``NAME_end.png``), captioned in ``NAME.txt``. Text-to-image
-  families get single pictures with captions instead;
-* ``project.toml`` — a config that trains it on the CPU in well under a minute: 64-pixel
-  training area, 40 steps, previews and checkpoints every 20, output in ``OUT/output``.
+* ``model/`` — a tiny model of the chosen family (``training/tiny``), a normal diffusers
+  folder loaded exactly as a real one is. Its transformer and text encoders have random
+  weights; for the FLUX.1 families its VAE is a small ``AutoencoderKL`` trained once on the
+  demo's kind of picture (``resources/demo_vae``, ``tools/train_demo_vae.py``), so inputs,
+  targets and decoded latents are pictures rather than noise. A marker file tells the app
+  it is the demo's model (its learning-rate advice has the demo's own range);
+* ``dataset/`` — a small generated dataset whose edit depends on the input: coloured shapes
+  on a plain background (``NAME_start.png``, 64 px) and the same picture with its colours
+  inverted and mirrored left to right (``NAME_end.png``), captioned in ``NAME.txt``.
+  Text-to-image families get single pictures with captions instead;
+* ``project.toml`` — a config that trains it on the CPU in about a minute: 64-pixel
+  training area, 40 steps, previews and checkpoints every 20, two sets held out for
+  validation (``dataset.validation``), output in ``OUT/output``.
 
-The learning rate is 2e-3, above the guide's 1e-4 … 5e-4: a random 1 MB model learns the
-edit visibly in 40 steps only at a higher rate (the loss on a fixed probe falls by about a
-fifth at 2e-3 and by under 1 % at 1e-4). Real models want the guide's values.
+The learning rate is 2e-3, above the guide's 1e-4 … 5e-4: a random 1 MB model moves in 40
+steps only at a higher rate (the loss on a fixed probe falls by about a fifth at 2e-3 and by
+under 1 % at 1e-4). Real models want the guide's values; ``config.DEMO_LEARNING_RATE`` is
+the demo model's range. ``benchmarks/demo_learning.py`` measures what the run learned
+through the pipeline, on the held-out sets.
 """
 
 from __future__ import annotations
@@ -26,17 +33,47 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageOps
 
 from lorastudio import catalog
+from lorastudio.model_folder import DEMO_MODEL_FILE
 from lorastudio.config import Config, DatasetConfig, ModelConfig, OutputConfig, TrainConfig, load_config, save_config
+from lorastudio.user_folders import resources_dir
 
 #: How many image sets the demo dataset has.
 DEMO_SETS = 12
-#: Side of the generated pictures (training downsizes them to the 64-pixel area).
-DEMO_IMAGE_SIZE = 128
+#: Side of the generated pictures: the demo's 64-pixel training area, so training, previews and
+#: the Test tab (which generates at the input's size) all work at the size the VAE was trained for.
+DEMO_IMAGE_SIZE = 64
 EDIT_CAPTION = "invert the colours and mirror the image"
 TEXT_TO_IMAGE_CAPTION = "zkw style, coloured shapes on a plain background, inverted colours"
+#: The demo project's learning rate: high for real models, usual for the demo's tiny one
+#: (``config.DEMO_LEARNING_RATE``, so the Train page does not warn about the app's own choice).
+DEMO_LEARNING_RATE = 2e-3
+#: The demo's VAE: FLUX.1's ``AutoencoderKL`` shrunk to two blocks (2x downsampling, where the
+#: real one has 8x) and 4 latent channels, trained once on the demo's kind of picture by
+#: ``tools/train_demo_vae.py`` and shipped in ``resources/demo_vae/`` (the weights; its
+#: ``shift_factor``/``scaling_factor`` are measured there). So small a VAE reconstructs flat
+#: coloured shapes only at a low compression; 4 channels keep the packed latent narrow
+#: (4 x 2 x 2 = 16), so the tiny transformer can carry it.
+DEMO_VAE_CONFIG = {
+    "in_channels": 3, "out_channels": 3,
+    "down_block_types": ("DownEncoderBlock2D",) * 2, "up_block_types": ("UpDecoderBlock2D",) * 2,
+    "block_out_channels": (16, 32), "layers_per_block": 1, "latent_channels": 4, "norm_num_groups": 4,
+    "sample_size": 64, "use_quant_conv": False, "use_post_quant_conv": False, "mid_block_add_attention": False,
+}
+#: The families whose demo model gets the demo VAE: the FLUX.1 ones, whose VAE class is
+#: ``AutoencoderKL`` (the others keep their tiny recipe's random VAE).
+DEMO_VAE_FAMILIES = ("kontext", "flux")
 #: Written into OUT so a later ``demo OUT`` may replace what an earlier one wrote, and
 #: nothing else.
 MARKER = ".lorastudio-demo"
+
+
+def demo_vae_dir() -> Path:
+    """Where the trained demo VAE lives (``resources/demo_vae``, in a checkout, the package or a bundle)."""
+    resources = resources_dir()
+    if resources is None:
+        raise FileNotFoundError("the resources folder (style sheet, icons, demo VAE) was not found; "
+                                "reinstall LoRA Studio")
+    return resources / "demo_vae"
 
 
 def shapes_picture(seed: int, size: int = DEMO_IMAGE_SIZE) -> Image.Image:
@@ -58,6 +95,16 @@ def shapes_picture(seed: int, size: int = DEMO_IMAGE_SIZE) -> Image.Image:
     return image
 
 
+def set_name(index: int) -> str:
+    """The name of the demo's set ``index`` (1-based); its picture's seed is ``index``."""
+    return f"shapes{index:02d}"
+
+
+#: The sets the demo project holds out for validation (``dataset.validation``): never trained
+#: on, so the loss chart's held-out series and the learning test measure an unseen picture.
+DEMO_HELD_OUT = [set_name(DEMO_SETS - 1), set_name(DEMO_SETS)]
+
+
 def demo_edit(image: Image.Image) -> Image.Image:
     """The edit the demo LoRA learns: colours inverted, mirrored left to right."""
     return ImageOps.mirror(ImageOps.invert(image.convert("RGB")))
@@ -69,7 +116,7 @@ def write_demo_dataset(folder: Path, paired: bool = True, sets: int = DEMO_SETS)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(1, sets + 1):
-        name = f"shapes{i:02d}"
+        name = set_name(i)
         before = shapes_picture(seed=i)
         if paired:
             pairs = [(folder / f"{name}_start.png", before), (folder / f"{name}_end.png", demo_edit(before))]
@@ -83,12 +130,42 @@ def write_demo_dataset(folder: Path, paired: bool = True, sets: int = DEMO_SETS)
     return folder
 
 
+def build_demo_model(family: str, model_dir: Path) -> Path:
+    """The family's tiny model (``training/tiny``); for the FLUX.1 families (whose VAE is an
+    ``AutoencoderKL``) with the trained demo VAE swapped in and the transformer's latent
+    width matched to it, so previews and the Test tab show pictures, not noise."""
+    from lorastudio.training.tiny import build_tiny_model, build_tiny_pipeline
+
+    if family in DEMO_VAE_FAMILIES:
+        _save_with_demo_vae(build_tiny_pipeline(family), model_dir)
+    else:
+        build_tiny_model(family, model_dir)
+    # The app's learning-rate advice knows the demo model by this file (its own range).
+    (model_dir / DEMO_MODEL_FILE).write_text(f"the tiny model of `lorastudio demo` ({family})\n", encoding="utf-8")
+    return model_dir
+
+
+def _save_with_demo_vae(pipe, model_dir: Path) -> None:
+    from lorastudio.training.tiny import quiet_libraries, save_pipeline_folder, seeded
+
+    with quiet_libraries():
+        from diffusers import AutoencoderKL
+
+        vae = AutoencoderKL.from_pretrained(demo_vae_dir(), local_files_only=True).eval()
+        # The recipe's transformer, its input width matched to the demo VAE's packed latent
+        # (channels x 2 x 2 patches); out_channels follows in_channels.
+        config = {**pipe.transformer.config, "in_channels": vae.config.latent_channels * 4}
+        transformer = seeded(lambda: type(pipe.transformer).from_config(config))
+        pipe = type(pipe)(**{**pipe.components, "vae": vae, "transformer": transformer})
+        save_pipeline_folder(pipe, model_dir)
+
+
 def demo_config(out_dir: Path, family: str) -> Config:
     """The demo project: tiny model, generated dataset, CPU-sized training."""
     return Config(
         model=ModelConfig(path=out_dir / "model"),
-        dataset=DatasetConfig(path=out_dir / "dataset"),
-        train=TrainConfig(steps=40, learning_rate=2e-3, rank=16, seed=42, resolution=64, sample_every=20,
+        dataset=DatasetConfig(path=out_dir / "dataset", validation=list(DEMO_HELD_OUT)),
+        train=TrainConfig(steps=40, learning_rate=DEMO_LEARNING_RATE, rank=16, seed=42, resolution=64, sample_every=20,
                           checkpoint_every=20, sample_steps=4, sample_sets=2),
         output=OutputConfig(dir=out_dir / "output", name=f"demo_{family.replace('-', '_')}"),
     )
@@ -100,8 +177,6 @@ def create_demo(out_dir: Path, family: str = "kontext") -> Path:
     Refuses (FileExistsError) a non-empty folder that an earlier demo did not write, so a
     mistyped path never replaces someone's files.
     """
-    from lorastudio.training.tiny import build_tiny_model
-
     try:
         record = catalog.family(family)  # every family has a tiny model, hence a demo
     except catalog.UnknownFamilyError as exc:
@@ -112,7 +187,7 @@ def create_demo(out_dir: Path, family: str = "kontext") -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MARKER).write_text(f"written by `lorastudio demo` ({family})\n", encoding="utf-8")
 
-    build_tiny_model(family, out_dir / "model")
+    build_demo_model(family, out_dir / "model")
     dataset = out_dir / "dataset"
     if dataset.exists():
         shutil.rmtree(dataset)
@@ -135,9 +210,11 @@ def demo_command(out_dir: Path, family: str = "kontext") -> int:
     root = project.parent
     sets = len(list((root / "dataset").glob("*.txt")))
     print(f"Demo written to {root}")
-    print(f"  model/         tiny random-weight {family} model ({folder_size(root / 'model') / 1e6:.1f} MB)")
+    trained_vae = " (random transformer, VAE trained for the demo's pictures)" if family in DEMO_VAE_FAMILIES else ""
+    print(f"  model/         tiny random-weight {family} model{trained_vae} ({folder_size(root / 'model') / 1e6:.1f} MB)")
     print(f"  dataset/       {sets} generated sets: coloured shapes, colours inverted and mirrored")
-    print("  project.toml   40 steps at 64 px on the CPU; previews and checkpoints every 20 steps")
+    print(f"  project.toml   40 steps at 64 px on the CPU; previews and checkpoints every 20 steps; "
+          f"{', '.join(DEMO_HELD_OUT)} held out for validation")
     print("Train it with:")
     print(f"  lorastudio train {project}")
     return 0

@@ -23,14 +23,17 @@ def parse_lr(text: str) -> float | None:
     return value if math.isfinite(value) and value > 0 else None
 
 
-def lr_advice(text: str) -> str:
-    """What to say about the typed learning rate ("" when it is a usual value)."""
+def lr_advice(text: str, typical: tuple[float, float] = TYPICAL_LEARNING_RATE) -> str:
+    """What to say about the typed learning rate ("" when it is a usual value); ``typical`` is
+    the model's usual range (``ModelFolderInfo.typical_learning_rate``: the demo's tiny model
+    has its own)."""
     lr = parse_lr(text)
-    lo, hi = TYPICAL_LEARNING_RATE
+    lo, hi = typical
     if lr is None:
-        return "Enter a number such as 1e-4."
+        return f"Enter a number such as {format_lr(lo)}."
     if lr < lo * 0.999 or lr > hi * 1.001:
-        return (f"{format_lr(lr)} is outside the typical range 1e-4 … 5e-4. "
+        return (f"{format_lr(lr)} is outside the typical range {format_lr(lo)} … {format_lr(hi)}"
+                + (" for the demo's tiny model" if typical != TYPICAL_LEARNING_RATE else "") + ". "
                 + ("Too soft: it needs many more steps." if lr < lo else
                    "Too hard: the balloon may pop (unstable training)."))
     return ""

@@ -392,7 +392,7 @@ class SettingsForm(QWidget):
             summary += f"<br>Note: {note}"
         self.family.setText(summary)
         theme.set_role(self.family, "ok" if info.supported else ("muted" if not self.model.text() else "error"))
-        advice = lr_advice(self.lr.currentText())
+        advice = lr_advice(self.lr.currentText(), info.typical_learning_rate)
         self.lr_note.setText(advice)
         self.lr_note.setVisible(bool(advice))
         fmt = self.output_format.currentData() or catalog.AUTO_FORMAT

@@ -7,30 +7,16 @@ from ``colors()`` so they change with the theme too.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPalette
 from PySide6.QtWidgets import QApplication, QStyleFactory
 
 from lorastudio.ui.svg_icon import svg_icon
+from lorastudio.user_folders import resources_dir
 
 THEMES = ("system", "light", "dark")
-
-
-def resources_dir() -> Path | None:
-    """The ``resources`` folder: in a frozen bundle, in a source checkout, or in the package."""
-    candidates = []
-    if getattr(sys, "frozen", False):
-        candidates.append(Path(getattr(sys, "_MEIPASS", Path(sys.executable).parent)) / "resources")
-    here = Path(__file__).resolve()
-    candidates += [here.parents[2] / "resources", here.parents[1] / "resources"]
-    for c in candidates:
-        if (c / "style.qss").is_file() or (c / "icons").is_dir():
-            return c
-    return None
 
 
 @dataclass(frozen=True)

@@ -363,3 +363,15 @@ def test_resume_needs_a_complete_checkpoint(qtbot, window, tmp_path):
     assert has_checkpoint(run_dir)
     window.form.steps.setValue(1200)  # any change refreshes the actions
     assert window.act_resume.isEnabled() and window.run_panel.resume_button.isEnabled()
+
+
+def test_the_real_demo_opens_without_a_learning_rate_warning(qtbot, window, demo_dir, tmp_path):
+    """A newcomer's first screen: the demo project (made by `lorastudio demo`) shows its own
+    2e-3 without the "outside the typical range" advice, which it gives for another model."""
+    open_and_wait(qtbot, window, demo_dir / "project.toml")
+    form = window.form
+    assert form.model_info.supported and form.model_info.demo
+    assert form.lr.currentText() == "2e-3"
+    assert not form.lr_note.isVisible() and form.lr_note.text() == ""
+    form.model.set_text(str(model_folder(tmp_path)))
+    assert "Too hard" in form.lr_note.text()
