@@ -1,6 +1,7 @@
 """Session-wide test settings: offline, headless, and no stray user settings."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,19 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Each test process (the suite runs in parallel, ``-n auto``) has its own settings, data and
+# cache folders, so no test touches the user's real ones or another process's: QSettings
+# writes under XDG_CONFIG_HOME on Linux. Tests that need their own still set them.
+_PRIVATE = Path(tempfile.mkdtemp(prefix="lorastudio-tests-"))
+os.environ["XDG_CONFIG_HOME"] = str(_PRIVATE / "config")
+os.environ["LORASTUDIO_DATA_DIR"] = str(_PRIVATE / "data")
+os.environ["LORASTUDIO_CACHE_DIR"] = str(_PRIVATE / "cache")
+# With several test processes on the machine's cores (pytest-xdist), each process and the
+# workers it starts compute on one thread: two processes of two threads each on a 2-core
+# machine slow every tiny-model step several times over (threads wait on each other).
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_threads, "1")
 # Qt widgets render offscreen in tests (set before any Qt import), on a 1280×720 screen: a
 # common laptop, and what a 1920×1080 panel at 150 % gives Qt. Qt's offscreen platform is
 # 800×800 unless a screens file says otherwise. Every GUI test runs on it, alone or in the suite.

@@ -24,12 +24,10 @@ def offscreen_platform(folder: Path, **screen) -> str:
 
 
 # Before anything imports Qt: render offscreen (on SCREEN: tests/conftest.py), and keep the
-# user's settings, cache and data folders out of the tests.
+# user's settings out of the tests (tests/conftest.py does the cache and data folders).
 if not os.environ.get("QT_QPA_PLATFORM", "").startswith("offscreen"):
     os.environ["QT_QPA_PLATFORM"] = f"offscreen:configfile={SCREEN_FILE}"
 _SANDBOX = Path(tempfile.mkdtemp(prefix="lorastudio-ui-tests-"))
-os.environ["LORASTUDIO_DATA_DIR"] = str(_SANDBOX / "data")
-os.environ["LORASTUDIO_CACHE_DIR"] = str(_SANDBOX / "cache")
 os.environ.pop("LORASTUDIO_THEME", None)
 
 import pytest  # noqa: E402
