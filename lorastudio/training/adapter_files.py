@@ -27,7 +27,7 @@ an alpha; diffusers' ``_bake_lokr_alpha_`` likewise). Names: ``diffusers`` = the
 module names with the family's prefix (ComfyUI maps them for FLUX.1 and Qwen, narrowing
 FLUX.1's q/k/v to their rows of the fused layer); ``comfyui`` = kohya names (Qwen only: a
 Kronecker product of a fused BFL layer cannot hold separate q/k/v factors, which
-``config.check_adapter_format`` refuses before a run starts).
+``config_rules.check_adapter_format`` refuses before a run starts).
 
 :func:`peft_state_from_file` inverts all of this for ``lorastudio sample`` and the Test tab,
 which load DoRA and LoKr files through peft directly.

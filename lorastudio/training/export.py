@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 
 from lorastudio import catalog, run_folder
-from lorastudio.config import Config, ConfigError, check_adapter_format, load_config
+from lorastudio.config import Config, ConfigError, load_config
+from lorastudio.config_rules import check_adapter_format
 from lorastudio.run_folder import Checkpoint
 
 
@@ -83,7 +84,7 @@ def choose_checkpoint(run_dir: Path, step: int | None = None, best: bool = False
 
 def resolve_export_format(config: Config, family: str, fmt: str | None) -> str:
     """``--format`` (default: the run's ``output.format``) resolved for the family; ExportError
-    when the adapter cannot be written so in full (``config.check_adapter_format``)."""
+    when the adapter cannot be written so in full (``config_rules.check_adapter_format``)."""
     chosen = catalog.resolve_format(fmt or config.output.format, family)
     try:
         check_adapter_format(config.train.adapter, chosen, family)

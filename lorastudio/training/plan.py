@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import torch
 
 from lorastudio import catalog
-from lorastudio.config import Config, ConfigError, check_adapter_format
+from lorastudio.config import Config, ConfigError
+from lorastudio.config_rules import check_adapter_format
 from lorastudio.dataset import Dataset, ImageSet, Severity, scan_dataset
 from lorastudio.dataset.held_out import held_out_problem, split_held_out
 

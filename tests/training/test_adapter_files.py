@@ -25,7 +25,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lorastudio.config import ConfigError, LOKR_UNLOADABLE, check_adapter_format
+from lorastudio.adapter_rules import LOKR_UNLOADABLE
+from lorastudio.config import ConfigError
+from lorastudio.config_rules import check_adapter_format
 from lorastudio.training.adapter_files import peft_state_from_file
 from lorastudio.training.formats import BFL_RULES, architecture, bfl_name, kohya_name
 from lorastudio.training.lora import add_lora, export_state_dict, is_adapter_parameter, linear_targets, peft_state_dict
