@@ -146,12 +146,13 @@ def build_demo_model(family: str, model_dir: Path) -> Path:
 
 
 def _save_with_demo_vae(pipe, model_dir: Path) -> None:
+    from lorastudio.training.families._common import offline_kwargs
     from lorastudio.training.tiny import quiet_libraries, save_pipeline_folder, seeded
 
     with quiet_libraries():
         from diffusers import AutoencoderKL
 
-        vae = AutoencoderKL.from_pretrained(demo_vae_dir(), local_files_only=True).eval()
+        vae = AutoencoderKL.from_pretrained(demo_vae_dir(), **offline_kwargs()).eval()
         # The recipe's transformer, its input width matched to the demo VAE's packed latent
         # (channels x 2 x 2 patches); out_channels follows in_channels.
         config = {**pipe.transformer.config, "in_channels": vae.config.latent_channels * 4}

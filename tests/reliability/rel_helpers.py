@@ -27,6 +27,7 @@ def write_config(demo: Path, out_dir: Path, dataset: Path | None = None, model: 
         setattr(config.train, key, value)
     if dataset is not None:
         config.dataset.path = Path(dataset)
+    config.dataset.validation = []  # the demo holds out sets these runs cut away
     if model is not None:
         config.model.path = Path(model)
     config.output.dir = out_dir / "output"

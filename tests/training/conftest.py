@@ -72,6 +72,9 @@ def tiny_zimage_dir(tmp_path_factory) -> Path:
 def tiny_zimage_omni_dir(tmp_path_factory) -> Path:
     """A tiny ZImageOmniPipeline folder (Z-Image plus the SigLIP2 vision tower and branch)."""
     return _tiny(tmp_path_factory, "zimage-omni")
+
+
+@pytest.fixture(scope="session")
 def tiny_longcat_edit_dir(tmp_path_factory) -> Path:
     """A tiny LongCatImageEditPipeline folder (LongCat-Image-Edit layout: Qwen2.5-VL + text_processor)."""
     return _tiny(tmp_path_factory, "longcat-edit")

@@ -41,6 +41,7 @@ def make_config(project: Path, out_dir: Path, model: Path | None = None, dataset
 
     data["model"]["path"] = str(model) if model else absolute(data["model"]["path"])
     data["dataset"]["path"] = str(dataset) if dataset else absolute(data["dataset"]["path"])
+    data["dataset"]["validation"] = []  # the demo's held-out sets: tests that want some set them
     data["train"] = {**data.get("train", {}), **FAST_TRAIN, **train}
     data["output"] = {"dir": str(out_dir / "output"), "name": "test_lora"}
     out_dir.mkdir(parents=True, exist_ok=True)
