@@ -72,7 +72,7 @@ class AdvancedSection(QGroupBox):
         super().__init__(parent)
         outer = QVBoxLayout(self)
         self.toggle = QToolButton()
-        self.toggle.setText("Advanced: timesteps, LR schedule, EMA, caption dropout, logging, validation")
+        self.toggle.setText("Advanced: timesteps, LR schedule, EMA, validation…")
         self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.toggle.setCheckable(True)
         self.toggle.setAutoRaise(True)

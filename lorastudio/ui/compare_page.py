@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import QProcess, Signal
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QTabWidget, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QFrame, QGroupBox, QHBoxLayout,
+                               QLabel, QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QScrollArea, QSpinBox,
+                               QTabWidget, QVBoxLayout, QWidget)
 
 from lorastudio import protocol, run_folder
 from lorastudio.dataset.model import ImageSet
@@ -144,8 +144,12 @@ class ComparePage(QWidget):
         self.error_bar = MessageBar("error", self)
         left.addWidget(self.error_bar)
         left.addStretch(1)
-        single = QWidget()
-        single.setLayout(left)
+        form_page = QWidget()
+        form_page.setLayout(left)
+        single = QScrollArea()  # a short screen scrolls the form rather than growing the window
+        single.setWidget(form_page)
+        single.setWidgetResizable(True)
+        single.setFrameShape(QFrame.Shape.NoFrame)
         self.grid_panel = GridPanel()
         self.grid_panel.rendered.connect(lambda _path: self._show_inputs())
         self.modes = QTabWidget()

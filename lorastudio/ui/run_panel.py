@@ -144,6 +144,7 @@ class RunPanel(QWidget):
         theme.set_role(t, "heading")
         self.samples_hint = QLabel("Previews appear here as training goes (click one to compare with the target).")
         theme.set_role(self.samples_hint, "muted")
+        self.samples_hint.setWordWrap(True)  # a narrow window wraps it rather than widening the page
         head = QHBoxLayout()
         head.addWidget(t)
         head.addWidget(self.samples_hint, 1)
