@@ -12,8 +12,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QLocale, Qt, Signal
 from PySide6.QtGui import QDoubleValidator
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QLabel, QLineEdit, QSpinBox, QVBoxLayout,
+                               QWidget)
 
 from lorastudio import catalog
 from lorastudio.config import QUANTIZATION, Config, ConfigError
@@ -29,6 +29,7 @@ from lorastudio.ui.help_texts import (ADAM8_TIP, CHECKPOINTING_TIP, CKPT_TIP, DE
                                       OFFLOAD_TIP, PRESET_TIP, QUANT_TIP, RANK_TIP, RES_TIP, SAMPLE_TIP, SEED_TIP,
                                       STEPS_TIP, TRIGGER_TIP)
 from lorastudio.ui.learning_rate import lr_advice
+from lorastudio.ui.path_field import PathField
 from lorastudio.ui.memory_presets import preset_savers
 
 #: The LoRA file's key layout (config ``output.format``, one of ``config.OUTPUT_FORMATS``), as the
@@ -38,38 +39,6 @@ OUTPUT_FORMAT_LABELS = {catalog.AUTO_FORMAT: "Automatic (recommended)",
                         "comfyui": "ComfyUI / kohya (Forge, SwarmUI)"}
 QUANT_LABELS = {"none": "full precision (bf16)", "int8": "8-bit", "int4": "4-bit (NF4)"}
 assert tuple(QUANT_LABELS) == QUANTIZATION
-
-
-class PathField(QWidget):
-    """A line edit with a Browse… button (native folder dialog)."""
-
-    changed = Signal(str)
-
-    def __init__(self, placeholder: str, dialog_title: str, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(6)
-        self.edit = QLineEdit()
-        self.edit.setPlaceholderText(placeholder)
-        self.edit.textChanged.connect(self.changed)
-        self.button = QPushButton("Browse…")
-        self.button.clicked.connect(self._browse)
-        self._title = dialog_title
-        layout.addWidget(self.edit, 1)
-        layout.addWidget(self.button)
-
-    def text(self) -> str:
-        return self.edit.text().strip()
-
-    def set_text(self, text: str) -> None:
-        self.edit.setText(text)
-
-    def _browse(self) -> None:
-        start = self.text() or str(Path.home())
-        folder = QFileDialog.getExistingDirectory(self, self._title, start)
-        if folder:
-            self.edit.setText(folder)
 
 
 class SettingsForm(QWidget):
