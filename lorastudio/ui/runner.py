@@ -171,6 +171,32 @@ class _ProcessThread(QThread):
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
+#: Every thread whose worker may still run. A QThread destroyed while it runs aborts the whole
+#: process ("QThread: Destroyed while thread is still running"), and a runner can be destroyed
+#: mid-run (its window or dialog closed, the app quitting, a test tearing down): so no runner
+#: owns its thread as a Qt child; each thread stays referenced here until it has finished.
+_LIVE_THREADS: set[_ProcessThread] = set()
+
+
+def _forget_finished_threads() -> None:
+    _LIVE_THREADS.difference_update([t for t in _LIVE_THREADS if t.isFinished()])
+
+
+class _ThreadSlot:
+    """The runner's current thread, in a plain object that outlives the runner's Qt half, so the
+    runner's ``destroyed`` signal can still end the worker it leaves behind."""
+
+    def __init__(self) -> None:
+        self.thread: _ProcessThread | None = None
+
+    def end_orphaned_worker(self, *_args) -> None:
+        """The runner is gone while its worker may run: end the worker and its children (nobody
+        is left to show its events); the thread then reads EOF and finishes on its own."""
+        thread = self.thread
+        if thread is not None and not thread.isFinished():
+            thread.kill()
+
+
 class WorkerRunner(QObject):
     """Runs one worker process at a time and re-emits its events as signals (UI thread)."""
 
@@ -197,6 +223,8 @@ class WorkerRunner(QObject):
         super().__init__(parent)
         self.kill_timeout = kill_timeout
         self._thread: _ProcessThread | None = None
+        self._slot = _ThreadSlot()
+        self.destroyed.connect(self._slot.end_orphaned_worker)
         self._state = "idle"
         self._done: dict | None = None
         self._error: dict | None = None
@@ -251,7 +279,10 @@ class WorkerRunner(QObject):
         env = dict(os.environ if env is None else env)
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.setdefault("PYTHONIOENCODING", "utf-8")
-        thread = _ProcessThread(list(argv), cwd, env, self)
+        _forget_finished_threads()
+        thread = _ProcessThread(list(argv), cwd, env)  # not a Qt child: see _LIVE_THREADS
+        _LIVE_THREADS.add(thread)
+        self._slot.thread = thread
         thread.line.connect(self._on_line)
         thread.stderr_line.connect(self._on_stderr)
         thread.spawned.connect(self._on_spawned)

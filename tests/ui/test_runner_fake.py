@@ -163,3 +163,30 @@ def test_failure_carries_the_tail_of_the_run_log(qtbot, tmp_path):
         runner.start(fake("crash"), cwd=str(tmp_path))  # the fake reports run_dir = its cwd
     assert blocker.args[0]["log"] == str(log)
     assert "the real reason" in blocker.args[0]["log_tail"]
+
+
+def test_a_runner_destroyed_mid_run_ends_its_worker_and_the_app_lives_on(qtbot, tmp_path):
+    """Closing the window (or dialog) that owns a running runner destroys the runner: the app must
+    not abort ("QThread: Destroyed while thread is still running") and the worker must not be
+    left running with nobody to show its events."""
+    import shiboken6
+    from PySide6.QtCore import QObject
+
+    from lorastudio.ui import runner as runner_module
+
+    owner = QObject()
+    runner = WorkerRunner(owner)
+    got = collect(runner)
+    runner.start(fake("normal", 100000), cwd=str(tmp_path))
+    qtbot.waitUntil(lambda: len(got["progress"]) >= 2, timeout=20000)
+    pid = runner.pid
+    thread = runner._thread
+    shiboken6.delete(owner)  # what closing a window with WA_DeleteOnClose does to its children
+    del runner
+    qtbot.waitUntil(lambda: not pid_alive(pid), timeout=20000)
+    qtbot.waitUntil(thread.isFinished, timeout=20000)
+    # A later run prunes the finished thread; the process is still here to start it.
+    later = WorkerRunner()
+    with qtbot.waitSignal(later.finished, timeout=20000):
+        later.start(fake("normal", 2), cwd=str(tmp_path))
+    assert thread not in runner_module._LIVE_THREADS
