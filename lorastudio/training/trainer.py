@@ -136,13 +136,15 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
         notes.append(format_warning)
     checkpoint_info = {"total": t.steps, "family": family.name, "rank": t.rank, "alpha": t.alpha or float(t.rank),
                        "seed": t.seed, "version": __version__, "optimizer": t.optimizer, "ema_decay": t.ema_decay,
-                       "adapter": t.adapter, "lokr_factor": t.lokr_factor}
+                       "adapter": t.adapter, "lokr_factor": t.lokr_factor,
+                       "validation_sets": sorted(config.dataset.validation)}
     if resume_from is not None:
-        # optimizer: its saved state's layout; ema_decay: whether the EMA weights are there
-        for key in ("family", "rank", "alpha", "optimizer", "ema_decay", "adapter", "lokr_factor"):
+        # optimizer: its saved state's layout; ema_decay: whether the EMA weights are there;
+        # validation_sets: the held-out sets decide which sets train, so the batches drawn
+        for key in ("family", "rank", "alpha", "optimizer", "ema_decay", "adapter", "lokr_factor", "validation_sets"):
             saved = resume_from.manifest.get(key)
             if saved is not None and saved != checkpoint_info[key]:
-                where = "model.path" if key == "family" else f"train.{key}"
+                where = {"family": "model.path", "validation_sets": "dataset.validation"}.get(key, f"train.{key}")
                 raise TrainingError("config", f"{where}: the checkpoint at step {resume_from.step} was trained with "
                                               f"{key} {saved!r}, the config now says {checkpoint_info[key]!r}; "
                                               "resume needs the same setting (or start a new run)")

@@ -184,6 +184,20 @@ def test_a_resumed_run_reproduces_the_validation_numbers_and_the_best(first_run)
     assert _equal(_lora(config.output.best_lora_path), first_run.best_tensors)
 
 
+def test_resuming_with_other_held_out_sets_is_refused(first_run, tmp_path):
+    """The held-out sets decide which sets train, and so every batch drawn: a resume with other
+    ones could not continue the run. A config error naming the key, before any step."""
+    data = tomllib.loads(first_run.config.source.read_text(encoding="utf-8"))
+    data["dataset"]["validation"] = []  # output.dir is absolute: the same run folder
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(tomli_w.dumps(data), encoding="utf-8")
+    with pytest.raises(TrainingError) as info:
+        _run(cfg, resume=True)
+    assert info.value.kind == "config"
+    assert info.value.message.startswith("dataset.validation: the checkpoint at step ")
+    assert f"validation_sets {first_run.held!r}, the config now says []" in info.value.message
+
+
 def test_validation_never_changes_the_lora_and_sees_the_ema_weights(demo_project, tmp_path):
     """The same run validating every step, and without any validation (the held-out set not
     in the dataset at all): bit-identical LoRAs. With EMA on, the loss is the EMA weights'."""
