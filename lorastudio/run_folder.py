@@ -85,6 +85,28 @@ def validation_path(run_dir: Path) -> Path:
     return Path(run_dir) / VALIDATION
 
 
+def validation_events(run_dir: Path, up_to: int | None = None) -> list[dict[str, Any]]:
+    """The ``validation`` events in ``validation.jsonl`` (those at steps ≤ ``up_to`` when given),
+    in file order. A line cut short by a kill, or anything else that is not one, is skipped:
+    the trainer resuming a run and the GUI redrawing its chart read the same history."""
+    from lorastudio import protocol
+
+    path = validation_path(run_dir)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    events = []
+    for line in lines:
+        try:
+            event = protocol.decode(line)
+        except protocol.ProtocolError:
+            continue
+        if event.get("event") == protocol.VALIDATION and (up_to is None or int(event.get("step", 0)) <= up_to):
+            events.append(event)
+    return events
+
+
 def cache_dir(run_dir: Path) -> Path:
     return Path(run_dir) / CACHE
 

@@ -118,18 +118,10 @@ class ValidationRecord:
     def _keep_history(self, step: int) -> None:
         """A fresh run starts the file anew; a resumed one keeps the lines up to its checkpoint
         (the killed run may have written some after it) and knows their losses."""
-        kept = []
-        if step and self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    event = protocol.decode(line)
-                except protocol.ProtocolError:
-                    continue  # a line cut short when the run was killed
-                if event.get("event") == protocol.VALIDATION and event.get("step", step + 1) <= step:
-                    kept.append(line)
-                    self.losses[int(event["step"])] = float(event["loss"])
+        kept = run_folder.validation_events(self.run_dir, up_to=step) if step else []
+        self.losses.update({int(event["step"]): float(event["loss"]) for event in kept})
         if kept or self.path.exists():
-            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+            atomic_write_text(self.path, "".join(protocol.encode(event) + "\n" for event in kept))
 
     def add(self, step: int, loss: float, per_sigma: dict[str, float]) -> dict[str, Any]:
         """Record an evaluation: the event (also appended to ``validation.jsonl``)."""

@@ -15,6 +15,7 @@ from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextCursor
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QPushButton, QSplitter, QTabWidget,
                                QVBoxLayout, QWidget)
 
+from lorastudio import run_folder
 from lorastudio.ui import theme
 from lorastudio.ui.message_bar import MessageBar
 from lorastudio.ui.help_texts import ADVICE
@@ -204,6 +205,9 @@ class RunPanel(QWidget):
         resumed = int(e.get("resumed_from") or 0)
         if resumed:
             self.chart.resume_at(resumed, total)
+            if not self.chart.val_steps and e.get("run_dir"):  # the app was restarted: the run folder has them
+                for event in run_folder.validation_events(e["run_dir"], up_to=resumed):
+                    self.chart.add_validation(int(event["step"]), event.get("loss"))
         else:
             self.chart.clear(total)
         self._show_overfitting()

@@ -79,6 +79,26 @@ def test_the_run_panel_says_when_the_held_out_loss_climbs(qtbot):
     loader.shutdown()
 
 
+def test_a_run_resumed_after_a_restart_redraws_its_held_out_points(qtbot, tmp_path):
+    """The app was closed and reopened: Resume's chart starts empty, so the held-out points up to
+    the checkpoint come back from the run folder's validation.jsonl (later ones, which the
+    killed run wrote after its checkpoint, and a line cut short by the kill, do not)."""
+    from lorastudio import protocol, run_folder
+
+    lines = [protocol.encode(protocol.make_event(protocol.VALIDATION, step=step, loss=loss,
+                                                 per_sigma={"0.5": loss}))
+             for step, loss in ((20, 0.5), (40, 0.4), (60, 0.45))]
+    run_folder.validation_path(tmp_path).write_text("\n".join(lines) + '\n{"event": "valid', encoding="utf-8")
+    loader = ThumbnailLoader(None)
+    panel = RunPanel(loader)
+    qtbot.addWidget(panel)
+    panel.begin(resume=True)
+    panel.on_started({"event": "started", "total": 100, "family": "kontext", "sets": 10, "resumed_from": 40,
+                      "run_dir": str(tmp_path)})
+    assert (panel.chart.val_steps, panel.chart.val_losses) == ([20, 40], [0.5, 0.4])
+    loader.shutdown()
+
+
 def test_the_finished_banner_offers_the_last_and_the_best_lora(qtbot, tmp_path):
     loader = ThumbnailLoader(None)
     panel = RunPanel(loader)
