@@ -163,7 +163,14 @@ def checkpoint_at(run_dir: Path, step: int) -> Checkpoint | None:
 
 
 def best_checkpoint(run_dir: Path) -> Checkpoint | None:
-    """The checkpoint whose manifest says ``"best": true`` (the lowest validation loss so far),
-    or None when validation never ran. Should two say so, the later one."""
-    best = [c for c in list_checkpoints(run_dir) if c.manifest.get("best") is True]
-    return best[-1] if best else None
+    """The best kept checkpoint (held-out validation; its manifest says ``"best": true``), or None
+    when validation never ran."""
+    return lowest_validation_loss(list_checkpoints(run_dir))
+
+
+def lowest_validation_loss(checkpoints: list[Checkpoint]) -> Checkpoint | None:
+    """The checkpoint with the lowest ``validation_loss`` in its manifest (the earliest of
+    equals), or None when none was validated: what "best" means, for the trainer that marks
+    it and for everything that reads it."""
+    scored = [cp for cp in checkpoints if isinstance(cp.manifest.get("validation_loss"), (int, float))]
+    return min(scored, key=lambda cp: (cp.manifest["validation_loss"], cp.step), default=None)

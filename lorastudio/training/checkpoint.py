@@ -44,6 +44,7 @@ from lorastudio.run_folder import (  # noqa: F401  (the layout's names, re-expor
     checkpoint_path,
     latest_checkpoint,
     list_checkpoints,
+    lowest_validation_loss,
     previous_checkpoint_dir,
     step_name,
 )
@@ -220,17 +221,10 @@ def retire_checkpoints(run_dir: Path) -> Path | None:
 def prune(run_dir: Path, keep: int = KEEP) -> None:
     """Keep the last ``keep`` checkpoints, and the best one (held-out validation) wherever it is."""
     cps = list_checkpoints(run_dir)
-    best = best_checkpoint(cps)
+    best = lowest_validation_loss(cps)
     for cp in cps[:-keep] if keep > 0 else []:
         if best is None or cp.step != best.step:
             shutil.rmtree(cp.path, ignore_errors=True)
-
-
-def best_checkpoint(checkpoints: list[Checkpoint]) -> Checkpoint | None:
-    """The checkpoint with the lowest ``validation_loss`` in its manifest (the earliest of
-    equals), or None when none was validated."""
-    scored = [cp for cp in checkpoints if isinstance(cp.manifest.get("validation_loss"), (int, float))]
-    return min(scored, key=lambda cp: (cp.manifest["validation_loss"], cp.step), default=None)
 
 
 def mark_best(run_dir: Path, step: int) -> None:

@@ -263,6 +263,6 @@ def test_prune_keeps_the_best_checkpoint_and_one_manifest_says_best(tmp_path):
                              {"validation_loss": loss, "best": False})
     kept = ckpt.list_checkpoints(tmp_path)
     assert [c.step for c in kept] == [2, 4, 5, 6]  # the last three, and the best
-    assert ckpt.best_checkpoint(kept).step == 2
+    assert ckpt.lowest_validation_loss(kept).step == 2
     ckpt.mark_best(tmp_path, 2)
     assert [c.manifest["best"] for c in ckpt.list_checkpoints(tmp_path)] == [True, False, False, False]
