@@ -38,17 +38,12 @@ class RunControl(QObject):
         self.panel = panel = workspace.training_page.run
         self._status = status
         r = runner
-        r.started.connect(panel.on_started)
-        r.status.connect(panel.on_status)
-        r.progress.connect(panel.on_progress)
+        panel.follow(r)
         r.progress.connect(self._progress_status)
         r.sample.connect(self._on_sample)
-        r.checkpoint.connect(panel.on_checkpoint)
-        r.validation.connect(panel.on_validation)
         r.checkpoint.connect(lambda _e: session.refresh())  # Resume may be possible now
         r.finished.connect(self._on_finished)
         r.failed.connect(self._on_failed)
-        r.log.connect(panel.log)
         r.state_changed.connect(session.set_run_state)
         signals.run_state_changed.connect(self._show_state)
         signals.project_changed.connect(self._project_changed)

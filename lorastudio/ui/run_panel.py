@@ -200,6 +200,17 @@ class RunPanel(QWidget):
 
     # -- runner signals -------------------------------------------------------------------
 
+    def follow(self, runner) -> None:
+        """Show ``runner``'s run (a ``WorkerRunner``): its start, status, progress, checkpoints,
+        held-out loss and log. Previews and the run's end are the owner's to connect: what they
+        lead to (the set's input images, the banner's buttons) is known there."""
+        runner.started.connect(self.on_started)
+        runner.status.connect(self.on_status)
+        runner.progress.connect(self.on_progress)
+        runner.checkpoint.connect(self.on_checkpoint)
+        runner.validation.connect(self.on_validation)
+        runner.log.connect(self.log)
+
     def on_started(self, e: dict) -> None:
         total = int(e.get("total") or 0)
         resumed = int(e.get("resumed_from") or 0)

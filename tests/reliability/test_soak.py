@@ -37,12 +37,8 @@ def test_soak_memory_is_flat_in_both_processes(qtbot, demo, tmp_path):
     panel = RunPanel(loader)
     qtbot.addWidget(panel)
     runner = WorkerRunner(kill_timeout=60)
-    runner.started.connect(panel.on_started)
-    runner.status.connect(panel.on_status)
-    runner.progress.connect(panel.on_progress)
+    panel.follow(runner)
     runner.sample.connect(panel.on_sample)
-    runner.checkpoint.connect(panel.on_checkpoint)
-    runner.log.connect(panel.log)
     every = max(1, steps // 100)
     series: list[tuple[int, int, int]] = []
     outcome: list[dict] = []
