@@ -17,7 +17,9 @@ people compare us with name them:
   pipelines compute μ from the step count too (``compute_empirical_mu``): there we use
   their default of :data:`FLUX2_INFERENCE_STEPS` steps. ``train.timestep_shift = X`` replaces
   the computed shift by a fixed one: σ' = Xσ / (1 + (X - 1)σ), the scheduler's static shift
-  (musubi-tuner's ``shift`` with ``discrete_flow_shift``).
+  (musubi-tuner's ``shift`` with ``discrete_flow_shift``). A scheduler that does not shift by
+  resolution (``use_dynamic_shifting`` false: Z-Image-Turbo's, shift 3) is followed as it is:
+  its own fixed ``shift``, as the pipeline's ``set_timesteps`` applies it.
 
 Every sampler draws from the step's generator only after the noise (``batches.py``), so
 the default draws exactly what earlier versions drew.
@@ -110,10 +112,18 @@ class TimestepSampler:
         sigmas = torch.sigmoid(self.scale * u)
         if self.kind == "sigmoid":
             return sigmas
-        if self.fixed_shift:
-            x = self.fixed_shift
+        x = self.fixed_shift or self.static_shift
+        if x:
             return x * sigmas / (1 + (x - 1) * sigmas)
         return self.scheduler.time_shift(self.mu(seq_len), 1.0, sigmas)
+
+    @property
+    def static_shift(self) -> float:
+        """The scheduler's own fixed shift when it does not shift by resolution
+        (``use_dynamic_shifting`` false, as Z-Image-Turbo's: shift 3 at every size), else 0."""
+        if self.scheduler is None or self.scheduler.config.use_dynamic_shifting:
+            return 0.0
+        return float(self.scheduler.config.shift)
 
     def describe(self, bucket: tuple[int, int] | None = None) -> str:
         """One line for the dry-run plan and the metadata."""
@@ -125,6 +135,8 @@ class TimestepSampler:
             return "uniform"
         if self.fixed_shift:
             return f"shift (scale {self.scale:g}, fixed shift {self.fixed_shift:g})"
+        if self.static_shift:
+            return f"shift (scale {self.scale:g}, the scheduler's fixed shift {self.static_shift:g})"
         text = f"shift (scale {self.scale:g}, μ from the resolution"
         if bucket is not None:
             mu = self.mu(image_seq_len(bucket))

@@ -104,6 +104,20 @@ def test_flux2_shift_uses_the_pipelines_empirical_mu_at_its_default_steps(tmp_pa
         assert sampler.mu(n) == compute_empirical_mu(n, 50)
 
 
+def test_a_scheduler_without_resolution_shift_keeps_its_own_fixed_shift(tmp_path):
+    """Z-Image-Turbo's scheduler shifts by 3 at every size (``use_dynamic_shifting`` false): the
+    pipeline's ``set_timesteps`` ignores μ then, so "shift" follows its fixed shift too."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=False
+                                    ).save_pretrained(str(tmp_path / "scheduler"))
+    sampler = TimestepSampler("shift", family="zimage", model_dir=tmp_path)
+    fixed = TimestepSampler("shift", shift=3.0)
+    for n in (image_seq_len((512, 512)), image_seq_len((1024, 1024))):
+        assert torch.equal(draw(sampler, n), draw(fixed, n))
+    assert sampler.describe((1024, 1024)) == "shift (scale 1, the scheduler's fixed shift 3)"
+
+
 def test_default_sampler_is_todays_formula():
     """Before issue 15 the step's σ was sigmoid(randn) drawn right after the noise."""
     for step in (1, 2, 77):
