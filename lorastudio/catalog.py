@@ -82,6 +82,15 @@ ZIMAGE_TARGETS = (
     "attention.to_q", "attention.to_k", "attention.to_v", "attention.to_out.0",
     "feed_forward.w1", "feed_forward.w2", "feed_forward.w3",
 )
+#: JoyImage-Edit-Plus (``JoyImageEditPlusTransformer3DModel``: double-stream blocks only): each
+#: block's fused image and text attention projections (``attn.img_attn_qkv`` / ``img_attn_proj``,
+#: ``attn.txt_attn_qkv`` / ``txt_attn_proj``) and both streams' feed-forwards — every linear
+#: layer of the blocks (their modulation is a parameter table, not a layer). The embedders,
+#: ``condition_embedder`` and ``proj_out`` are left alone.
+JOYIMAGE_TARGETS = (
+    "attn.img_attn_qkv", "attn.img_attn_proj", "attn.txt_attn_qkv", "attn.txt_attn_proj",
+    "img_mlp.net.0.proj", "img_mlp.net.2", "txt_mlp.net.0.proj", "txt_mlp.net.2",
+)
 
 _BFL_FLUX = "https://github.com/black-forest-labs/flux"
 _BFL_FLUX2 = "https://github.com/black-forest-labs/flux2"
@@ -92,6 +101,7 @@ _ZIMAGE = "https://github.com/Tongyi-MAI/Z-Image"
 #: "blocks": quantizable linears, activations per block).
 DIT_BLOCKS = ("transformer_blocks.", "single_transformer_blocks.")
 _LONGCAT = "https://github.com/meituan-longcat/LongCat-Image"
+_JOYIMAGE = "https://github.com/jd-opensource/JoyAI-Image"
 
 
 #: ``train.input_size``: how an input image is sized for training (edit families).
@@ -293,6 +303,24 @@ FAMILIES: tuple[FamilyRecord, ...] = (
         text_tokens=512, text_tokens_per_input=0,
         modelspec_architecture="longcat-image", modelspec_implementation=_LONGCAT,
         lora_loader="FluxLoraLoaderMixin", family_module="longcat", tiny_recipe="longcat"),
+    # JoyAI-Image-Edit-Plus (JoyImageEditPlusPipeline): a 16 B double-stream DiT (40 blocks, 4096
+    # wide) fed by Qwen3-VL-8B, Wan 2.1's VAE. Edits with 1-5 reference images (the diffusers
+    # documentation's range; the pipeline itself sets no limit) and generates from text alone
+    # (images=None). The Qwen3-VL encoder sees every reference at the pipeline's ~1 MP bucket
+    # (32 px per vision token: 1024 + <|vision_start|>/<|vision_end|>). diffusers 0.42 has no LoRA
+    # loader for it (neither the pipeline nor the transformer has one): files use the generic
+    # diffusers peft layout (the "zimage" key rules: transformer.<module>, alpha folded), which
+    # diffusers' PeftAdapterMixin.load_lora_adapter reads; the family's transformer class adds that
+    # mixin, and ZImageLoraLoaderMixin's lora_state_dict / load_lora_into_transformer (generic for
+    # that layout) call it. The ComfyUI checked here (3cd7b32) has no JoyImage model: no format loads there.
+    FamilyRecord(
+        id="joyimage-edit-plus", display_name="JoyImage-Edit-Plus", pipeline_classes=("JoyImageEditPlusPipeline",),
+        modes=(PAIRED, SINGLE), max_inputs=5, lora_targets=JOYIMAGE_TARGETS,
+        default_format="diffusers", comfyui_formats=(), key_layout="zimage",
+        text_tokens=64, text_tokens_per_input=1024 + 2,
+        modelspec_architecture="joyimage-edit-plus", modelspec_implementation=_JOYIMAGE,
+        block_prefixes=("double_blocks.",), width_config_keys=("hidden_size",),
+        lora_loader="ZImageLoraLoaderMixin", family_module="joyimage", tiny_recipe="joyimage"),
 )
 
 #: Family ids, in the catalog's order.

@@ -238,3 +238,29 @@ def test_input_tokens_follow_the_input_size_rule():
     slow = E.estimate(facts, resolution=512, rank=4, num_inputs=2, input_size="pipeline")
     fast = E.estimate(facts, resolution=512, rank=4, num_inputs=2, input_size="target")
     assert slow.seq_len == pipeline and fast.seq_len == target and slow.activations > fast.activations
+
+
+def test_joyimage_edit_plus_figures_from_the_real_config():
+    """JoyAI-Image-Edit-Plus's published transformer config (40 double-stream blocks, hidden 4096 =
+    32 heads × 128, Qwen3-VL-8B's 4096-wide text), built on the meta device: the "16B MMDiT" JD
+    states (16.26 B), 32.5 GB of bf16 weights; an edit sample at 1024 px is the target, the reference
+    at the target's size, ~64 caption tokens and the Qwen3-VL encoder's 1024 + 2 tokens of the
+    reference (its ~1 MP bucket at 32 px per token)."""
+    import torch
+    from diffusers import JoyImageEditPlusTransformer3DModel
+
+    with torch.device("meta"):
+        model = JoyImageEditPlusTransformer3DModel(patch_size=[1, 2, 2], in_channels=16, hidden_size=4096,
+                                                   num_attention_heads=32, text_dim=4096, num_layers=40,
+                                                   rope_dim_list=[16, 56, 56], theta=10000)
+    shapes = {n: ("BF16", tuple(p.shape)) for n, p in model.state_dict().items()}
+    facts = E.facts_from("joyimage-edit-plus", dict(model.config), shapes)
+    assert facts.block_count == 40 and facts.hidden == 4096 and 16.2e9 < facts.params < 16.3e9
+    # per block: image and text qkv (4096 → 3·4096) and proj, both 4096 → 16384 → 4096 feed-forwards
+    assert facts.lora_in_out == 40 * (2 * (4096 + 3 * 4096 + 2 * 4096) + 2 * 2 * (4096 + 4 * 4096))
+    est = E.estimate(facts, resolution=1024, rank=16, options=E.MemoryOptions(gradient_checkpointing=True))
+    assert est.seq_len == 2 * 4096 + 64 + 1026
+    assert est.weights == pytest.approx(2 * facts.params, rel=0.01) and not est.fits(32)
+    assert E.estimate(facts, resolution=1024, rank=16, num_inputs=0).seq_len == 4096 + 64  # text-to-image
+    options, est, fits = E.fit_options(facts, 24, resolution=1024, rank=16)  # 24 GB: only with 4-bit weights
+    assert fits and options.quantization == "int4"

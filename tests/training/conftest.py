@@ -98,3 +98,9 @@ def demo_project(tmp_path_factory) -> Path:
 def tiny_qwen_image21_dir(tmp_path_factory) -> Path:
     """A tiny QwenImage21Pipeline folder (Qwen-Image 2.1: Qwen3-VL encoder, RGBA 16x VAE, single-stream)."""
     return _tiny(tmp_path_factory, "qwen-image-2.1")
+
+
+@pytest.fixture(scope="session")
+def tiny_joyimage_edit_plus_dir(tmp_path_factory) -> Path:
+    """A tiny JoyImageEditPlusPipeline folder (Qwen3-VL encoder, Wan VAE, double-stream DiT)."""
+    return _tiny(tmp_path_factory, "joyimage-edit-plus")

@@ -293,6 +293,8 @@ def final_latents(family, transformer, s: LearningSet, size: tuple[int, int], st
 
     family.run_pipeline(transformer, s.inputs, s.caption, size, steps, seed, output_type="latent",
                         callback_on_step_end=keep, callback_on_step_end_tensor_inputs=["latents"], **call)
+    if hasattr(family, "pipeline_target_latents"):  # one patch sequence, references too (JoyImage): the target's
+        return family.pipeline_target_latents(seen["latents"], size)
     return seen["latents"]
 
 

@@ -172,7 +172,8 @@ def test_detects_the_tiny_folders(tiny_kontext_dir, tiny_flux_dir, tiny_qwen_edi
 FIXTURE_OF = {"kontext": "tiny_kontext_dir", "flux": "tiny_flux_dir",
               "qwen-edit-plus": "tiny_qwen_edit_plus_dir", "qwen-image": "tiny_qwen_image_dir",
               "zimage": "tiny_zimage_dir", "zimage-omni": "tiny_zimage_omni_dir",
-              "longcat-edit": "tiny_longcat_edit_dir", "longcat": "tiny_longcat_dir"}
+              "longcat-edit": "tiny_longcat_edit_dir", "longcat": "tiny_longcat_dir",
+              "joyimage-edit-plus": "tiny_joyimage_edit_plus_dir"}
 
 
 def _image(size: tuple[int, int], seed: int) -> Image.Image:
@@ -209,7 +210,7 @@ def encoded(request):
             cls = FAMILIES[name]
             folder = request.getfixturevalue(FIXTURE_OF[name])
             counts = [1, 2, 3] if cls.max_inputs == 3 else [cls.max_inputs or 0]
-            if cls.max_inputs is None:  # any number of inputs, or none (text-to-image)
+            if cls.max_inputs is None or len(cls.modes) == 2:  # several inputs, or none (text-to-image)
                 counts = [2, 0]
             cache[name] = Encoded(cls(folder, CPU, torch.float32), counts)
         return cache[name]
@@ -311,12 +312,14 @@ def test_predict_shape_and_gradients_reach_the_lora(encoded, name):
         last = f"transformer_blocks.{len(getattr(unwrap_peft(model), 'transformer_blocks', [])) - 1}."
         unused = [n for n in lora if name.startswith("qwen") and last in n and ("to_add_out" in n or "txt_mlp" in n)]
         unused += [n for n in lora if "siglip_refiner" in n and not inputs]  # Omni's SigLIP branch: references only
+        last = f"double_blocks.{len(getattr(unwrap_peft(model), 'double_blocks', [])) - 1}."  # JoyImage: the same
+        unused += [n for n in lora if last in n and ("txt_attn_proj" in n or "txt_mlp" in n)]
         assert lora and all(lora[n] is not None for n in lora if n not in unused), [n for n in lora if lora[n] is None]
         assert any(g.abs().sum() > 0 for g in lora.values() if g is not None)
         assert all(p.grad is None for n, p in model.named_parameters() if "lora_" not in n)
 
 
-@pytest.mark.parametrize("name", ["kontext", "qwen-edit-plus", "zimage-omni", "longcat-edit"])
+@pytest.mark.parametrize("name", ["kontext", "qwen-edit-plus", "zimage-omni", "longcat-edit", "joyimage-edit-plus"])
 def test_predict_depends_on_the_input_image(encoded, name):
     e = encoded(name)
     inputs, latents, prompt = e.sets[0]
@@ -643,3 +646,75 @@ def test_longcat_edit_input_takes_the_target_size_and_previews_restore_the_pipel
     before = module.calculate_dimensions
     image = e.family.sample(e.transformer, e.sets[0][0], "invert the colours", (32, 48), steps=1, seed=0)
     assert image.size == (32, 48) and module.calculate_dimensions is before
+
+
+# -- JoyImage-Edit-Plus ----------------------------------------------------------------------------
+
+
+def test_joyimage_predict_is_the_pipelines_step(encoded):
+    """One Euler step of the family's own preview pipeline (its ``prepare_latents``: VAE,
+    normalization, patch sequence with the reference after the target; its timesteps; no
+    guidance here) from σ to 0 moves the target by ``-σ · v``: that ``v`` must be ``predict``'s.
+    A prompt batched next to a longer one (padded, masked) predicts what it predicts alone."""
+    e = encoded("joyimage-edit-plus")
+    family = e.family
+    inputs = [_image((32, 16), 21)]
+    family.load_encoders()
+    try:
+        latents = [family.encode_image(i)[None] for i in inputs]
+        prompt = family.encode_prompt("invert the colours", inputs)
+        longer = family.encode_prompt("a red circle on a white background in the style of a painting", inputs)
+    finally:
+        family.free_encoders()
+    noisy = torch.randn(1, LATENT_CHANNELS, 2, 4, generator=torch.Generator().manual_seed(5))
+    pipe = family._sampling_pipeline(e.transformer)
+    cached = {k: v[None] for k, v in prompt.tensors.items()}
+    kwargs = family._sample_call_kwargs(inputs, {**cached, **{f"negative_{k}": v for k, v in cached.items()}}, 32, 16)
+    with torch.no_grad():
+        out = pipe(**{**kwargs, "guidance_scale": 1.0}, height=16, width=32, num_inference_steps=1, sigmas=[0.6],
+                   latents=noisy[:, :, None].clone(), output_type="latent").images
+        sigma = float(pipe.scheduler.sigmas[0])
+        x0 = family.pipeline_target_latents(out, (32, 16))
+        ours = family.predict(e.transformer, noisy, torch.tensor([sigma]), latents, family.collate_prompts([prompt]))
+        both = family.predict(e.transformer, noisy.repeat(2, 1, 1, 1), torch.tensor([sigma, sigma]),
+                              [lat.repeat(2, 1, 1, 1) for lat in latents], family.collate_prompts([prompt, longer]))
+    assert out.shape[1] == 2 + 2  # the target's 1x2 patches, then the reference's
+    assert 0 < sigma < 1
+    torch.testing.assert_close(ours, (noisy - x0) / sigma, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(both[:1], ours, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(both[1:], ours)  # the other caption does change the prediction
+
+
+def test_joyimage_prompt_sees_each_reference_at_its_pipeline_bucket(encoded):
+    """The Qwen3-VL encoder sees each reference as ``__call__`` hands it over (its ~1 MP bucket,
+    resized to cover and centre-cropped); the image and the caption both change the prompt, and the
+    tiny tokenizer gives the system template the 34 tokens the pipeline drops."""
+    from diffusers.pipelines.joyimage.image_processor import find_best_bucket
+
+    family = encoded("joyimage-edit-plus").family
+    family.load_encoders()
+    try:
+        pipe = family._encoders
+        view = family.condition_image(pipe, _image((64, 32), 1))
+        a = family.encode_prompt("make it red", [_image((64, 32), 1)]).tensors["prompt_embeds"]
+        b = family.encode_prompt("make it red", [_image((64, 32), 2)]).tensors["prompt_embeds"]
+        c = family.encode_prompt("make it blue", [_image((64, 32), 1)]).tensors["prompt_embeds"]
+        prefix = pipe.prompt_template_encode["multiple_images"].split("{}")[0]
+        prefix_tokens = len(pipe.tokenizer(prefix).input_ids)
+    finally:
+        family.free_encoders()
+    assert view.size[::-1] == find_best_bucket(32, 64, 1024) == (704, 1408)
+    assert prefix_tokens == pipe.prompt_template_encode_start_idx["multiple_images"]
+    assert a.shape == b.shape and not torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_joyimage_input_sizes():
+    family = FAMILIES["joyimage-edit-plus"].__new__(FAMILIES["joyimage-edit-plus"])
+    family.input_size_rule = "target"
+    assert family.input_size((1024, 512), (256, 128), 181) == (256, 128)
+    family.use_input_size("pipeline")
+    assert family.input_size((1024, 512), (256, 128), 181) == (1408, 704)  # the pipeline's ~1 MP bucket
+    assert family.input_size((300, 300), (256, 128), 181) == (1024, 1024)
+    with pytest.raises(InputCountError, match="at most 5"):
+        family.check_input_count(6)
+    family.check_input_count(0)  # text-to-image sets train the same model

@@ -33,7 +33,7 @@ FIXTURES = {"kontext": "tiny_kontext_dir", "flux": "tiny_flux_dir", "qwen-edit-p
             "qwen-image": "tiny_qwen_image_dir", "flux2-klein": "tiny_flux2_klein_dir", "flux2": "tiny_flux2_dir",
             "qwen-image-2.1": "tiny_qwen_image21_dir", "zimage": "tiny_zimage_dir", "zimage-omni": "tiny_zimage_omni_dir",
             # LongCat-Image (text-to-image) has the same transformer class, key layout and loader.
-            "longcat-edit": "tiny_longcat_edit_dir"}
+            "longcat-edit": "tiny_longcat_edit_dir", "joyimage-edit-plus": "tiny_joyimage_edit_plus_dir"}
 #: The families whose model this ComfyUI loads (the catalog's comfyui_formats; not Qwen-Image 2.1,
 #: Z-Image Omni or LongCat-Image).
 COMFY_FAMILIES = [f for f in FIXTURES if catalog.family(f).comfyui_formats]
@@ -91,7 +91,11 @@ def _load(family, folder, path, monkeypatch):
         model_cfg = cls.transformer_class().load_config(str(folder), subfolder="transformer")
         inner = model_cfg["num_attention_heads"] * model_cfg["attention_head_dim"]
         monkeypatch.setattr(lora_pipeline, "_convert_kohya_flux_lora_to_diffusers", diffusers_kohya_flux1_converter(inner))
-    pipe = cls.pipeline_class().from_pretrained(str(folder), local_files_only=True)
+    # A pipeline without a LoRA loader gets the family's transformer class (JoyImage: diffusers' own
+    # with diffusers' PeftAdapterMixin, which diffusers 0.42 leaves out of it).
+    own = {} if hasattr(cls.pipeline_class(), "load_lora_weights") else {
+        "transformer": cls.transformer_class().from_pretrained(str(folder), subfolder="transformer")}
+    pipe = cls.pipeline_class().from_pretrained(str(folder), local_files_only=True, **own)
     records: list[logging.LogRecord] = []
 
     class Catch(logging.Handler):
@@ -104,10 +108,10 @@ def _load(family, folder, path, monkeypatch):
     try:
         if hasattr(pipe, "load_lora_weights"):
             pipe.load_lora_weights(str(path))
-        else:  # a pipeline without a LoRA loader (LongCat): diffusers' loader its catalog record names
-            loader = cls.lora_loader()
-            state, alphas = loader.lora_state_dict(str(path), return_alphas=True)
-            loader.load_lora_into_transformer(state, network_alphas=alphas, transformer=pipe.transformer)
+        else:  # a pipeline without a LoRA loader (LongCat, JoyImage): diffusers' loader its catalog record names
+            from lorastudio.training.sample import _diffusers_load
+
+            _diffusers_load(pipe.transformer, cls.lora_loader(), path, "default")
     finally:
         logger.removeHandler(handler)
     return pipe, key_warnings(records)

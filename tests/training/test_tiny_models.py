@@ -55,12 +55,17 @@ REAL_COMPONENTS = {
         "transformer": "LongCatImageTransformer2DModel", "vae": "AutoencoderKL",
         "text_encoder": "Qwen2_5_VLForConditionalGeneration", "tokenizer": "Qwen2Tokenizer",
         "text_processor": "Qwen2VLProcessor", "scheduler": "FlowMatchEulerDiscreteScheduler"}),
+    "joyimage-edit-plus": ("JoyImageEditPlusPipeline", {
+        "transformer": "JoyImageEditPlusTransformer3DModel", "vae": "AutoencoderKLWan",
+        "text_encoder": "Qwen3VLForConditionalGeneration", "tokenizer": "Qwen2Tokenizer",
+        "processor": "Qwen3VLProcessor", "scheduler": "FlowMatchEulerDiscreteScheduler"}),
 }
 FIXTURE_OF = {"kontext": "tiny_kontext_dir", "flux": "tiny_flux_dir",
               "qwen-edit-plus": "tiny_qwen_edit_plus_dir", "qwen-image": "tiny_qwen_image_dir",
               "qwen-image-2.1": "tiny_qwen_image21_dir", "zimage": "tiny_zimage_dir",
               "zimage-omni": "tiny_zimage_omni_dir",
-              "longcat-edit": "tiny_longcat_edit_dir", "longcat": "tiny_longcat_dir"}
+              "longcat-edit": "tiny_longcat_edit_dir", "longcat": "tiny_longcat_dir",
+              "joyimage-edit-plus": "tiny_joyimage_edit_plus_dir"}
 
 
 def _tokenizer_base(name: str) -> str:
@@ -167,6 +172,8 @@ def test_the_real_pipeline_loads_and_generates(request, family, monkeypatch):
     monkeypatch.setattr(pipeline_qwenimage_edit_plus, "VAE_IMAGE_SIZE", 64 * 64)  # see below
     # LongCat-Image-Edit always generates ~1 MP at the input's aspect: 64x64 here, for speed.
     monkeypatch.setattr(pipeline_longcat_image_edit, "calculate_dimensions", lambda area, ratio: (64, 64))
+    # JoyImage-Edit-Plus gives every reference its ~1 MP bucket: 64x64 here (as diffusers' own test pins it).
+    monkeypatch.setattr("diffusers.pipelines.joyimage.image_processor.find_best_bucket", lambda h, w, base: (64, 64))
     folder = request.getfixturevalue(FIXTURE_OF[family])
     pipe = _pipeline(family, folder)
     pipe.set_progress_bar_config(disable=True)
@@ -184,6 +191,8 @@ def test_the_real_pipeline_loads_and_generates(request, family, monkeypatch):
             kwargs["image"] = [Image.new("RGB", (64, 64), (200, 40, 40))]
     elif family == "longcat-edit":  # no size arguments: the input's size is the output's
         kwargs = {"image": Image.new("RGB", (64, 64), (200, 40, 40))}
+    elif family == "joyimage-edit-plus":  # references as a list; guidance 4.0 with a blank negative (defaults)
+        kwargs.update(images=[Image.new("RGB", (64, 64), (200, 40, 40)), Image.new("RGB", (32, 64), (0, 0, 255))])
     elif family == "longcat":  # no LLM rewrite of the prompt (our tiny processor has no chat template)
         kwargs.update(enable_prompt_rewrite=False)
     out = pipe(prompt="invert the colours", num_inference_steps=2,
