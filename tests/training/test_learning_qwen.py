@@ -9,10 +9,7 @@ pipeline: the first test here pins, for every family and mode, that the family's
 ``__call__`` makes at its first denoising step — hidden states (target and input tokens,
 their packing and latent normalization), timestep (σ, the pipeline's ``t / 1000``), prompt
 embeddings and mask (template, dropped system prefix), ``img_shapes`` / image slots — down
-to the output. The floor is the tiny transformers' LoRA reach: the same tiny Qwen-Image-Edit
-transformer fine-tuned in full fits one set's velocity to MSE 0.13 in 300 steps, a rank-16
-LoRA on the catalog's targets (blocks only; the random ``img_in``/``proj_out`` stay frozen)
-to 1.5.
+to the output (README has what was measured about the floor so far; its cause is open).
 
 What the measure must still do on these families is fail a faulty trainer: the negated
 velocity target (one LoRA per family and mode, trained once per module).
