@@ -108,7 +108,8 @@ def _unpack(family, tokens: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_negated_velocity_fails_the_measure(trained, case):
     """The loss falls with the velocity target negated too, but the pipeline's output walks
-    away from the targets: the measure fails it."""
+    away from the targets: the measure fails it (measured after 100 steps: ratio 1.39
+    Edit-Plus, 1.17 Qwen-Image, 1.45 / 1.26 Qwen-Image 2.1 edit / text-to-image)."""
     sets, model_dir, lora = trained(case, "negated_velocity", FAULT_STEPS)
     with L.one_thread():
         result = L.pipeline_errors(model_dir, lora, sets, size=(SIZE, SIZE), steps=L.QUICK_PIPELINE_STEPS)
