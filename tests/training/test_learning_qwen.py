@@ -9,7 +9,9 @@ pipeline: the first test here pins, for every family and mode, that the family's
 ``__call__`` makes at its first denoising step — hidden states (target and input tokens,
 their packing and latent normalization), timestep (σ, the pipeline's ``t / 1000``), prompt
 embeddings and mask (template, dropped system prefix), ``img_shapes`` / image slots — down
-to the output (README has what was measured about the floor so far; its cause is open).
+to the output. The floor comes from the LoRA's targets: with LoRA layers on the output head
+too (``norm_out.linear``, ``proj_out``) the same Edit-Plus run passes (ratio 0.08); README has
+the figures.
 
 What the measure must still do on these families is fail a faulty trainer: the negated
 velocity target (one LoRA per family and mode, trained once per module).
