@@ -222,11 +222,17 @@ def at_least_side(image: Image.Image, min_side: int, multiple: int) -> Image.Ima
     under ``min_side``: the FLUX.2 and Z-Image Omni pipelines refuse reference images with a
     side under 64 pixels, which only training resolutions far below any real use (the tiny
     demo's) produce, never 512 or 1024."""
-    short = min(image.size)
+    size = at_least_size(image.size, min_side, multiple)
+    return image if size == image.size else resize_to(image, size)
+
+
+def at_least_size(size: tuple[int, int], min_side: int, multiple: int) -> tuple[int, int]:
+    """(width, height) ``size`` scaled up as :func:`at_least_side` scales an image of that size."""
+    short = min(size)
     if short >= min_side:
-        return image
+        return tuple(size)
     factor = min_side / short
-    return resize_to(image, tuple(-(-round(s * factor) // multiple) * multiple for s in image.size))
+    return tuple(-(-round(s * factor) // multiple) * multiple for s in size)
 
 
 # -- sampling ------------------------------------------------------------------------------------

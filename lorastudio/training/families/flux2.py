@@ -37,7 +37,7 @@ from PIL import Image
 
 from lorastudio import catalog
 from lorastudio.model_folder import read_model_index
-from lorastudio.training.families._common import at_least_side, own_size_within_area, transformer_config
+from lorastudio.training.families._common import at_least_size, own_size_within_area, transformer_config
 from lorastudio.training.families._pipeline_family import PipelineFamily
 
 
@@ -60,6 +60,19 @@ class Flux2FamilyBase(PipelineFamily):
         "Text-to-image sets (no _start) train the same model without references. With train.input_size = "
         "\"pipeline\" each reference keeps its own size up to 1024² pixels, as the pipeline does."
     )
+
+    #: The FLUX.2 pipelines refuse reference images with a side under 64 pixels.
+    min_reference_side: ClassVar[int] = 64
+
+    def input_size(self, input_size: tuple[int, int], target_size: tuple[int, int],
+                   resolution: int) -> tuple[int, int]:
+        """The rule's size (``train.input_size``), scaled up to the pipeline's 64-pixel minimum.
+        The pipeline refuses a smaller reference, so a preview (and the artist's own call) hands
+        it one at least 64 pixels a side; training encodes the reference at that same size, or
+        at a tiny resolution the LoRA would learn a reference layout inference never shows it
+        (at 32 px, 2×2 reference tokens in training against 4×4 in the pipeline)."""
+        return at_least_size(super().input_size(input_size, target_size, resolution),
+                             self.min_reference_side, self.size_multiple)
 
     def pipeline_input_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
         """The FLUX.2 pipelines' default: the reference's own size, scaled down to 1024²
@@ -121,15 +134,8 @@ class Flux2FamilyBase(PipelineFamily):
             "max_sequence_length": self.max_sequence_length,
         }
         if inputs:
-            kwargs["image"] = [self._at_least_pipeline_minimum(i) for i in inputs]
+            kwargs["image"] = list(inputs)  # sized by ``input_size``: at least the pipeline's minimum
         return kwargs
-
-    #: The FLUX.2 pipelines refuse reference images with a side under 64 pixels.
-    min_reference_side: ClassVar[int] = 64
-
-    def _at_least_pipeline_minimum(self, image: Image.Image) -> Image.Image:
-        """A reference for a preview, at least the pipeline's 64-pixel minimum (``at_least_side``)."""
-        return at_least_side(image, self.min_reference_side, self.size_multiple)
 
 
 class Flux2Family(Flux2FamilyBase):
