@@ -150,6 +150,7 @@ def bare_loop(config, window: Window, events: bool = True, final_layer: bool = T
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     family = plan.family_cls(config.model.path, device, dtype)
+    family.use_input_size(t.input_size)  # as the trainer does
     cache = TrainingCache(run_folder.cache_dir(config.output.run_dir), family, t.resolution, config.dataset.trigger,
                           config.dataset.default_caption)
     cached = cache.build(plan.sets)
@@ -239,6 +240,7 @@ def extras_microtimings(config) -> dict[str, float]:
     plan = make_plan(config)
     accelerator, dtype = tr._accelerator(config)
     family = plan.family_cls(config.model.path, accelerator.device, dtype)
+    family.use_input_size(t.input_size)  # as the trainer does
     cached = TrainingCache(run_folder.cache_dir(config.output.run_dir), family, t.resolution, config.dataset.trigger,
                            config.dataset.default_caption).build(plan.sets)
     order = tb.BatchOrder(cached, t.batch_size, t.seed)

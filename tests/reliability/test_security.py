@@ -69,7 +69,7 @@ def test_train_and_sample_run_with_network_and_pickle_blocked_and_no_socket_open
     out = tmp_path / "sample.png"
     proc = subprocess.run([sys.executable, "-m", "lorastudio", "sample", "--model", str(config.model.path),
                            "--lora", events[-1]["lora"], "--input", str(start), "--prompt", "invert",
-                           "--out", str(out), "--steps", "1", "--size", "32"],
+                           "--out", str(out), "--steps", "1", "--size", "32", "--input-size", "target"],
                           capture_output=True, text=True, timeout=300, env=env, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0 and out.is_file(), proc.stderr[-2000:]
     assert _attempts(tmp_path) == [], _attempts(tmp_path)

@@ -154,7 +154,9 @@ def train_tiny(model_dir: Path, dataset_dir: Path, out_dir: Path, steps: int, le
     """Train a LoRA on ``dataset_dir`` with the real trainer; returns the LoRA file.
 
     The config is written as TOML and read back with ``load_config`` (as ``lorastudio
-    train`` reads it); ``train`` sets more ``[train]`` keys (rank, resolution …).
+    train`` reads it); ``train`` sets more ``[train]`` keys (rank, resolution …). Inputs are
+    trained at the target's size (``input_size = "target"``) unless ``train`` says otherwise:
+    the measure's calls (:func:`pipeline_errors`) size them the same way by default.
     ``wrap(family_cls)`` → a subclass the run uses instead of the family (a test-side
     fault such as :func:`negated_velocity`).
     """
@@ -168,7 +170,7 @@ def train_tiny(model_dir: Path, dataset_dir: Path, out_dir: Path, steps: int, le
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     keys = {"steps": steps, "learning_rate": learning_rate, "rank": 8, "resolution": 64, "seed": 0,
-            "sample_every": 0, "checkpoint_every": 0, "sample_sets": 0, **train}
+            "sample_every": 0, "checkpoint_every": 0, "sample_sets": 0, "input_size": "target", **train}
     path = out_dir / "config.toml"
     path.write_text(tomli_w.dumps({"model": {"path": str(model_dir)}, "dataset": {"path": str(dataset_dir)},
                                    "train": keys, "output": {"dir": str(out_dir / "output"), "name": "lora"}}),
@@ -312,13 +314,14 @@ def load_lora(family, transformer, lora: Path) -> None:
 
 def pipeline_errors(model_dir: Path, lora: Path, sets: list[LearningSet], size: tuple[int, int] = (64, 64),
                     steps: int = 4, seed: int = 0, context: Callable[[], contextlib.AbstractContextManager] | None
-                    = None, input_size: str = "auto", **call: Any) -> LearningResult:
+                    = None, input_size: str = "target", **call: Any) -> LearningResult:
     """Run the family's pipeline on every set without and with ``lora``; the measure.
 
     ``size`` is the output's (width, height); ``steps`` the pipeline's denoising steps (the
     same seed, so the same starting noise, for both runs); ``input_size`` the rule the call
-    sizes input images by (``train.input_size``: a preview of a run uses the run's rule;
-    ``"pipeline"`` is the pipeline's own default call); ``context`` wraps every pipeline call;
+    sizes input images by (``train.input_size``: a preview of a run uses the run's rule,
+    :func:`train_tiny`'s ``"target"`` by default; ``"pipeline"`` is the pipeline's own default
+    call); ``context`` wraps every pipeline call;
     ``call`` adds or overrides pipeline arguments.
     """
     family = _family(model_dir, input_size)

@@ -26,7 +26,8 @@ def _sample(cfg: Path, lora: Path | None, out: Path) -> np.ndarray:
     c = load_config(cfg)
     start = sorted(c.dataset.path.glob("*_start.png"))[0]
     args = argparse.Namespace(model=str(c.model.path), lora=str(lora) if lora else None, input=[str(start)],
-                              prompt="make it red", out=str(out), steps=2, seed=1, scale=1.0, size=32)
+                              prompt="make it red", out=str(out), steps=2, seed=1, scale=1.0, size=32,
+                              input_size="target")
     assert sample_command(args) == 0
     return np.asarray(Image.open(out), dtype=np.int16)
 

@@ -36,6 +36,7 @@ def reference_loop(config) -> tuple[dict[str, torch.Tensor], list[float]]:
     cpu = torch.device("cpu")
     plan = make_plan(config)
     family = plan.family_cls(config.model.path, cpu, torch.float32)
+    family.use_input_size(t.input_size)
     cached = TrainingCache(config.output.run_dir / "cache", family, t.resolution, config.dataset.trigger,
                            config.dataset.default_caption).build(plan.sets)
     transformer = family.load_transformer()

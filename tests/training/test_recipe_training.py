@@ -186,6 +186,7 @@ def test_qwen_edit_plus_encodes_the_empty_caption_once_per_set(demo_project, tin
     family_cls = detect_family(tiny_qwen_edit_plus_dir, "")
     assert family_cls.prompt_depends_on_inputs
     family = family_cls(tiny_qwen_edit_plus_dir, torch.device("cpu"), torch.float32)
+    family.use_input_size("target")  # inputs at 32 px, not the pipeline's ~1 MP
     sets = scan_dataset(demo_project.parent / "dataset").trainable_sets()[:2]
     cached = TrainingCache(tmp_path / "cache", family, 32).build(sets, empty_captions=True)
     a, b = (s.empty_prompt for s in cached)

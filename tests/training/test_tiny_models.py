@@ -231,6 +231,8 @@ def test_demo_project(demo_project):
     t = config.train
     assert (t.resolution, t.steps, t.sample_every, t.checkpoint_every, t.sample_steps) == (64, 40, 20, 20, 4)
     assert detect_family(config.model.path) is KontextFamily
+    # inputs at the 64-px target's size, not Kontext's default ~1 MP: the demo stays a one-minute run
+    assert t.input_size == "target"
 
     dataset = scan_dataset(config.dataset.path)
     assert dataset.mode is Mode.PAIRED
