@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale", type=float, default=1.0, help="LoRA strength")
     p.add_argument("--size", type=int, default=0, help="output long side in pixels (default: from the first input, or 512)")
+    p.add_argument("--input-size", choices=config.INPUT_SIZES, default=catalog.AUTO_INPUT_SIZE,
+                   help="how input images are sized, as train.input_size (default auto: the family's default; "
+                        "the Test tab passes the project's)")
 
     p = sub.add_parser("export", help="write the LoRA of any kept checkpoint of a run",
                        description="Write the LoRA of a kept checkpoint of a run (OUTPUT/NAME.run) as a file like "

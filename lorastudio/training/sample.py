@@ -1,7 +1,7 @@
 """``lorastudio sample``: generate with a base model plus a LoRA (the guide's "test your LoRA").
 
     lorastudio sample --model DIR --lora FILE --input IMG… --prompt TEXT --out OUT.png
-                      [--steps N] [--seed S] [--scale W] [--size PX]
+                      [--steps N] [--seed S] [--scale W] [--size PX] [--input-size RULE]
 
 The LoRA is read with the family pipeline's own diffusers loader (``lora_state_dict`` then
 ``load_lora_into_transformer``), so any LoRA diffusers accepts works here, ours included,
@@ -208,6 +208,7 @@ def sample_command(args) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     family = family_cls(model_dir, device, dtype)
+    family.use_input_size(args.input_size)  # sized as the LoRA's run sized them (its train.input_size)
     size = _size(args, images)
     inputs = []
     if images:

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
                                QLabel, QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QScrollArea, QSpinBox,
                                QTabWidget, QVBoxLayout, QWidget)
 
-from lorastudio import protocol, run_folder
+from lorastudio import catalog, protocol, run_folder
 from lorastudio.dataset.model import ImageSet
 from lorastudio.ui import theme
 from lorastudio.ui.checkpoint_choice import LoraChoice, export_command, exported_path
@@ -28,8 +28,8 @@ from lorastudio.ui.thumbnails import ThumbnailLoader
 
 
 def sample_command(model: str, lora: str | None, inputs: list[str], prompt: str, out: str, steps: int, seed: int,
-                   scale: float) -> list[str]:
-    args = ["sample", "--model", model]
+                   scale: float, input_size: str = catalog.AUTO_INPUT_SIZE) -> list[str]:
+    args = ["sample", "--model", model, "--input-size", input_size]
     if lora:
         args += ["--lora", lora, "--scale", f"{scale:g}"]
     if inputs:
@@ -67,6 +67,8 @@ class ComparePage(QWidget):
         self.paired = True
         self.trigger = ""
         self.default_caption = ""
+        #: The project's ``train.input_size``: inputs are sized as the LoRA's training sized them.
+        self.input_size = catalog.AUTO_INPUT_SIZE
 
         layout = QHBoxLayout(self)
         layout.setContentsMargins(12, 8, 12, 12)
@@ -168,8 +170,9 @@ class ComparePage(QWidget):
     # -- setup ----------------------------------------------------------------------------
 
     def configure(self, model_path: str, out_dir: Path | None, paired: bool, sets: list[ImageSet],
-                  trigger: str = "", default_caption: str = "") -> None:
+                  trigger: str = "", default_caption: str = "", input_size: str = catalog.AUTO_INPUT_SIZE) -> None:
         self.model_path = model_path
+        self.input_size = input_size
         self.out_dir = out_dir
         self.paired = paired
         self.trigger, self.default_caption = trigger, default_caption
@@ -320,7 +323,7 @@ class ComparePage(QWidget):
         prompt = self.prompt.toPlainText().strip()
         ins = [str(p) for p in self.inputs()]
         common = dict(inputs=ins, prompt=prompt, steps=self.steps.value(), seed=self.seed.value(),
-                      scale=self.scale.value())
+                      scale=self.scale.value(), input_size=self.input_size)
         base_out = out_dir / f"{stamp}-base.png"
         lora_out = out_dir / f"{stamp}-lora.png"
         self._queue = []

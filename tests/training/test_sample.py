@@ -34,7 +34,7 @@ def test_sample_with_and_without_lora(lora, demo_project, tmp_path, capsys):
     model = config.model.path
     image = sorted(config.dataset.path.glob("*_start.*"))[0]
     common = ["--model", str(model), "--input", str(image), "--prompt", "invert the colours and mirror the image",
-              "--steps", "2", "--seed", "3", "--size", "32"]
+              "--steps", "2", "--seed", "3", "--size", "32", "--input-size", "target"]
     assert main(["sample", *common, "--out", str(tmp_path / "base.png")]) == 0
     assert main(["sample", *common, "--lora", str(lora), "--out", str(tmp_path / "lora.png")]) == 0
     assert main(["sample", *common, "--lora", str(lora), "--scale", "0", "--out", str(tmp_path / "zero.png")]) == 0
@@ -54,11 +54,32 @@ def test_sample_refuses_a_missing_lora_and_a_bad_model(demo_project, tmp_path, c
     assert not (tmp_path / "x.png").exists()
 
 
-def _sample_args(demo_project) -> list[str]:
+def _sample_args(demo_project, input_size: str = "target") -> list[str]:
     config = load_config(demo_project)
     image = sorted(config.dataset.path.glob("*_start.*"))[0]
     return ["--model", str(config.model.path), "--input", str(image), "--prompt", "invert the colours and mirror the image",
-            "--steps", "2", "--seed", "3", "--size", "32"]
+            "--steps", "2", "--seed", "3", "--size", "32", "--input-size", input_size]
+
+
+def test_sample_sizes_inputs_by_the_input_size_rule(demo_project, tmp_path, monkeypatch, capsys):
+    """``--input-size`` (the Test tab passes the project's ``train.input_size``): "target" gives
+    the input the output's size; "auto" is the family's default, for Kontext the pipeline's own
+    ~1 MP view (the preferred Kontext resolution FluxKontextPipeline picks by default). The
+    family's ``sample`` is stopped at its call (what it was given is the point; generating at
+    1 MP on the demo model would take minutes)."""
+    from lorastudio.training.families.kontext import KontextFamily
+
+    seen = {}
+
+    def stop_at_the_call(self, transformer, inputs, *args, **kwargs):
+        seen[self.input_size_rule] = [image.size for image in inputs]
+        raise ValueError("stopped by the test")
+
+    monkeypatch.setattr(KontextFamily, "sample", stop_at_the_call)
+    for rule in ("target", "auto"):
+        assert main(["sample", *_sample_args(demo_project, rule), "--out", str(tmp_path / "x.png")]) == 2
+        assert "stopped by the test" in capsys.readouterr().err
+    assert seen == {"target": [(32, 32)], "pipeline": [(1024, 1024)]}
 
 
 def _as_comfyui(lora: Path, out: Path, metadata_too: bool = True) -> Path:

@@ -29,7 +29,9 @@ def test_sample_command_matches_the_cli():
     assert args.input == ["/a.png", "/b.png"] and args.prompt == "-make it blue"
     assert (args.out, args.steps, args.seed, args.scale) == ("/o.png", 8, 3, 0.8)
     base = build_parser().parse_args(sample_command("/m", None, [], "x", "/o.png", 8, 3, 1.0)[3:])
-    assert base.lora is None and base.input == []
+    assert base.lora is None and base.input == [] and args.input_size == base.input_size == "auto"
+    rule = build_parser().parse_args(sample_command("/m", None, [], "x", "/o.png", 8, 3, 1.0, "target")[3:])
+    assert rule.input_size == "target"  # the project's train.input_size: inputs sized as the LoRA trained
 
 
 def test_generate_base_and_lora_side_by_side(qtbot, tmp_path, monkeypatch):
@@ -48,7 +50,7 @@ def test_generate_base_and_lora_side_by_side(qtbot, tmp_path, monkeypatch):
     loader = ThumbnailLoader(None)
     page = ComparePage(loader)
     qtbot.addWidget(page)
-    page.configure(str(tmp_path / "model"), tmp_path / "out", True, sets, trigger="zkw")
+    page.configure(str(tmp_path / "model"), tmp_path / "out", True, sets, trigger="zkw", input_size="target")
     page.set_lora(str(lora))
     assert page.set_combo.currentText() == "set000"
     assert page.prompt.toPlainText() == "zkw caption 0"
@@ -58,6 +60,7 @@ def test_generate_base_and_lora_side_by_side(qtbot, tmp_path, monkeypatch):
         assert page.is_running()
     assert blocker.args == [True]
     assert len(calls) == 2 and "--lora" not in calls[0] and "--lora" in calls[1]
+    assert all(c[c.index("--input-size") + 1] == "target" for c in calls)  # sampled as the project trains
     labels = [i.label for i in page.strip.items()]
     assert labels == ["input 1", "input 2", "base model", "with LoRA", "training target"]
     base, with_lora = page.strip.items()[2].path, page.strip.items()[3].path
