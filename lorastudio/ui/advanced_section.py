@@ -1,7 +1,8 @@
 """The Train tab's "Advanced" section: the training recipe (issue 15), collapsed by default.
 
-Timestep sampling, the learning-rate schedule and warmup, EMA, caption dropout, logging and
-held-out validation (issue 14: how often, and the optional early stop):
+Timestep sampling, the learning-rate schedule and warmup, EMA, caption dropout, logging,
+held-out validation (issue 14: how often, and the optional early stop) and the edit models'
+input-image size (``train.input_size``):
 the choices experienced users of ai-toolkit, musubi-tuner, OneTrainer and SimpleTuner
 expect, each with a one-line explanation under it. The values are ``train``/``dataset`` keys
 as they are (``form_mapping`` carries them into the config); the defaults are today's recipe.
@@ -13,7 +14,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QLabel, QSpinBox, QToolButton,
                                QVBoxLayout, QWidget)
 
-from lorastudio.config import LOG_WITH, LR_SCHEDULES, TIMESTEP_SAMPLERS
+from lorastudio import catalog
+from lorastudio.config import INPUT_SIZES, LOG_WITH, LR_SCHEDULES, TIMESTEP_SAMPLERS
 from lorastudio.ui import theme
 
 TIMESTEP_LABELS = {"logit_normal": "logit-normal (default)", "uniform": "uniform", "sigmoid": "sigmoid",
@@ -21,7 +23,12 @@ TIMESTEP_LABELS = {"logit_normal": "logit-normal (default)", "uniform": "uniform
 LR_SCHEDULE_LABELS = {"constant": "constant (default)", "linear": "linear decay to 0", "cosine": "cosine decay to 0"}
 LOG_WITH_LABELS = {"": "off", "tensorboard": "TensorBoard (run folder/logs)"}
 assert tuple(TIMESTEP_LABELS) == TIMESTEP_SAMPLERS and tuple(LR_SCHEDULE_LABELS) == LR_SCHEDULES
-assert tuple(LOG_WITH_LABELS) == LOG_WITH
+INPUT_SIZE_LABELS = {"auto": "auto: the model's measured best (default)",
+                     "target": "the target's size (fewest tokens)",
+                     "pipeline": "the pipeline's ~1 MP (as it sizes inputs at inference)"}
+assert tuple(LOG_WITH_LABELS) == LOG_WITH and tuple(INPUT_SIZE_LABELS) == INPUT_SIZES
+#: The families whose "auto" input size is the pipeline's ~1 MP (catalog ``default_input_size``).
+_PIPELINE_SIZED = ", ".join(r.display_name for r in catalog.FAMILIES if r.edit and r.default_input_size == "pipeline")
 
 #: One line under each field: what it changes.
 EXPLAIN = {
@@ -40,6 +47,9 @@ EXPLAIN = {
                       "validation): with the previews, every N steps, or 0 = only at checkpoints.",
     "early_stop": "Stop (as the Stop button does) after this many validations without a new best; off = "
                   "train all the steps. The best checkpoint is kept either way.",
+    "input_size": f"Edit models: the size input images train at. auto = ~1 MP for {_PIPELINE_SIZED} (measured: "
+                  "the LoRA then works in the pipeline's default call), the target's size for the others. "
+                  "~1 MP costs ~4,096 tokens per input image at any resolution (see the estimate).",
 }
 
 #: Fields whose config value may be unset (None): the spin box's lowest value stands for it.
@@ -94,6 +104,7 @@ class AdvancedSection(QGroupBox):
             "log_with": _combo(LOG_WITH_LABELS),
             "validate_every": QSpinBox(),
             "early_stop": QSpinBox(),
+            "input_size": _combo(INPUT_SIZE_LABELS),
         }
         self.fields["warmup_steps"].setRange(0, 1_000_000)
         self.fields["validate_every"].setRange(-1, 1_000_000)
@@ -103,7 +114,8 @@ class AdvancedSection(QGroupBox):
         labels = {"timesteps": "Timesteps", "timestep_mean": "Timestep mean", "timestep_scale": "Timestep scale",
                   "timestep_shift": "Timestep shift", "lr_schedule": "LR schedule", "warmup_steps": "Warmup steps",
                   "ema_decay": "EMA decay", "caption_dropout": "Caption dropout", "log_with": "Logging",
-                  "validate_every": "Validate every", "early_stop": "Early stop after"}
+                  "validate_every": "Validate every", "early_stop": "Early stop after",
+                  "input_size": "Input image size"}
         for key, widget in self.fields.items():
             widget.setToolTip(EXPLAIN[key])
             note = QLabel(EXPLAIN[key])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from html import escape
 
+from lorastudio import catalog
 from lorastudio import estimate as memory_estimate
 from lorastudio.memory_presets import memory_preset
 from lorastudio.ui.form_mapping import FormValues, whole_number_or
@@ -35,7 +36,8 @@ def estimate_html(facts: memory_estimate.ModelFacts | str, values: FormValues, p
         return escape(str(facts), quote=False)
     options = memory_estimate.MemoryOptions(**values.memory_values())
     est = memory_estimate.estimate(facts, resolution=whole_number_or(values.resolution, 512),
-                                   rank=whole_number_or(values.rank, 16), options=options)
+                                   rank=whole_number_or(values.rank, 16), options=options,
+                                   input_size=values.input_size)
     text = escape(est.summary(), quote=False)
     if preset_id:
         card = memory_preset(preset_id).vram_gb
@@ -44,5 +46,7 @@ def estimate_html(facts: memory_estimate.ModelFacts | str, values: FormValues, p
     steps = values.steps
     text += f"<br>{steps:,} steps {memory_estimate.approx_seconds(est.step_seconds * steps)} on that GPU."
     if facts.edit:
-        text += " (Counted with one input image per set.)"
+        rule = catalog.resolve_input_size(values.input_size, facts.record.id) if facts.record else "target"
+        where = ", at ~1 MP: Advanced, Input image size" if rule == "pipeline" else ""
+        text += f" (Counted with one input image per set{where}.)"
     return text

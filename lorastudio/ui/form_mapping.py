@@ -15,9 +15,9 @@ from lorastudio.config import Config, ConfigError
 from lorastudio.project import validate, with_changes
 from lorastudio.ui.learning_rate import format_lr, parse_lr
 
-#: The ``train`` keys of the Advanced section (issue 15's recipe, issue 14's validation).
+#: The ``train`` keys of the Advanced section (issue 15's recipe, issue 14's validation and input size).
 RECIPE_TRAIN_KEYS = ("timesteps", "timestep_mean", "timestep_scale", "timestep_shift", "lr_schedule",
-                     "warmup_steps", "ema_decay", "log_with", "validate_every", "early_stop")
+                     "warmup_steps", "ema_decay", "log_with", "validate_every", "early_stop", "input_size")
 
 
 @dataclass
@@ -47,6 +47,11 @@ class FormValues:
     recipe: dict = field(default_factory=dict)
     adapter: str = "lora"
     lokr_factor: int = -1
+
+    @property
+    def input_size(self) -> str:
+        """``train.input_size`` as the Advanced section holds it (what the estimate counts)."""
+        return self.recipe.get("input_size") or catalog.AUTO_INPUT_SIZE
 
     def memory_values(self) -> dict:
         """The memory savers as ``train`` keys."""

@@ -393,7 +393,7 @@ class SettingsForm(QWidget):
         if not preset_id or self._loading:
             return
         resolution, savers = preset_savers(preset_id, self._facts.get(self.model.text()),
-                                           whole_number_or(self.rank.currentText(), 16))
+                                           whole_number_or(self.rank.currentText(), 16), self.values().input_size)
         self._applying_preset = True
         try:
             self.resolution.setEditText(str(resolution))

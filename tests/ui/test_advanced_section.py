@@ -47,8 +47,11 @@ def test_advanced_fields_land_in_the_config_and_come_back(qtbot, tmp_path):
     fields["warmup_steps"].setValue(20)
     fields["ema_decay"].setValue(0.99)
     fields["caption_dropout"].setValue(0.1)
+    assert fields["input_size"].currentData() == "auto"
+    fields["input_size"].setCurrentIndex(fields["input_size"].findData("target"))
     config = form.config()
     t = config.train
+    assert t.input_size == "target"
     assert (t.timesteps, t.timestep_shift, t.lr_schedule, t.warmup_steps, t.ema_decay) == \
         ("shift", 3.0, "cosine", 20, 0.99)
     assert config.dataset.caption_dropout == 0.1
@@ -59,6 +62,9 @@ def test_advanced_fields_land_in_the_config_and_come_back(qtbot, tmp_path):
     other = _form(qtbot, tmp_path / "b")
     other.load(config, None)
     assert other.advanced.values()["ema_decay"] == 0.99 and other.config().train.lr_schedule == "cosine"
+    assert other.advanced.values()["input_size"] == "target"
+    # the note says which families "auto" trains at ~1 MP (the catalog's measured defaults)
+    assert "FLUX.1 Kontext" in EXPLAIN["input_size"] and "Qwen-Image-Edit-Plus" in EXPLAIN["input_size"]
 
 
 def test_repeats_from_the_grid_menu_are_kept_in_the_config(qtbot, tmp_path):

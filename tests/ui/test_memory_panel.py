@@ -90,6 +90,23 @@ def test_presets_fit_the_model_and_land_in_the_config(qtbot, tmp_path, flux_fold
     assert float(form.estimate_label.text().split("≈ ")[1].split(" GB")[0]) > gb_12
 
 
+def test_the_estimate_counts_the_input_size_rule(qtbot, tmp_path, flux_folder):
+    """Kontext's "auto" input size is the pipeline's ~1 MP: the estimate counts it and says so;
+    "target" in Advanced counts the input at the training size."""
+    form = _form(qtbot, tmp_path, flux_folder)
+    form.resolution.setEditText("512")
+    text = form.estimate_label.text()
+    assert "at ~1 MP" in text
+    field = form.advanced.fields["input_size"]
+    field.setCurrentIndex(field.findData("target"))
+    assert "~1 MP" not in form.estimate_label.text()
+
+    def gb(text: str) -> float:
+        return float(text.split("≈ ")[1].split(" GB")[0])
+
+    assert gb(form.estimate_label.text()) < gb(text)  # 2,560 tokens a sample instead of 5,632
+
+
 def test_a_hand_picked_saver_makes_it_custom(qtbot, tmp_path, flux_folder):
     form = _form(qtbot, tmp_path, flux_folder)
     _choose(form, "16gb-512")
