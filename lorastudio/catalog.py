@@ -205,14 +205,20 @@ FAMILIES: tuple[FamilyRecord, ...] = (
         text_tokens=512, text_tokens_per_input=0,
         # Kontext is a FLUX.1-dev architecture: SwarmUI and musubi-tuner tag its LoRAs so.
         modelspec_architecture="Flux.1-dev", modelspec_implementation=_BFL_FLUX,
-        family_module="kontext", tiny_recipe="flux1"),
+        family_module="kontext", tiny_recipe="flux1",
+        # Measured (benchmarks/input_size.py): trained at the pipeline's ~1 MP, a LoRA does best
+        # in the pipeline's default call and in previews (ratio 0.29 vs 0.64 / 0.36 at the target's size).
+        default_input_size="pipeline"),
     FamilyRecord(
         id="qwen-edit-plus", display_name="Qwen-Image-Edit-Plus", pipeline_classes=("QwenImageEditPlusPipeline",),
         modes=(PAIRED,), max_inputs=3, lora_targets=QWEN_TARGETS,
         default_format="diffusers", comfyui_formats=("diffusers", "comfyui"), key_layout="qwen",
         text_tokens=64, text_tokens_per_input=188,
         modelspec_architecture="qwen-image-edit-plus", modelspec_implementation=_QWEN,
-        family_module="qwen_edit_plus", tiny_recipe="qwen"),
+        family_module="qwen_edit_plus", tiny_recipe="qwen",
+        # Measured (benchmarks/input_size.py): the pipeline always VAE-encodes inputs at ~1 MP; trained
+        # so, a LoRA does best in its default call (ratio 0.53 vs 0.76 at the target's size).
+        default_input_size="pipeline"),
     FamilyRecord(
         id="flux", display_name="FLUX.1 (text-to-image)", pipeline_classes=("FluxPipeline",),
         modes=(SINGLE,), max_inputs=0, lora_targets=FLUX1_TARGETS,

@@ -14,7 +14,9 @@ class MemoryPreset:
     Which memory savers a preset needs depends on the model (a 12B FLUX.1 and a 20B
     Qwen-Image fit a 16 GB card differently), so the option set is worked out from the model
     folder by ``lorastudio.estimate.fit_options``; ``options`` here is the fallback used when
-    no model folder is chosen yet (sized for FLUX.1's 12B transformer).
+    no model folder is chosen yet (sized for FLUX.1's 12B transformer, an input image at the
+    target's size; Kontext's default ~1 MP input needs 4-bit on the 16 GB card, which the fit
+    works out once the model is chosen).
     """
 
     id: str

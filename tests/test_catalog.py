@@ -96,6 +96,18 @@ def test_auto_format_per_family(family, automatic):
         assert "ComfyUI cannot load JoyImage-Edit-Plus" in catalog.describe_format("auto", family)
 
 
+def test_auto_input_size_is_the_measured_best():
+    """``train.input_size = "auto"``: Kontext and Qwen-Image-Edit-Plus train their inputs at the
+    pipeline's ~1 MP, measured best in the pipeline's default call (``benchmarks/input_size.py``,
+    README); either rule stays selectable for every family."""
+    for family in ("kontext", "qwen-edit-plus"):
+        assert catalog.resolve_input_size("auto", family) == "pipeline"
+    for record in catalog.FAMILIES:
+        assert record.default_input_size in catalog.INPUT_SIZE_RULES
+        for rule in catalog.INPUT_SIZE_RULES:
+            assert catalog.resolve_input_size(rule, record.id) == rule
+
+
 def test_a_model_comfyui_cannot_load_gets_no_comfyui_promise():
     """Qwen-Image 2.1: this ComfyUI has no such model, so "auto" writes what diffusers loads fully,
     says nothing about ComfyUI loading it, and only a choice of another layout is warned about."""

@@ -57,7 +57,7 @@ def test_the_estimate_reads_the_catalog():
     for record in catalog.FAMILIES:
         facts = E.facts_from(record.id, {}, shapes)
         assert facts.record is record and facts.edit == record.edit
-        text = E.sequence_length(facts, 64, 2) - 3 * (64 // E.PIXELS_PER_TOKEN) ** 2
+        text = E.sequence_length(facts, 64, 2, "target") - 3 * (64 // E.PIXELS_PER_TOKEN) ** 2
         assert text == record.text_tokens + 2 * record.text_tokens_per_input
 
 
@@ -155,10 +155,14 @@ def test_monotonic_and_savers_save(flux):
 
 def test_presets_fit_their_cards(flux):
     for preset in MEMORY_PRESETS:
-        options, est, fits = E.fit_options(flux, preset.vram_gb, resolution=preset.resolution, rank=16)
+        options, est, fits = E.fit_options(flux, preset.vram_gb, resolution=preset.resolution, rank=16,
+                                           input_size="target")
         assert fits and est.total_gb <= preset.vram_gb, preset
-        # the static fallback (no model chosen) is what the fit picks for FLUX.1
+        # the static fallback (no model chosen) is what the fit picks for FLUX.1 (an input at the target's size)
         assert E.MemoryOptions(**preset.option_dict()) == options, preset
+    # Kontext's default input at the pipeline's ~1 MP: 5,632 tokens at 512 px, so 16 GB needs 4-bit there
+    options, est, fits = E.fit_options(flux, 16, resolution=512, rank=16)
+    assert fits and est.seq_len == 1024 + 4096 + 512 and options.quantization == "int4"
 
 
 def test_longcat_figures_from_the_real_config():
@@ -186,8 +190,9 @@ def test_longcat_figures_from_the_real_config():
 
 def test_tiny_model_estimate_and_dry_run_lines(tiny_dirs):
     facts = E.model_facts(tiny_dirs["kontext"])
-    est = E.estimate(facts, resolution=64, rank=4)
-    assert est.seq_len == 16 + 16 + 512 and est.total > 0
+    est = E.estimate(facts, resolution=64, rank=4)  # "auto": Kontext's input at the pipeline's ~1 MP
+    assert est.seq_len == 16 + 4096 + 512 and est.total > 0
+    assert E.estimate(facts, resolution=64, rank=4, input_size="target").seq_len == 16 + 16 + 512
     lines = est.lines(steps=100)
     assert lines[0].startswith("memory:") and "GB" in lines[1] and "100 steps" in lines[2]
     assert "GB of GPU memory" in est.summary()
@@ -234,6 +239,7 @@ def test_input_tokens_follow_the_input_size_rule():
     pipeline = E.sequence_length(facts, 512, 2, "pipeline")
     assert pipeline - target == 2 * (4096 - 1024)
     assert E.sequence_length(facts, 512, 2) == E.sequence_length(facts, 512, 2, facts.record.default_input_size)
+    assert E.sequence_length(facts, 512, 2) == pipeline  # Qwen-Image-Edit-Plus's default: the pipeline's ~1 MP
     assert E.sequence_length(facts, 1024, 1, "pipeline") == E.sequence_length(facts, 1024, 1, "target")
     slow = E.estimate(facts, resolution=512, rank=4, num_inputs=2, input_size="pipeline")
     fast = E.estimate(facts, resolution=512, rank=4, num_inputs=2, input_size="target")

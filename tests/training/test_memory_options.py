@@ -404,3 +404,7 @@ def test_dry_run_prints_the_estimate(demo_project, tmp_path, capsys):
     assert "GB GPU memory" in out and "(544 tokens per sample)" in out
     assert "per step on an RTX 4090-class GPU" in out and "this GPU:" in out
     assert "dry run: nothing trained" in out
+    # input_size "auto": Kontext's default, the input at the pipeline's ~1 MP (4096 tokens) at any resolution
+    auto = make_config(demo_project, tmp_path / "auto", **{**TRAIN, "resolution": 64, "input_size": "auto"})
+    assert dry_run_command(auto) == 0
+    assert "(4624 tokens per sample)" in capsys.readouterr().out
