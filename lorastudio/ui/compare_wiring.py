@@ -4,7 +4,6 @@ and kept checkpoints, and the LoRA a run just wrote."""
 
 from __future__ import annotations
 
-from lorastudio import catalog
 from lorastudio.dataset.model import Mode
 from lorastudio.project import Project
 from lorastudio.ui.checkpoint_choice import lora_choices
@@ -51,11 +50,11 @@ class CompareWiring:
         dataset = self.session.dataset
         trigger, default_caption = self.form.caption_context()
         run_dir = self.session.run_dir
-        config = self.session.config
         self.page.configure(self.form.model_path(), run_dir,
                             dataset is None or dataset.mode is Mode.PAIRED, dataset.sets if dataset else [],
                             trigger.strip(), default_caption.strip(),
-                            config.train.input_size if config else catalog.AUTO_INPUT_SIZE)  # sampled as trained
+                            self.form.values().input_size)  # inputs sized as the settings train them
+        config = self.session.config
         if config is None or self.page.is_running():
             return
         self.page.set_choices(lora_choices(run_dir, config.output.lora_path, config.output.best_lora_path))

@@ -373,5 +373,9 @@ def test_the_real_demo_opens_without_a_learning_rate_warning(qtbot, window, demo
     assert form.model_info.supported and form.model_info.demo
     assert form.lr.currentText() == "2e-3"
     assert not form.lr_note.isVisible() and form.lr_note.text() == ""
+    # the demo trains inputs at its 64-px target size, and the Test tab samples them so
+    assert form.advanced.fields["input_size"].currentData() == "target"
+    window.tabs.setCurrentWidget(window.compare_page)
+    assert window.compare_page.input_size == "target"
     form.model.set_text(str(model_folder(tmp_path)))
     assert "Too hard" in form.lr_note.text()
