@@ -137,11 +137,13 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
     checkpoint_info = {"total": t.steps, "family": family.name, "rank": t.rank, "alpha": t.alpha or float(t.rank),
                        "seed": t.seed, "version": __version__, "optimizer": t.optimizer, "ema_decay": t.ema_decay,
                        "adapter": t.adapter, "lokr_factor": t.lokr_factor,
-                       "validation_sets": sorted(config.dataset.validation)}
+                       "validation_sets": sorted(config.dataset.validation), "input_size": family.input_size_rule}
     if resume_from is not None:
         # optimizer: its saved state's layout; ema_decay: whether the EMA weights are there;
-        # validation_sets: the held-out sets decide which sets train, so the batches drawn
-        for key in ("family", "rank", "alpha", "optimizer", "ema_decay", "adapter", "lokr_factor", "validation_sets"):
+        # validation_sets: the held-out sets decide which sets train, so the batches drawn;
+        # input_size: the rule "auto" resolved to (a family's default can change between versions)
+        for key in ("family", "rank", "alpha", "optimizer", "ema_decay", "adapter", "lokr_factor", "validation_sets",
+                    "input_size"):
             saved = resume_from.manifest.get(key)
             if saved is not None and saved != checkpoint_info[key]:
                 where = {"family": "model.path", "validation_sets": "dataset.validation"}.get(key, f"train.{key}")

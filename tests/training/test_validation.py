@@ -184,9 +184,10 @@ def test_a_resumed_run_reproduces_the_validation_numbers_and_the_best(first_run)
     assert _equal(_lora(config.output.best_lora_path), first_run.best_tensors)
 
 
-def test_resuming_with_other_held_out_sets_is_refused(first_run, tmp_path):
-    """The held-out sets decide which sets train, and so every batch drawn: a resume with other
-    ones could not continue the run. A config error naming the key, before any step."""
+def test_resuming_with_other_held_out_sets_or_input_sizes_is_refused(first_run, tmp_path):
+    """The held-out sets decide which sets train, and so every batch drawn; the input-size rule
+    what the inputs look like: a resume with others could not continue the run. A config error
+    naming the key, before any step."""
     data = tomllib.loads(first_run.config.source.read_text(encoding="utf-8"))
     data["dataset"]["validation"] = []  # output.dir is absolute: the same run folder
     cfg = tmp_path / "config.toml"
@@ -196,6 +197,14 @@ def test_resuming_with_other_held_out_sets_is_refused(first_run, tmp_path):
     assert info.value.kind == "config"
     assert info.value.message.startswith("dataset.validation: the checkpoint at step ")
     assert f"validation_sets {first_run.held!r}, the config now says []" in info.value.message
+    # so does another input-size rule (what "auto" means for a family can change between versions)
+    data = tomllib.loads(first_run.config.source.read_text(encoding="utf-8"))
+    data["train"]["input_size"] = "pipeline"
+    cfg.write_text(tomli_w.dumps(data), encoding="utf-8")
+    with pytest.raises(TrainingError) as info:
+        _run(cfg, resume=True)
+    assert info.value.message.startswith("train.input_size: the checkpoint at step ")
+    assert "input_size 'target', the config now says 'pipeline'" in info.value.message
 
 
 def test_validation_never_changes_the_lora_and_sees_the_ema_weights(demo_project, tmp_path):
