@@ -25,7 +25,9 @@ from lorastudio import protocol
 from lorastudio.training.events import NullSink
 
 FAST_TRAIN = {"steps": 4, "resolution": 32, "rank": 4, "learning_rate": 1e-3, "sample_every": 0,
-              "checkpoint_every": 0, "sample_steps": 2, "sample_sets": 1, "seed": 7}
+              "checkpoint_every": 0, "sample_steps": 2, "sample_sets": 1, "seed": 7,
+              # not the demo run's recipe (a batch of all its sets, σ weighted high): one set a step
+              "batch_size": 1, "timestep_mean": 0.0}
 
 
 def make_config(project: Path, out_dir: Path, model: Path | None = None, dataset: Path | None = None,
