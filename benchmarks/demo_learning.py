@@ -1,30 +1,36 @@
 #!/usr/bin/env python3
 """Does the built-in demo learn its edit? Measured through the family pipeline (issue 14).
 
-    PYTHONPATH=. python benchmarks/demo_learning.py [--steps N] [--lr X] [--batch B] [--out DIR]
+    PYTHONPATH=. python benchmarks/demo_learning.py [--out DIR] [--steps N] [--lr X] [--batch B]
 
-Writes the Kontext demo (``lorastudio demo``) into DIR, trains it as its project says (or
-with the overrides), and then edits its held-out sets (``dataset.validation``: moved out of
-the training folder here, so this holds even where the trainer does not yet skip them)
-with ``FluxKontextPipeline``'s own ``__call__`` and scheduler — the Test tab's call: the
-input's size, 20 steps, guidance 2.5, seed 0 — with and without the LoRA. Prints:
+Writes the Kontext demo (``lorastudio demo``) into DIR and trains it with the real command,
+``lorastudio train DIR/project.toml`` (a child process: the demo's default run as an artist
+starts it, previews, checkpoints and held-out validation included; ``--steps/--lr/--batch``
+override the project first). Then it edits the demo's held-out sets (``dataset.validation``:
+never trained on) with ``FluxKontextPipeline``'s own ``__call__`` and scheduler, with and
+without the run's LoRA, at the input's size and seed 0, twice: with the previews' step
+count (``train.sample_steps``, as the checkpoint grid draws them) and with the Test tab's
+20 steps. Prints:
 
-* error = mean squared difference in pixels (0 … 1) between each output and its target,
-  without and with the LoRA, and ratio = with / without (learning: ratio <= 0.5);
-* whether each output is closer to its own target than to the other held-out target;
-* the wall times of building the demo and of training (say whether the machine was busy).
+* the wall time of ``lorastudio demo`` and of ``lorastudio train`` (start to finished LoRA)
+  and the CPU time the training process used (on a busy machine the wall time says little:
+  say whether it was);
+* per call: error = mean squared difference in pixels (0 … 1) between each output and its
+  target, without and with the LoRA, ratio = with / without, and whether each output is
+  closer to its own target than to the other held-out set's;
+* the shared learning measure (``tests/training/learning_helpers.py``: the same call, in the
+  pipeline's latent space; pass = ratio <= 0.5 and each output closest to its own target).
 
 It saves ``DIR/comparison.png``: rows = held-out sets; columns = input, without LoRA, with
-LoRA, target (4x enlarged). (The shared definition of the learning measure, in latent space,
-is ``tests/training/learning_helpers.py``: its ratio, in latent space, is printed too; the
-pixel figures are what the artist sees in the Test tab.)
+LoRA (previews' steps), with LoRA (20 steps), target (4x enlarged).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import shutil
+import os
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-#: The Test tab's defaults (ui/compare_page.py) and Kontext's preview guidance.
+#: The Test tab's default steps (ui/compare_page.py); Kontext's preview guidance; the seed.
 TEST_TAB_STEPS, GUIDANCE, SEED = 20, 2.5, 0
 
 
@@ -43,94 +49,103 @@ def pixels(image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
 
 
-def edit(model_dir: Path, held_dir: Path, names: list[str], lora: Path | None) -> dict[str, np.ndarray]:
+def edit(model_dir: Path, inputs: dict, caption: str, lora: Path | None, steps: int) -> dict[str, np.ndarray]:
     import torch
     from diffusers import FluxKontextPipeline
-    from PIL import Image
-
-    from lorastudio.training.demo import EDIT_CAPTION
 
     pipe = FluxKontextPipeline.from_pretrained(str(model_dir), local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
     if lora is not None:
         pipe.load_lora_weights(str(lora))
     out = {}
-    for name in names:
-        image = Image.open(held_dir / f"{name}_start.png").convert("RGB")
+    for name, image in inputs.items():
         width, height = image.size
         with torch.no_grad():
-            result = pipe(prompt=EDIT_CAPTION, image=image, width=width, height=height, max_area=width * height,
-                          _auto_resize=False, num_inference_steps=TEST_TAB_STEPS, guidance_scale=GUIDANCE,
+            result = pipe(prompt=caption, image=image, width=width, height=height, max_area=width * height,
+                          _auto_resize=False, num_inference_steps=steps, guidance_scale=GUIDANCE,
                           generator=torch.Generator("cpu").manual_seed(SEED), output_type="np")
         out[name] = result.images[0]
     return out
 
 
+def report(label: str, base: dict, tuned: dict, targets: dict) -> None:
+    names = list(targets)
+    without = float(np.mean([np.mean((base[n] - targets[n]) ** 2) for n in names]))
+    with_lora = float(np.mean([np.mean((tuned[n] - targets[n]) ** 2) for n in names]))
+    closest = all(np.mean((tuned[n] - targets[n]) ** 2) < min(np.mean((tuned[n] - targets[m]) ** 2)
+                                                                 for m in names if m != n) for n in names)
+    print(f"{label}: held-out error (pixels) without LoRA {without:.4f}, with {with_lora:.4f}, "
+          f"ratio {with_lora / without:.3f}; each output closest to its own target: {closest}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, help="folder for the demo (default: a temporary one)")
     parser.add_argument("--steps", type=int, help="override train.steps")
     parser.add_argument("--lr", type=float, help="override train.learning_rate")
     parser.add_argument("--batch", type=int, help="override train.batch_size")
-    parser.add_argument("--out", type=Path, help="folder for the demo (default: a temporary one)")
     args = parser.parse_args(argv)
 
     from PIL import Image
 
-    from lorastudio.config import load_config
+    from lorastudio.config import load_config, save_config
     from lorastudio.training.demo import create_demo
-    from lorastudio.training.events import NullSink
-    from lorastudio.training.trainer import train
 
     out = args.out or Path(tempfile.mkdtemp(prefix="demo-learning-"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     start = time.monotonic()
-    project = create_demo(out, "kontext")
+    subprocess.run([sys.executable, "-m", "lorastudio", "demo", str(out)], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
     built = time.monotonic()
+    demo_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    project = out / "project.toml"
     config = load_config(project)
-    names = list(config.dataset.validation)
-    held = out / "held-out"
-    shutil.rmtree(held, ignore_errors=True)
-    held.mkdir()
-    for name in names:
-        for path in (out / "dataset").glob(f"{name}[_.]*"):
-            shutil.move(str(path), held / path.name)
-    overrides = {key: value for key, value in (("steps", args.steps), ("learning_rate", args.lr),
-                                               ("batch_size", args.batch)) if value is not None}
-    config = dataclasses.replace(
-        config, dataset=dataclasses.replace(config.dataset, validation=[]),
-        train=dataclasses.replace(config.train, sample_every=0, checkpoint_every=0, **overrides))
+    for key, value in (("steps", args.steps), ("learning_rate", args.lr), ("batch_size", args.batch)):
+        if value is not None:
+            setattr(config.train, key, value)
+    save_config(config, project)
     t = config.train
-    result = train(config, NullSink())
+    subprocess.run([sys.executable, "-m", "lorastudio", "train", str(project)], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
     trained = time.monotonic()
-    print(f"demo: {t.steps} steps, lr {t.learning_rate:g}, batch {t.batch_size}, rank {t.rank}, {t.resolution} px; "
-          f"built in {built - start:.0f} s, trained in {trained - built:.0f} s; "
-          f"loss {np.mean(result.losses[:5]):.3f} → {np.mean(result.losses[-5:]):.3f}")
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    train_cpu = cpu.ru_utime + cpu.ru_stime - demo_cpu.ru_utime - demo_cpu.ru_stime
+    print(f"demo: {t.steps} steps, batch {t.batch_size}, lr {t.learning_rate:g}, rank {t.rank}, {t.resolution} px, "
+          f"timesteps {t.timesteps} (mean {t.timestep_mean:g}); `lorastudio demo` {built - start:.0f} s, "
+          f"`lorastudio train` {trained - built:.0f} s wall, {train_cpu:.0f} s CPU time (all its threads)")
 
-    targets = {n: pixels(Image.open(held / f"{n}_end.png")) for n in names}
-    base = edit(out / "model", held, names, None)
-    tuned = edit(out / "model", held, names, result.lora)
-    without = float(np.mean([np.mean((base[n] - targets[n]) ** 2) for n in names]))
-    with_lora = float(np.mean([np.mean((tuned[n] - targets[n]) ** 2) for n in names]))
-    print(f"held-out error (pixels): without LoRA {without:.4f}, with {with_lora:.4f}, ratio {with_lora / without:.3f}")
-    for n in names:
-        own = float(np.mean((tuned[n] - targets[n]) ** 2))
-        others = {m: round(float(np.mean((tuned[n] - targets[m]) ** 2)), 4) for m in names if m != n}
-        print(f"  {n}: own target {own:.4f}, others {others}: {'closest to its own' if own < min(others.values()) else 'NOT closest to its own'}")
-    # The shared learning measure (tests/training/learning_helpers.py): the same call, in the
-    # pipeline's latent space, through the family's run_pipeline.
+    lora = config.output.lora_path
+    data = config.dataset.path
+    names = list(config.dataset.validation)
+    caption = (data / f"{names[0]}.txt").read_text(encoding="utf-8").strip()
+    inputs = {n: Image.open(data / f"{n}_start.png").convert("RGB") for n in names}
+    targets = {n: pixels(Image.open(data / f"{n}_end.png")) for n in names}
+    columns = [[pixels(inputs[n]) for n in names]]
+    for steps, label in ((t.sample_steps, f"previews' call ({t.sample_steps} steps)"),
+                         (TEST_TAB_STEPS, f"Test tab's call ({TEST_TAB_STEPS} steps)")):
+        base = edit(config.model.path, inputs, caption, None, steps)
+        tuned = edit(config.model.path, inputs, caption, lora, steps)
+        report(label, base, tuned, targets)
+        if steps == t.sample_steps:
+            columns.append([base[n] for n in names])
+        columns.append([tuned[n] for n in names])
+    columns.append([targets[n] for n in names])
+
+    # The shared learning measure (tests/training/learning_helpers.py), in latent space.
     sys.path.insert(0, str(ROOT / "tests" / "training"))
     import learning_helpers
 
-    from lorastudio.training.demo import EDIT_CAPTION
-
-    sets = [learning_helpers.LearningSet(n, [Image.open(held / f"{n}_start.png").convert("RGB")],
-                                         Image.open(held / f"{n}_end.png").convert("RGB"), EDIT_CAPTION) for n in names]
-    shared = learning_helpers.pipeline_errors(out / "model", result.lora, sets, size=(64, 64), steps=TEST_TAB_STEPS)
-    print(f"shared measure (latents): ratio {shared.ratio:.3f}, own target closest: {shared.own_closest}, "
-          f"passed: {shared.passed}")
-    rows = [np.concatenate([pixels(Image.open(held / f"{n}_start.png")), base[n], tuned[n], targets[n]], 1) for n in names]
+    sets = [learning_helpers.LearningSet(n, [inputs[n]], Image.open(data / f"{n}_end.png").convert("RGB"), caption)
+            for n in names]
+    for steps in (t.sample_steps, TEST_TAB_STEPS):
+        shared = learning_helpers.pipeline_errors(config.model.path, lora, sets, size=inputs[names[0]].size,
+                                                  steps=steps)
+        print(f"shared measure (latents), {steps} steps: {shared}; passed: {shared.passed}")
+    rows = [np.concatenate([column[i] for column in columns], 1) for i in range(len(names))]
     grid = Image.fromarray((np.concatenate(rows, 0) * 255).clip(0, 255).astype(np.uint8))
     grid.resize((grid.width * 4, grid.height * 4), Image.Resampling.NEAREST).save(out / "comparison.png")
-    print(f"comparison: {out / 'comparison.png'} (input | without LoRA | with LoRA | target)")
+    print(f"comparison: {out / 'comparison.png'} (input | without LoRA | with LoRA, previews' steps | "
+          f"with LoRA, {TEST_TAB_STEPS} steps | target)")
     return 0
 
 

@@ -196,12 +196,13 @@ async def _make_demo(window, out_dir: Path) -> Path:
 
 
 def shorten_demo(project: Path, steps: int) -> None:
-    """Make the demo project train ``steps`` steps, with one preview and no checkpoints before the end."""
+    """Make the demo project train ``steps`` quick steps (one set each), with one preview and no
+    checkpoints before the end."""
     from lorastudio.config import load_config, save_config
 
     config = load_config(project)
     fields = {f.name for f in dataclasses.fields(config.train)}
-    changes: dict[str, Any] = {"steps": steps, "sample_every": 0, "checkpoint_every": 0}
+    changes: dict[str, Any] = {"steps": steps, "sample_every": 0, "checkpoint_every": 0, "batch_size": 1}
     if "sample_steps" in fields:
         changes["sample_steps"] = 2
     if "sample_sets" in fields:

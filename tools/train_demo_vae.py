@@ -7,7 +7,9 @@ Why: a random-weight VAE cannot reconstruct pictures, so the demo's previews and
 tab showed noise however well the LoRA learned. This trains a small ``AutoencoderKL`` (the
 FLUX.1 family's own VAE class, shrunk: the folder loads as a real one) on the demo's kind of
 picture only — coloured shapes on a plain background (``demo.shapes_picture``) and the same
-pictures after the demo's edit (``demo.demo_edit``) — at the demo's 64-pixel size.
+pictures with their colours inverted (and mirrored, as the demo's edit did when the shipped
+weights were trained; the random flips below make that no different) — at the demo's
+64-pixel size.
 
 Reproducible: fixed seeds, data generated deterministically from picture seeds that the
 demo's own sets (1 … ``DEMO_SETS``) never use, so they stay held out (the test that the VAE
@@ -27,12 +29,13 @@ import time
 from pathlib import Path
 
 import torch
+from PIL import ImageOps
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lorastudio.training.demo import (  # noqa: E402
-    DEMO_IMAGE_SIZE, DEMO_VAE_CONFIG, demo_edit, demo_vae_dir, shapes_picture,
+    DEMO_IMAGE_SIZE, DEMO_VAE_CONFIG, demo_vae_dir, shapes_picture,
 )
 
 #: Picture seeds the VAE trains on: far from the demo's sets (seeds 1 … 12).
@@ -59,7 +62,7 @@ def training_pictures() -> torch.Tensor:
     images = []
     for seed in TRAIN_SEEDS:
         picture = shapes_picture(seed, DEMO_IMAGE_SIZE)
-        images += [picture, demo_edit(picture)]
+        images += [picture, ImageOps.mirror(ImageOps.invert(picture))]  # what the shipped weights saw
     return pixels(images)
 
 
@@ -81,7 +84,7 @@ def train(steps: int, batch: int, lr: float) -> "torch.nn.Module":
         x = data[torch.randint(len(data), (batch,), generator=order)]
         top, left = (int(v) for v in torch.randint(DEMO_IMAGE_SIZE - CROP + 1, (2,), generator=order))
         x = x[:, :, top:top + CROP, left:left + CROP]  # the VAE is convolutional: crops train it 4x faster
-        flip = torch.rand(batch, generator=order) < 0.5  # both orientations (the edit mirrors)
+        flip = torch.rand(batch, generator=order) < 0.5  # both orientations
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         # The app only ever uses the distribution's mode (the pipelines' ``sample_mode="argmax"``),
         # so the decoder learns from the mode plus a little noise (to decode the flow model's

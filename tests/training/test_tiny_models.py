@@ -230,6 +230,8 @@ def test_demo_project(demo_project):
     assert config.output.dir == root / "output"
     t = config.train
     assert (t.resolution, t.steps, t.sample_every, t.checkpoint_every, t.sample_steps) == (64, 40, 20, 20, 4)
+    # each step trains all 10 trained sets (12, less the 2 held out), σ weighted high
+    assert (t.batch_size, t.timesteps, t.timestep_mean) == (10, "logit_normal", 2.0)
     assert detect_family(config.model.path) is KontextFamily
     # inputs at the 64-px target's size, not Kontext's default ~1 MP: the demo stays a one-minute run
     assert t.input_size == "target"
@@ -241,7 +243,7 @@ def test_demo_project(demo_project):
     for image_set in sets:
         assert len(image_set.inputs) == 1 and image_set.caption
         start, end = load_image(image_set.inputs[0]), load_image(image_set.target)
-        assert end.tobytes() == ImageOps.mirror(ImageOps.invert(start)).tobytes()
+        assert end.tobytes() == ImageOps.invert(start).tobytes()
     starts = {load_image(s.inputs[0]).tobytes() for s in sets}
     assert len(starts) == 12  # all different
 

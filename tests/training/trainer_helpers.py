@@ -28,7 +28,9 @@ from lorastudio.training.events import NullSink
 #: Qwen-Image-Edit-Plus's ``"pipeline"`` would encode every input at ~1 MP: a slow test that
 #: proves nothing more). Tests of the input-size rule itself pass ``input_size=…``.
 FAST_TRAIN = {"steps": 4, "resolution": 32, "rank": 4, "learning_rate": 1e-3, "sample_every": 0,
-              "checkpoint_every": 0, "sample_steps": 2, "sample_sets": 1, "seed": 7, "input_size": "target"}
+              "checkpoint_every": 0, "sample_steps": 2, "sample_sets": 1, "seed": 7, "input_size": "target",
+              # not the demo run's recipe (a batch of all its sets, σ weighted high): one set a step
+              "batch_size": 1, "timestep_mean": 0.0}
 
 
 def make_config(project: Path, out_dir: Path, model: Path | None = None, dataset: Path | None = None,

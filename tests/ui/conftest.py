@@ -109,6 +109,7 @@ def demo_project(demo_dir, tmp_path) -> Path:
 
     config = load_config(demo_dir / "project.toml")
     config.train.steps = 1000  # long enough never to finish by itself: the tests stop it
+    config.train.batch_size = 1  # quick steps (the demo run trains all its sets in each)
     config.train.sample_every = 3
     config.train.checkpoint_every = 0  # a checkpoint only when stopping
     config.train.sample_steps = 2
