@@ -1,20 +1,19 @@
 """The learning measure on the Qwen families: Qwen-Image-Edit-Plus (edit), Qwen-Image
 (text-to-image) and Qwen-Image 2.1 (its image-conditioned and its text-to-image mode).
 
-At 32 px with ``L.QUICK_RECIPE`` their tiny models stop short of the measure's pass (ratio
-≈ 0.55–0.6 for Qwen-Image(-Edit-Plus) even on a single set; README "How we know a LoRA
-learns" has the figures). That floor is not a disagreement between training and the
-pipeline: the first test here pins, for every family and mode, that the family's ``predict``
+At 32 px with ``L.QUICK_RECIPE`` and LoRA layers on the blocks only, their tiny models
+stopped short of the measure's pass (ratio ≈ 0.55–0.6 for Qwen-Image(-Edit-Plus) even on a
+single set). That floor was not a disagreement between training and the pipeline: the first test here pins, for every family and mode, that the family's ``predict``
 (from the training encodings) makes exactly the transformer call the pipeline's own
 ``__call__`` makes at its first denoising step — hidden states (target and input tokens,
 their packing and latent normalization), timestep (σ, the pipeline's ``t / 1000``), prompt
 embeddings and mask (template, dropped system prefix), ``img_shapes`` / image slots — down
-to the output. The floor comes from the LoRA's targets: with LoRA layers on the output head
-too (``norm_out.linear``, ``proj_out``) the same Edit-Plus run passes (ratio 0.08); README has
-the figures.
+to the output. The floor came from the LoRA's targets: the tiny transformer's random output
+head stayed frozen. The catalog's Qwen targets now include ``proj_out`` (as FLUX.1's do), and
+Qwen-Image-Edit-Plus and Qwen-Image pass; README has the figures.
 
-What the measure must still do on these families is fail a faulty trainer: the negated
-velocity target (one LoRA per family and mode, trained once per module).
+The measure must also fail a faulty trainer: the negated velocity target (one LoRA per
+family and mode, trained once per module).
 """
 
 from __future__ import annotations
@@ -35,6 +34,14 @@ CASES = {
 #: Steps of the faulty runs: enough for the negated velocity to carry the output away
 #: from the targets (the quick recipe otherwise).
 FAULT_STEPS = 100
+#: The cases whose LoRA passes the measure with the quick recipe (300 steps) → the pipeline
+#: arguments of the measured call. Qwen-Image text-to-image is measured in the pipeline's own
+#: default call (no negative prompt, so no CFG: ratio 0.11 measured); the previews' call adds
+#: CFG 4 with a " " negative prompt, under which the tiny model's LoRA stops at 0.65 (its
+#: random text encoder hardly tells the caption from the blank one). Qwen-Image 2.1 is not here
+#: yet: 0.37 with its own targets not closest (README "How we know a LoRA learns").
+LEARNS = {"qwen-edit-plus": {}, "qwen-image": {"true_cfg_scale": 1.0}}
+LEARN_STEPS = 300
 SETS = 3
 SIZE = L.QUICK_RECIPE["resolution"]
 
@@ -53,7 +60,7 @@ def trained(request, tmp_path_factory):
             root = tmp_path_factory.mktemp(f"learn-{case}-{fault}")
             dataset = L.write_dataset(root / "dataset", sets)
             with L.one_thread():
-                lora = L.train_tiny(model_dir, dataset, root, steps, wrap=L.FAULTS[fault], batch_size=len(sets),
+                lora = L.train_tiny(model_dir, dataset, root, steps, wrap=L.FAULTS.get(fault), batch_size=len(sets),
                                     **L.QUICK_RECIPE)
             runs[key] = (sets, model_dir, lora)
         return runs[key]
@@ -116,3 +123,14 @@ def test_a_negated_velocity_fails_the_measure(trained, case):
     with L.one_thread():
         result = L.pipeline_errors(model_dir, lora, sets, size=(SIZE, SIZE), steps=L.QUICK_PIPELINE_STEPS)
     assert not result.passed, result
+
+
+@pytest.mark.parametrize("case", list(LEARNS))
+def test_a_qwen_lora_learns_each_sets_target(trained, case):
+    """Measured under load: Qwen-Image-Edit-Plus ratio 0.16, Qwen-Image 0.11, each set's output
+    closest to its own target."""
+    sets, model_dir, lora = trained(case, "", LEARN_STEPS)
+    with L.one_thread():
+        result = L.pipeline_errors(model_dir, lora, sets, size=(SIZE, SIZE), steps=L.QUICK_PIPELINE_STEPS,
+                                   **LEARNS[case])
+    assert result.passed, result
