@@ -586,6 +586,45 @@ def test_zimage_omni_prompt_sees_the_input_images(encoded):
     assert a["prompt_lengths"].shape == (3,)
 
 
+def test_zimage_omni_trains_small_references_as_the_pipeline_takes_them(encoded):
+    """ZImageOmniPipeline refuses a reference with a side under 64 pixels, so a preview hands
+    it one enlarged. Training at a lower resolution must show the model that same reference:
+    ``input_size`` never goes below 64 (either rule), and a 32-pixel preview's transformer
+    gets exactly the reference latents and SigLIP features the training cache holds for the
+    set (encoded at ``input_size``). (It once trained 32-pixel references, 4×4 latents,
+    while every preview showed the model 8×8 ones.)"""
+    from lorastudio.training.families._common import resize_to
+
+    family = encoded("zimage-omni").family
+    transformer = encoded("zimage-omni").transformer
+    assert family.input_size((32, 32), (32, 32), 32) == (64, 64)
+    assert family.input_size((48, 32), (48, 32), 40) == (96, 64)  # aspect kept, sides multiples of 16
+    assert family.input_size((512, 512), (512, 512), 512) == (512, 512)
+    family.use_input_size("pipeline")
+    try:
+        assert family.input_size((32, 32), (32, 32), 32) == (64, 64)
+    finally:
+        family.use_input_size("auto")
+    source = _image((32, 32), 7)
+    cached = resize_to(source, family.input_size(source.size, (32, 32), 32))
+    family.load_encoders()
+    try:
+        latents = family.encode_image(cached)
+        prompt = family.encode_prompt("invert the colours", [cached]).tensors
+    finally:
+        family.free_encoders()
+    seen = []
+    hook = transformer.register_forward_pre_hook(lambda _m, _a, kwargs: seen.append(kwargs), with_kwargs=True)
+    try:
+        family.run_pipeline(transformer, [source], "invert the colours", (32, 32), 1, 0, output_type="latent")
+    finally:
+        hook.remove()
+    reference, target = seen[0]["x"][0]
+    assert target.shape[-2:] == (4, 4)
+    torch.testing.assert_close(reference[:, 0], latents)
+    torch.testing.assert_close(seen[0]["siglip_feats"][0][0], prompt["siglip_0"])
+
+
 # -- LongCat-Image ---------------------------------------------------------------------------------
 
 

@@ -39,7 +39,7 @@ import torch
 from PIL import Image
 
 from lorastudio import catalog
-from lorastudio.training.families._common import at_least_side, own_size_within_area
+from lorastudio.training.families._common import at_least_size, own_size_within_area
 from lorastudio.training.families._pipeline_family import PipelineFamily
 from lorastudio.training.families.base import EncodedPrompt
 
@@ -153,6 +153,9 @@ class ZImageOmniFamily(ZImageFamilyBase):
 
     record = catalog.family("zimage-omni")
     prompt_depends_on_inputs = True  # the SigLIP features of the inputs are cached with the prompt
+    #: SigLIP sees each reference as the pipeline is handed it: at the size ``input_size`` gives
+    #: it (as the training cache encodes it), not at the size a caller of a preview has it.
+    prompt_sees_preview_inputs = True
     input_names = ("_start", "_start1", "_start2", "_start3")
     #: The pipeline refuses reference images with a side under 64 pixels.
     min_reference_side: ClassVar[int] = 64
@@ -164,8 +167,20 @@ class ZImageOmniFamily(ZImageFamilyBase):
         "ratio (scaled down to the output's area only above 1024² pixels, sides floored to multiples of 16), so "
         "at training resolution 1024 this is what inference shows the model. The SigLIP2 vision encoder sees "
         "each reference at that same size, as the pipeline shows it (its processor scales it to at most "
-        "max_num_patches patches). Text-to-image sets (no _start) train the same model without references."
+        "max_num_patches patches). The pipeline refuses a reference with a side under 64 pixels, so below that "
+        "(training resolutions under 64) the reference is scaled up to a 64-pixel short side in training and "
+        "previews alike. Text-to-image sets (no _start) train the same model without references."
     )
+
+    def input_size(self, input_size: tuple[int, int], target_size: tuple[int, int],
+                   resolution: int) -> tuple[int, int]:
+        """Either ``train.input_size`` rule's size, scaled up (aspect kept) to the pipeline's
+        64-pixel minimum side where it is smaller: the pipeline refuses a smaller reference, so
+        a preview has to hand it this size, and training must show the model the reference
+        as the pipeline does (its latent grid and positions, and SigLIP's view). Only training
+        resolutions below 64 (the tiny models') meet it."""
+        size = super().input_size(input_size, target_size, resolution)
+        return at_least_size(size, self.min_reference_side, self.size_multiple)
 
     def pipeline_input_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
         """ZImageOmniPipeline's default (FLUX.2's, copied): the reference's own size, scaled down
@@ -204,7 +219,7 @@ class ZImageOmniFamily(ZImageFamilyBase):
         kwargs = super()._sample_call_kwargs(inputs, prompt, width, height)
         self._preview_siglip = [prompt[f"siglip_{j}"][0] for j in range(len(inputs))]
         if inputs:
-            kwargs["image"] = [at_least_side(i, self.min_reference_side, self.size_multiple) for i in inputs]
+            kwargs["image"] = inputs  # sized by ``input_size``: never under the pipeline's minimum
         return kwargs
 
     def _sampling_pipeline(self, transformer: torch.nn.Module):
