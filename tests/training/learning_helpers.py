@@ -70,6 +70,11 @@ QUICK_RECIPE: dict[str, Any] = {"resolution": 32, "rank": 16, "learning_rate": 2
                                 "timesteps": "logit_normal", "timestep_mean": 1.0}
 #: Denoising steps of the quick measure's pipeline call.
 QUICK_PIPELINE_STEPS = 4
+#: Training steps of a run through a test-side fault (``FAULTS``): enough for a negated
+#: velocity to carry the pipeline's output away from the targets (measured ratios 1.2–1.5
+#: after 100 steps on the Qwen families), a third of what the passing runs need, so each
+#: family's fault case costs little of the suite's time.
+FAULT_STEPS = 100
 #: Training threads for the quick recipe: on the tiny model one thread is faster than two
 #: (measured under load on a 2-core box: 20 Kontext steps 28 s with one, 110 s with two;
 #: the tiny matrices are too small to share, and two threads per process oversubscribe

@@ -45,7 +45,8 @@ def trained(request, tmp_path_factory):
             root = tmp_path_factory.mktemp(f"learn-{family}{'-' + fault if fault else ''}")
             dataset = L.write_dataset(root / "dataset", sets)
             with L.one_thread():
-                lora = L.train_tiny(model_dir, dataset, root, EDIT_STEPS[family], wrap=L.FAULTS.get(fault),
+                lora = L.train_tiny(model_dir, dataset, root, L.FAULT_STEPS if fault else EDIT_STEPS[family],
+                                    wrap=L.FAULTS.get(fault),
                                     batch_size=len(sets), **L.QUICK_RECIPE)
             runs[key] = (sets, model_dir, lora)
         return runs[key]
@@ -68,7 +69,8 @@ def test_an_edit_lora_learns_each_sets_edit(trained, family):
 @pytest.mark.parametrize("fault", ["negated_velocity"])
 def test_a_faulty_trainer_fails_the_measure(trained, fault):
     """A velocity target of the wrong sign trains (the loss falls) but the pipeline's output
-    walks away from the targets: the measure fails it (ratio 3.4 measured). A timestep 1000× too big
+    walks away from the targets: the measure fails it (ratio 3.4 measured after 300 steps; the
+    case trains ``L.FAULT_STEPS``). A timestep 1000× too big
     (``timestep_times_1000``) is not caught on the tiny Kontext model — its LoRA still
     passes (0.36 measured at 64 px): the tiny transformer hardly depends on the timestep
     embedding."""

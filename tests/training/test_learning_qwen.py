@@ -3,8 +3,9 @@
 
 At 32 px with ``L.QUICK_RECIPE`` and LoRA layers on the blocks only, their tiny models
 stopped short of the measure's pass (ratio ≈ 0.55–0.6 for Qwen-Image(-Edit-Plus) even on a
-single set). That floor was not a disagreement between training and the pipeline: the first test here pins, for every family and mode, that the family's ``predict``
-(from the training encodings) makes exactly the transformer call the pipeline's own
+single set). That floor was not a disagreement between training and the pipeline: the first
+test here pins, for every family and mode, that the family's ``predict`` (from the
+training encodings) makes exactly the transformer call the pipeline's own
 ``__call__`` makes at its first denoising step — hidden states (target and input tokens,
 their packing and latent normalization), timestep (σ, the pipeline's ``t / 1000``), prompt
 embeddings and mask (template, dropped system prefix), ``img_shapes`` / image slots — down
@@ -31,9 +32,6 @@ CASES = {
     "qwen-image-2.1-edit": ("tiny_qwen_image21_dir", L.edit_sets),
     "qwen-image-2.1-t2i": ("tiny_qwen_image21_dir", L.text_to_image_sets),
 }
-#: Steps of the faulty runs: enough for the negated velocity to carry the output away
-#: from the targets (the quick recipe otherwise).
-FAULT_STEPS = 100
 #: The cases whose LoRA passes the measure with the quick recipe (300 steps) → the pipeline
 #: arguments of the measured call. Qwen-Image text-to-image is measured in the pipeline's own
 #: default call (no negative prompt, so no CFG: ratio 0.11 measured); the previews' call adds
@@ -119,7 +117,7 @@ def test_a_negated_velocity_fails_the_measure(trained, case):
     """The loss falls with the velocity target negated too, but the pipeline's output walks
     away from the targets: the measure fails it (measured after 100 steps: ratio 1.39
     Edit-Plus, 1.17 Qwen-Image, 1.45 / 1.26 Qwen-Image 2.1 edit / text-to-image)."""
-    sets, model_dir, lora = trained(case, "negated_velocity", FAULT_STEPS)
+    sets, model_dir, lora = trained(case, "negated_velocity", L.FAULT_STEPS)
     with L.one_thread():
         result = L.pipeline_errors(model_dir, lora, sets, size=(SIZE, SIZE), steps=L.QUICK_PIPELINE_STEPS)
     assert not result.passed, result

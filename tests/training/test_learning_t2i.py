@@ -46,7 +46,8 @@ def trained(request, tmp_path_factory):
             root = tmp_path_factory.mktemp(f"learn-{family}{'-' + fault if fault else ''}")
             dataset = L.write_dataset(root / "dataset", sets)
             with L.one_thread():
-                lora = L.train_tiny(model_dir, dataset, root, T2I_STEPS[family], wrap=L.FAULTS.get(fault),
+                lora = L.train_tiny(model_dir, dataset, root, L.FAULT_STEPS if fault else T2I_STEPS[family],
+                                    wrap=L.FAULTS.get(fault),
                                     batch_size=len(sets), **L.QUICK_RECIPE)
             runs[key] = (sets, model_dir, lora)
         return runs[key]
