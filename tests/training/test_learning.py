@@ -24,8 +24,8 @@ import learning_helpers as L
 
 #: Edit family → training steps of the quick recipe (batch = all three sets). Measured:
 #: Kontext ratio 0.21 after 300 steps (0.33 after 200, own target not closest for one set).
-#: Qwen-Image-Edit-Plus and FLUX.2 [klein] are not here: at 32 px their tiny models hardly
-#: learn (0.56 after 300 and 0.58 after 800 steps; klein 0.90 after 300).
+#: The other families have their own files (test_learning_*.py); README "How we know a LoRA
+#: learns" has a table of where each stands.
 EDIT_STEPS = {"kontext": 300}
 FIXTURE_OF = {"kontext": "tiny_kontext_dir"}
 #: Three sets: each is an edit the LoRA must tell from the others by its input image.

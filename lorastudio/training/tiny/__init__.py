@@ -11,7 +11,7 @@ FLUX.1-Kontext-dev or Qwen-Image-Edit-2509 folder takes, and the family's diffus
 pipeline runs on it end to end. Each folder is a few MB and builds in seconds; the same
 seed gives the same weights.
 
-Built so they can learn (tests/training/test_learning.py proves it for Kontext so far): each
+Built so they can learn (tests/training/test_learning*.py prove it family by family): each
 transformer's hidden width (heads × head_dim) is at least its packed latent width (latent
 channels × 2×2), because a narrower one cannot even carry the noisy latents through; so the
 VAEs have fewer latent channels than the real ones (4) rather than the transformers growing.
