@@ -346,3 +346,41 @@ def pipeline_errors(model_dir: Path, lora: Path, sets: list[LearningSet], size: 
         lora_errors=[error(o, t) for o, t in zip(tuned, targets)],
         cross=[[error(o, t) for t in targets] for o in tuned],
     )
+
+
+# -- the quick recipe's runs, as the learning tests use them ------------------------------------
+
+
+class QuickRuns:
+    """A test module's quick-recipe LoRAs, each trained once (its ``trained`` fixture holds one).
+
+    ``get(name, model_dir, make_sets, steps, fault="")`` → (sets, model folder, LoRA file):
+    three sets from ``make_sets`` (:func:`edit_sets` or :func:`text_to_image_sets`) at the
+    recipe's size, trained with :data:`QUICK_RECIPE` (``recipe`` overrides), all sets in each
+    batch, one thread; a run through a fault trains :data:`FAULT_STEPS`."""
+
+    SETS = 3
+
+    def __init__(self, tmp_path_factory) -> None:
+        self.tmp_path_factory = tmp_path_factory
+        self.runs: dict[tuple[str, str], tuple] = {}
+
+    def get(self, name: str, model_dir: Path, make_sets: Callable[..., list[LearningSet]], steps: int,
+            fault: str = "", **recipe: Any) -> tuple[list[LearningSet], Path, Path]:
+        if (name, fault) not in self.runs:
+            recipe = {**QUICK_RECIPE, **recipe}
+            sets = make_sets(self.SETS, recipe["resolution"])
+            root = self.tmp_path_factory.mktemp(f"learn-{name}{'-' + fault if fault else ''}")
+            dataset = write_dataset(root / "dataset", sets)
+            with one_thread():
+                lora = train_tiny(model_dir, dataset, root, FAULT_STEPS if fault else steps, wrap=FAULTS.get(fault),
+                                  batch_size=len(sets), **recipe)
+            self.runs[(name, fault)] = (sets, model_dir, lora)
+        return self.runs[(name, fault)]
+
+
+def quick_measure(sets: list[LearningSet], model_dir: Path, lora: Path, **call: Any) -> LearningResult:
+    """:func:`pipeline_errors` at the quick recipe's size and :data:`QUICK_PIPELINE_STEPS`, one thread."""
+    size = QUICK_RECIPE["resolution"]
+    with one_thread():
+        return pipeline_errors(model_dir, lora, sets, size=(size, size), steps=QUICK_PIPELINE_STEPS, **call)

@@ -28,41 +28,19 @@ import learning_helpers as L
 #: learns" has a table of where each stands.
 EDIT_STEPS = {"kontext": 300}
 FIXTURE_OF = {"kontext": "tiny_kontext_dir"}
-#: Three sets: each is an edit the LoRA must tell from the others by its input image.
-SETS = 3
 
 
 @pytest.fixture(scope="module")
 def trained(request, tmp_path_factory):
     """(family, fault) → (sets, model folder, LoRA file), each trained once."""
-    runs: dict[tuple, tuple] = {}
-
-    def get(family: str, fault: str = ""):
-        key = (family, fault)
-        if key not in runs:
-            model_dir = request.getfixturevalue(FIXTURE_OF[family])
-            sets = L.edit_sets(SETS, L.QUICK_RECIPE["resolution"])
-            root = tmp_path_factory.mktemp(f"learn-{family}{'-' + fault if fault else ''}")
-            dataset = L.write_dataset(root / "dataset", sets)
-            with L.one_thread():
-                lora = L.train_tiny(model_dir, dataset, root, L.FAULT_STEPS if fault else EDIT_STEPS[family],
-                                    wrap=L.FAULTS.get(fault),
-                                    batch_size=len(sets), **L.QUICK_RECIPE)
-            runs[key] = (sets, model_dir, lora)
-        return runs[key]
-
-    return get
-
-
-def _measure(sets, model_dir, lora):
-    size = L.QUICK_RECIPE["resolution"]
-    with L.one_thread():
-        return L.pipeline_errors(model_dir, lora, sets, size=(size, size), steps=L.QUICK_PIPELINE_STEPS)
+    runs = L.QuickRuns(tmp_path_factory)
+    return lambda family, fault="": runs.get(family, request.getfixturevalue(FIXTURE_OF[family]), L.edit_sets,
+                                             EDIT_STEPS[family], fault)
 
 
 @pytest.mark.parametrize("family", list(EDIT_STEPS))
 def test_an_edit_lora_learns_each_sets_edit(trained, family):
-    result = _measure(*trained(family))
+    result = L.quick_measure(*trained(family))
     assert result.passed, result
 
 
@@ -74,5 +52,5 @@ def test_a_faulty_trainer_fails_the_measure(trained, fault):
     (``timestep_times_1000``) is not caught on the tiny Kontext model — its LoRA still
     passes (0.36 measured at 64 px): the tiny transformer hardly depends on the timestep
     embedding."""
-    result = _measure(*trained("kontext", fault))
+    result = L.quick_measure(*trained("kontext", fault))
     assert not result.passed, result

@@ -25,43 +25,21 @@ import learning_helpers as L
 RUNS = {
     "zimage-omni": ("tiny_zimage_omni_dir", 400, {}),
 }
-#: Three sets: each is an edit the LoRA must tell from the others by its input image.
-SETS = 3
-
-
 @pytest.fixture(scope="module")
 def trained(request, tmp_path_factory):
     """(family, fault) → (sets, model folder, LoRA file), each trained once."""
-    runs: dict[tuple, tuple] = {}
+    runs = L.QuickRuns(tmp_path_factory)
 
     def get(family: str, fault: str = ""):
-        key = (family, fault)
-        if key not in runs:
-            fixture, steps, recipe = RUNS[family]
-            model_dir = request.getfixturevalue(fixture)
-            recipe = {**L.QUICK_RECIPE, **recipe}
-            sets = L.edit_sets(SETS, recipe["resolution"])
-            root = tmp_path_factory.mktemp(f"learn-{family}{'-' + fault if fault else ''}")
-            dataset = L.write_dataset(root / "dataset", sets)
-            with L.one_thread():
-                lora = L.train_tiny(model_dir, dataset, root, L.FAULT_STEPS if fault else steps,
-                                    wrap=L.FAULTS.get(fault),
-                                    batch_size=len(sets), **recipe)
-            runs[key] = (sets, model_dir, lora)
-        return runs[key]
+        fixture, steps, recipe = RUNS[family]
+        return runs.get(family, request.getfixturevalue(fixture), L.edit_sets, steps, fault, **recipe)
 
     return get
 
 
-def _measure(sets, model_dir, lora):
-    size = L.QUICK_RECIPE["resolution"]
-    with L.one_thread():
-        return L.pipeline_errors(model_dir, lora, sets, size=(size, size), steps=L.QUICK_PIPELINE_STEPS)
-
-
 @pytest.mark.parametrize("family", list(RUNS))
 def test_an_edit_lora_learns_each_sets_edit(trained, family):
-    result = _measure(*trained(family))
+    result = L.quick_measure(*trained(family))
     assert result.passed, result
 
 
@@ -69,5 +47,5 @@ def test_an_edit_lora_learns_each_sets_edit(trained, family):
 def test_a_negated_velocity_fails_the_measure(trained, family):
     """The velocity target negated: the loss falls as well, but the pipeline's output walks
     away from the targets, and the measure fails it."""
-    result = _measure(*trained(family, "negated_velocity"))
+    result = L.quick_measure(*trained(family, "negated_velocity"))
     assert not result.passed, result

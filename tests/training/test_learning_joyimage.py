@@ -15,40 +15,21 @@ import pytest
 import learning_helpers as L
 
 STEPS = 300
-SETS = 3
-SIZE = L.QUICK_RECIPE["resolution"]
 
 
 @pytest.fixture(scope="module")
 def trained(tiny_joyimage_edit_plus_dir, tmp_path_factory):
-    runs: dict[str, tuple] = {}
-
-    def get(fault: str = ""):
-        if fault not in runs:
-            sets = L.edit_sets(SETS, SIZE)
-            root = tmp_path_factory.mktemp(f"learn-joyimage{'-' + fault if fault else ''}")
-            dataset = L.write_dataset(root / "dataset", sets)
-            with L.one_thread():
-                lora = L.train_tiny(tiny_joyimage_edit_plus_dir, dataset, root, L.FAULT_STEPS if fault else STEPS,
-                                    wrap=L.FAULTS.get(fault),
-                                    batch_size=len(sets), **L.QUICK_RECIPE)
-            runs[fault] = (sets, lora)
-        return runs[fault]
-
-    return get
+    """fault → (sets, model folder, LoRA file), each trained once."""
+    runs = L.QuickRuns(tmp_path_factory)
+    return lambda fault="": runs.get("joyimage", tiny_joyimage_edit_plus_dir, L.edit_sets, STEPS, fault)
 
 
-def _measure(model_dir, sets, lora):
-    with L.one_thread():
-        return L.pipeline_errors(model_dir, lora, sets, size=(SIZE, SIZE), steps=L.QUICK_PIPELINE_STEPS)
-
-
-def test_a_joyimage_edit_lora_learns_each_sets_edit(trained, tiny_joyimage_edit_plus_dir):
-    result = _measure(tiny_joyimage_edit_plus_dir, *trained())
+def test_a_joyimage_edit_lora_learns_each_sets_edit(trained):
+    result = L.quick_measure(*trained())
     assert result.passed, result
 
 
 @pytest.mark.parametrize("fault", ["negated_velocity"])
-def test_a_joyimage_lora_with_a_negated_velocity_fails_the_measure(trained, tiny_joyimage_edit_plus_dir, fault):
-    result = _measure(tiny_joyimage_edit_plus_dir, *trained(fault))
+def test_a_joyimage_lora_with_a_negated_velocity_fails_the_measure(trained, fault):
+    result = L.quick_measure(*trained(fault))
     assert not result.passed, result

@@ -40,28 +40,17 @@ CASES = {
 #: yet: 0.37 with its own targets not closest (README "How we know a LoRA learns").
 LEARNS = {"qwen-edit-plus": {}, "qwen-image": {"true_cfg_scale": 1.0}}
 LEARN_STEPS = 300
-SETS = 3
 SIZE = L.QUICK_RECIPE["resolution"]
 
 
 @pytest.fixture(scope="module")
 def trained(request, tmp_path_factory):
     """(case, fault) → (sets, model folder, LoRA file), each trained once."""
-    runs: dict[tuple, tuple] = {}
+    runs = L.QuickRuns(tmp_path_factory)
 
-    def get(case: str, fault: str, steps: int):
-        key = (case, fault)
-        if key not in runs:
-            fixture, make_sets = CASES[case]
-            model_dir = request.getfixturevalue(fixture)
-            sets = make_sets(SETS, SIZE)
-            root = tmp_path_factory.mktemp(f"learn-{case}-{fault}")
-            dataset = L.write_dataset(root / "dataset", sets)
-            with L.one_thread():
-                lora = L.train_tiny(model_dir, dataset, root, steps, wrap=L.FAULTS.get(fault), batch_size=len(sets),
-                                    **L.QUICK_RECIPE)
-            runs[key] = (sets, model_dir, lora)
-        return runs[key]
+    def get(case: str, fault: str = ""):
+        fixture, make_sets = CASES[case]
+        return runs.get(case, request.getfixturevalue(fixture), make_sets, LEARN_STEPS, fault)
 
     return get
 
@@ -74,7 +63,7 @@ def test_predict_makes_the_pipelines_first_transformer_call(request, case):
     from lorastudio.training.families._common import resize_to
 
     fixture, make_sets = CASES[case]
-    family = L._family(request.getfixturevalue(fixture))
+    family = L._family(request.getfixturevalue(fixture), "target")  # inputs at the target's size, as below
     s = make_sets(1, SIZE)[0]
     family.load_encoders()
     inputs = [resize_to(i, (SIZE, SIZE)) for i in s.inputs]
@@ -117,9 +106,7 @@ def test_a_negated_velocity_fails_the_measure(trained, case):
     """The loss falls with the velocity target negated too, but the pipeline's output walks
     away from the targets: the measure fails it (measured after 100 steps: ratio 1.39
     Edit-Plus, 1.17 Qwen-Image, 1.45 / 1.26 Qwen-Image 2.1 edit / text-to-image)."""
-    sets, model_dir, lora = trained(case, "negated_velocity", L.FAULT_STEPS)
-    with L.one_thread():
-        result = L.pipeline_errors(model_dir, lora, sets, size=(SIZE, SIZE), steps=L.QUICK_PIPELINE_STEPS)
+    result = L.quick_measure(*trained(case, "negated_velocity"))
     assert not result.passed, result
 
 
@@ -127,8 +114,5 @@ def test_a_negated_velocity_fails_the_measure(trained, case):
 def test_a_qwen_lora_learns_each_sets_target(trained, case):
     """Measured under load: Qwen-Image-Edit-Plus ratio 0.16, Qwen-Image 0.11, each set's output
     closest to its own target."""
-    sets, model_dir, lora = trained(case, "", LEARN_STEPS)
-    with L.one_thread():
-        result = L.pipeline_errors(model_dir, lora, sets, size=(SIZE, SIZE), steps=L.QUICK_PIPELINE_STEPS,
-                                   **LEARNS[case])
+    result = L.quick_measure(*trained(case), **LEARNS[case])
     assert result.passed, result

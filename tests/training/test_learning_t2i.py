@@ -30,40 +30,19 @@ import learning_helpers as L
 #: README "How we know a LoRA learns").
 T2I_STEPS = {"flux": 400}
 FIXTURE_OF = {"flux": "tiny_flux_dir"}
-SETS = 3
 
 
 @pytest.fixture(scope="module")
 def trained(request, tmp_path_factory):
     """(family, fault) → (sets, model folder, LoRA file), each trained once."""
-    runs: dict[tuple, tuple] = {}
-
-    def get(family: str, fault: str = ""):
-        key = (family, fault)
-        if key not in runs:
-            model_dir = request.getfixturevalue(FIXTURE_OF[family])
-            sets = L.text_to_image_sets(SETS, L.QUICK_RECIPE["resolution"])
-            root = tmp_path_factory.mktemp(f"learn-{family}{'-' + fault if fault else ''}")
-            dataset = L.write_dataset(root / "dataset", sets)
-            with L.one_thread():
-                lora = L.train_tiny(model_dir, dataset, root, L.FAULT_STEPS if fault else T2I_STEPS[family],
-                                    wrap=L.FAULTS.get(fault),
-                                    batch_size=len(sets), **L.QUICK_RECIPE)
-            runs[key] = (sets, model_dir, lora)
-        return runs[key]
-
-    return get
-
-
-def _measure(sets, model_dir, lora):
-    size = L.QUICK_RECIPE["resolution"]
-    with L.one_thread():
-        return L.pipeline_errors(model_dir, lora, sets, size=(size, size), steps=L.QUICK_PIPELINE_STEPS)
+    runs = L.QuickRuns(tmp_path_factory)
+    return lambda family, fault="": runs.get(family, request.getfixturevalue(FIXTURE_OF[family]),
+                                             L.text_to_image_sets, T2I_STEPS[family], fault)
 
 
 @pytest.mark.parametrize("family", list(T2I_STEPS))
 def test_a_text_to_image_lora_learns_each_captions_picture(trained, family):
-    result = _measure(*trained(family))
+    result = L.quick_measure(*trained(family))
     assert result.passed, result
 
 
@@ -73,7 +52,7 @@ def test_a_negated_velocity_fails_the_measure(trained, family):
     trainer's velocity ``noise - x0`` (Z-Image's model predicts ``x0 - noise`` and its
     ``predict`` negates it, as the pipeline does), so the fault is the same for every family:
     the loss falls, the pipeline walks away from the targets."""
-    result = _measure(*trained(family, "negated_velocity"))
+    result = L.quick_measure(*trained(family, "negated_velocity"))
     assert not result.passed, result
 
 
