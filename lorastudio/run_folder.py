@@ -163,9 +163,11 @@ def checkpoint_at(run_dir: Path, step: int) -> Checkpoint | None:
 
 
 def best_checkpoint(run_dir: Path) -> Checkpoint | None:
-    """The best kept checkpoint (held-out validation; its manifest says ``"best": true``), or None
-    when validation never ran."""
-    return lowest_validation_loss(list_checkpoints(run_dir))
+    """The checkpoint whose manifest says ``"best": true`` (the trainer marks the one
+    :func:`lowest_validation_loss` picks), or None when validation never ran. Should two say
+    so, the later one."""
+    best = [c for c in list_checkpoints(run_dir) if c.manifest.get("best") is True]
+    return best[-1] if best else None
 
 
 def lowest_validation_loss(checkpoints: list[Checkpoint]) -> Checkpoint | None:

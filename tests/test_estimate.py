@@ -262,8 +262,10 @@ def test_joyimage_edit_plus_figures_from_the_real_config():
     shapes = {n: ("BF16", tuple(p.shape)) for n, p in model.state_dict().items()}
     facts = E.facts_from("joyimage-edit-plus", dict(model.config), shapes)
     assert facts.block_count == 40 and facts.hidden == 4096 and 16.2e9 < facts.params < 16.3e9
-    # per block: image and text qkv (4096 → 3·4096) and proj, both 4096 → 16384 → 4096 feed-forwards
-    assert facts.lora_in_out == 40 * (2 * (4096 + 3 * 4096 + 2 * 4096) + 2 * 2 * (4096 + 4 * 4096))
+    # per block: image and text qkv (4096 → 3·4096) and proj, both 4096 → 16384 → 4096 feed-forwards;
+    # and the output projection proj_out (4096 → 16 latent channels × 1·2·2)
+    assert facts.lora_in_out == (40 * (2 * (4096 + 3 * 4096 + 2 * 4096) + 2 * 2 * (4096 + 4 * 4096))
+                                 + 4096 + 16 * 4)
     est = E.estimate(facts, resolution=1024, rank=16, options=E.MemoryOptions(gradient_checkpointing=True))
     assert est.seq_len == 2 * 4096 + 64 + 1026
     assert est.weights == pytest.approx(2 * facts.params, rel=0.01) and not est.fits(32)

@@ -52,9 +52,8 @@ def _checkpoint(run_dir, step: int, **manifest) -> None:
 
 
 def test_the_best_and_a_given_steps_checkpoint(tmp_path):
-    """``best_checkpoint`` is the complete checkpoint with the lowest validation loss (the one the
-    trainer marks ``"best": true``); ``checkpoint_at`` the complete one at a step; None where
-    there is none."""
+    """``best_checkpoint`` is the complete checkpoint whose manifest says ``"best": true``
+    (valcore's field); ``checkpoint_at`` the complete one at a step; None where there is none."""
     assert run_folder.best_checkpoint(tmp_path) is None and run_folder.checkpoint_at(tmp_path, 20) is None
     _checkpoint(tmp_path, 20, best=False, validation_loss=0.4)
     _checkpoint(tmp_path, 40, best=True, validation_loss=0.3)
@@ -63,6 +62,5 @@ def test_the_best_and_a_given_steps_checkpoint(tmp_path):
     assert run_folder.best_checkpoint(tmp_path).step == 40
     assert run_folder.checkpoint_at(tmp_path, 60).step == 60
     assert run_folder.checkpoint_at(tmp_path, 80) is None and run_folder.checkpoint_at(tmp_path, 30) is None
-    for step in (20, 40):
-        (run_folder.checkpoint_path(tmp_path, step) / run_folder.MANIFEST).write_text(json.dumps({"step": step}))
+    (run_folder.checkpoint_path(tmp_path, 40) / run_folder.MANIFEST).write_text(json.dumps({"step": 40, "best": False}))
     assert run_folder.best_checkpoint(tmp_path) is None, "validation never ran: no best"

@@ -144,14 +144,14 @@ class ValidationRecord:
 
     def best_checkpoint_step(self) -> int | None:
         """The step of the best checkpoint on disk (the lowest ``validation_loss``), or None."""
-        best = run_folder.best_checkpoint(self.run_dir)
+        best = run_folder.lowest_validation_loss(run_folder.list_checkpoints(self.run_dir))
         return best.step if best else None
 
     def checkpoint_info(self, step: int) -> dict[str, Any]:
         """The manifest keys of a checkpoint at ``step``: its ``validation_loss`` (None without
         validation), whether it is the best checkpoint, and the early-stop state to resume."""
         loss = self.losses.get(step)
-        best = run_folder.best_checkpoint(self.run_dir)
+        best = run_folder.lowest_validation_loss(run_folder.list_checkpoints(self.run_dir))
         is_best = loss is not None and (best is None or best.step == step or loss < best.manifest["validation_loss"])
         return {"validation_loss": loss, "best": is_best, "validation_best_loss": self.best_loss,
                 "validation_best_step": self.best_step, "validations_since_best": self.since_best}
