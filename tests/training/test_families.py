@@ -176,6 +176,18 @@ FIXTURE_OF = {"kontext": "tiny_kontext_dir", "flux": "tiny_flux_dir",
               "joyimage-edit-plus": "tiny_joyimage_edit_plus_dir"}
 
 
+def _inputs_and_two_prompts(family, inputs):
+    """The inputs' latents, and a short and a longer prompt (to batch with padding) seeing them."""
+    family.load_encoders()
+    try:
+        latents = [family.encode_image(i)[None] for i in inputs]
+        prompt = family.encode_prompt("invert the colours", inputs)
+        longer = family.encode_prompt("a red circle on a white background in the style of a painting", inputs)
+    finally:
+        family.free_encoders()
+    return latents, prompt, longer
+
+
 def _image(size: tuple[int, int], seed: int) -> Image.Image:
     g = torch.Generator().manual_seed(seed)
     pixels = (torch.rand(size[1], size[0], 3, generator=g) * 255).to(torch.uint8).numpy()
@@ -547,13 +559,7 @@ def test_zimage_predict_is_the_pipelines_velocity(encoded, name):
     e = encoded(name)
     family = e.family
     inputs = [_image((64, 64), 20)] if name == "zimage-omni" else []
-    family.load_encoders()
-    try:
-        latents = [family.encode_image(i)[None] for i in inputs]
-        prompt = family.encode_prompt("invert the colours", inputs)
-        longer = family.encode_prompt("a red circle on a white background in the style of a painting", inputs)
-    finally:
-        family.free_encoders()
+    latents, prompt, longer = _inputs_and_two_prompts(family, inputs)
     noisy = torch.randn(1, LATENT_CHANNELS, 2, 4, generator=torch.Generator().manual_seed(5))
     pipe = family._sampling_pipeline(e.transformer)
     kwargs = family._sample_call_kwargs(inputs, {k: v[None] for k, v in prompt.tensors.items()}, 32, 16)
@@ -700,13 +706,7 @@ def test_joyimage_predict_is_the_pipelines_step(encoded):
     e = encoded("joyimage-edit-plus")
     family = e.family
     inputs = [_image((32, 16), 21)]
-    family.load_encoders()
-    try:
-        latents = [family.encode_image(i)[None] for i in inputs]
-        prompt = family.encode_prompt("invert the colours", inputs)
-        longer = family.encode_prompt("a red circle on a white background in the style of a painting", inputs)
-    finally:
-        family.free_encoders()
+    latents, prompt, longer = _inputs_and_two_prompts(family, inputs)
     noisy = torch.randn(1, LATENT_CHANNELS, 2, 4, generator=torch.Generator().manual_seed(5))
     pipe = family._sampling_pipeline(e.transformer)
     cached = {k: v[None] for k, v in prompt.tensors.items()}
