@@ -67,7 +67,8 @@ def test_modelspec_reads_the_catalog(tmp_path):
 @pytest.mark.parametrize("family, automatic", [
     ("kontext", "diffusers"), ("flux", "diffusers"), ("qwen-edit-plus", "diffusers"), ("qwen-image", "diffusers"),
     ("flux2", "comfyui"), ("flux2-klein", "comfyui"), ("zimage", "diffusers"), ("zimage-omni", "diffusers"),
-    ("longcat-edit", "diffusers"), ("longcat", "diffusers"), ("joyimage-edit-plus", "diffusers")])
+    ("longcat-edit", "diffusers"), ("longcat", "diffusers"), ("joyimage-edit-plus", "diffusers"),
+    ("joyimage-edit", "diffusers")])
 def test_auto_format_per_family(family, automatic):
     """"auto" writes, per family, the layout that loads fully in ComfyUI and in diffusers: the
     diffusers names for FLUX.1/Kontext/Qwen, the BFL names for FLUX.2 (whose diffusers-named
@@ -80,8 +81,8 @@ def test_auto_format_per_family(family, automatic):
         assert catalog.resolve_format(fmt, family) == fmt
         warning = catalog.comfyui_warning(fmt, family)
         assert bool(warning) == ((family.startswith("flux2") and fmt == "diffusers")
-                                 or (family in ("zimage-omni", "longcat-edit", "longcat", "joyimage-edit-plus")
-                                     and fmt == "comfyui"))
+                                 or (family in ("zimage-omni", "longcat-edit", "longcat", "joyimage-edit-plus",
+                                                "joyimage-edit") and fmt == "comfyui"))
         assert catalog.FORMAT_LOADERS[fmt] in catalog.describe_format(fmt, family)
     if family.startswith("flux2"):
         assert "do not load fully in ComfyUI" in catalog.comfyui_warning("diffusers", family)
@@ -91,9 +92,10 @@ def test_auto_format_per_family(family, automatic):
     if family.startswith("longcat"):  # this ComfyUI has no LongCat-Image model: no layout loads there
         assert "cannot load LongCat-Image" in catalog.comfyui_warning("comfyui", family)
         assert "ComfyUI cannot load LongCat-Image" in catalog.describe_format("auto", family)
-    if family == "joyimage-edit-plus":  # this ComfyUI has no JoyImage model: no layout loads there
-        assert "cannot load JoyImage-Edit-Plus" in catalog.comfyui_warning("comfyui", family)
-        assert "ComfyUI cannot load JoyImage-Edit-Plus" in catalog.describe_format("auto", family)
+    if family.startswith("joyimage"):  # this ComfyUI has no JoyImage model: no layout loads there
+        name = catalog.family(family).display_name
+        assert f"cannot load {name}" in catalog.comfyui_warning("comfyui", family)
+        assert f"ComfyUI cannot load {name}" in catalog.describe_format("auto", family)
 
 
 def test_auto_input_size_is_the_measured_best():

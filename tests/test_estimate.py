@@ -272,3 +272,29 @@ def test_joyimage_edit_plus_figures_from_the_real_config():
     assert E.estimate(facts, resolution=1024, rank=16, num_inputs=0).seq_len == 4096 + 64  # text-to-image
     options, est, fits = E.fit_options(facts, 24, resolution=1024, rank=16)  # 24 GB: only with 4-bit weights
     assert fits and options.quantization == "int4"
+
+
+def test_joyimage_edit_figures_from_the_real_config():
+    """JoyAI-Image-Edit-Diffusers' transformer config (a JoyImageEditTransformer3DModel: 40 blocks,
+    hidden 4096 = 32 heads × 128, text_dim 4096, rope_type "rope"), built on the meta device: the
+    sizes of Edit-Plus's transformer (16.26 B), its one input at the target's size (the pipeline
+    crops it to the output's bucket) and the Qwen3-VL encoder's 1024 + 2 tokens of it."""
+    import torch
+    from diffusers import JoyImageEditTransformer3DModel
+
+    with torch.device("meta"):
+        model = JoyImageEditTransformer3DModel(patch_size=[1, 2, 2], in_channels=16, hidden_size=4096,
+                                               num_attention_heads=32, text_dim=4096, num_layers=40,
+                                               rope_dim_list=[16, 56, 56], rope_type="rope", theta=10000)
+    shapes = {n: ("BF16", tuple(p.shape)) for n, p in model.state_dict().items()}
+    facts = E.facts_from("joyimage-edit", dict(model.config), shapes)
+    plus = E.facts_from("joyimage-edit-plus", dict(model.config), shapes)
+    assert facts.block_count == 40 and facts.hidden == 4096 and 16.2e9 < facts.params < 16.3e9
+    assert facts.lora_in_out == plus.lora_in_out  # the same module names and shapes as Edit-Plus's
+    for rule in ("target", "pipeline", "auto"):
+        est = E.estimate(facts, resolution=1024, rank=16, input_size=rule,
+                         options=E.MemoryOptions(gradient_checkpointing=True))
+        assert est.seq_len == 2 * 4096 + 64 + 1026
+    assert E.estimate(facts, resolution=1024, rank=16, num_inputs=0).seq_len == 4096 + 64  # text-to-image
+    options, est, fits = E.fit_options(facts, 24, resolution=1024, rank=16)  # 24 GB: only with 4-bit weights
+    assert fits and options.quantization == "int4"

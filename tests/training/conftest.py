@@ -104,3 +104,9 @@ def tiny_qwen_image21_dir(tmp_path_factory) -> Path:
 def tiny_joyimage_edit_plus_dir(tmp_path_factory) -> Path:
     """A tiny JoyImageEditPlusPipeline folder (Qwen3-VL encoder, Wan VAE, double-stream DiT)."""
     return _tiny(tmp_path_factory, "joyimage-edit-plus")
+
+
+@pytest.fixture(scope="session")
+def tiny_joyimage_edit_dir(tmp_path_factory) -> Path:
+    """A tiny JoyImageEditPipeline folder (Edit-Plus's encoders, its own single-image DiT)."""
+    return _tiny(tmp_path_factory, "joyimage-edit")

@@ -59,13 +59,15 @@ _PROMPT, _NEGATIVE = "\x00prompt", "\x00negative"
 
 
 @functools.cache
-def _transformer_with_lora_loading() -> type:
-    """diffusers' ``JoyImageEditPlusTransformer3DModel`` with diffusers' ``PeftAdapterMixin``
-    (``load_lora_adapter``, ``set_adapters`` …), which diffusers 0.42 leaves out of this class."""
-    from diffusers import JoyImageEditPlusTransformer3DModel as Base
+def transformer_with_lora_loading(class_name: str) -> type:
+    """diffusers' JoyImage transformer ``class_name`` with diffusers' ``PeftAdapterMixin``
+    (``load_lora_adapter``, ``set_adapters`` …), which diffusers 0.42 leaves out of both
+    (``JoyImageEditPlusTransformer3DModel``, ``JoyImageEditTransformer3DModel``)."""
+    import diffusers
     from diffusers.loaders.peft import PeftAdapterMixin
 
-    return type(Base.__name__, (Base, PeftAdapterMixin), {"__module__": Base.__module__, "__doc__": Base.__doc__})
+    base = getattr(diffusers, class_name)
+    return type(base.__name__, (base, PeftAdapterMixin), {"__module__": base.__module__, "__doc__": base.__doc__})
 
 
 class JoyImageEditPlusFamily(PipelineFamily):
@@ -93,7 +95,7 @@ class JoyImageEditPlusFamily(PipelineFamily):
 
     @classmethod
     def transformer_class(cls) -> type:
-        return _transformer_with_lora_loading()
+        return transformer_with_lora_loading(cls.transformer_class_name)
 
     def pipeline_input_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
         """The pipeline's own view of a reference: its ~1 MP bucket (``find_best_bucket``)."""

@@ -13,6 +13,13 @@ its RoPE axes 8/12/12 (the real 16/56/56 in proportion) and the real theta. Its 
 scaled so its output has a velocity's spread (see ``tiny.zimage._calibrated``: a random frozen
 projection after a LayerNorm caps it far lower, and no LoRA targets it). (It does not yet pass the
 learning measure: 0.43 after 300 quick-recipe steps, outputs near the targets' average; README.)
+
+JoyImage-Edit (``JoyImageEditPipeline``, jdopensource/JoyAI-Image-Edit-Diffusers) has the same
+component classes but its own transformer class, ``JoyImageEditTransformer3DModel``, with the
+same real sizes (40 blocks, 4096 = 32 × 128, patch 1×2×2, RoPE 16/56/56, theta 10000, text_dim
+4096, ``rope_type`` "rope"); its tiny twin is shrunk the same way. That pipeline VAE-encodes the
+reference with ``latent_dist.sample()``, not the mode, so its tiny VAE gets what a trained VAE
+has and a random one lacks: a narrow posterior (:func:`_narrow_posterior`).
 """
 
 from __future__ import annotations
@@ -43,15 +50,22 @@ def _calibrated(transformer):
     """The transformer with ``proj_out`` scaled so that its output (a velocity, ``noise - x0``
     for unit-variance latents and noise) has about the right spread (std √2), measured on the
     model's own output for noise latents and random text, as the VAE's constants are measured."""
+    import inspect
+
     import torch
 
     g = torch.Generator().manual_seed(0)
     patches = torch.randn(2, 32, LATENT_CHANNELS, 1, 2, 2, generator=g)
     text = torch.randn(2, 12, TEXT_DIM, generator=g)
+    timestep = torch.rand(2, generator=g) * 1000
     with torch.no_grad():
-        out = transformer(hidden_states=patches, timestep=torch.rand(2, generator=g) * 1000,
-                          encoder_hidden_states=text, encoder_hidden_states_mask=torch.ones(2, 12, dtype=torch.long),
-                          shape_list=[[(1, 4, 8)]] * 2, return_dict=False)[0]
+        if "shape_list" not in inspect.signature(transformer.forward).parameters:  # Edit: (B, items, C, t, h, w)
+            out = transformer(hidden_states=patches.reshape(2, 1, LATENT_CHANNELS, 1, 8, 16), timestep=timestep,
+                              encoder_hidden_states=text, return_dict=False)[0]
+        else:  # Edit-Plus: one patch sequence, its parts' shapes, a text mask
+            out = transformer(hidden_states=patches, timestep=timestep, encoder_hidden_states=text,
+                              encoder_hidden_states_mask=torch.ones(2, 12, dtype=torch.long),
+                              shape_list=[[(1, 4, 8)]] * 2, return_dict=False)[0]
         transformer.proj_out.weight.mul_(round(2 ** 0.5 / out.std().item(), 4))
         transformer.proj_out.bias.zero_()
     return transformer
@@ -73,5 +87,40 @@ def _joyimage_edit_plus():
     )
 
 
+def _narrow_posterior(vae, spread: float = 0.01):
+    """The VAE with a posterior standard deviation of ``spread`` × each channel's latent spread
+    (``latents_std``): ``quant_conv``'s log-variance half made constant. A trained VAE's samples
+    sit close to its mode; a random one's posterior is as wide as unit noise (std ≈ 1, twenty times
+    its latents' spread here), so a pipeline that samples the reference (JoyImage-Edit's
+    ``prepare_latents``) would see noise instead of the picture."""
+    import math
+
+    import torch
+
+    channels = vae.config.z_dim
+    with torch.no_grad():
+        conv = vae.quant_conv
+        conv.weight[channels:].zero_()
+        conv.bias[channels:] = torch.tensor([2 * math.log(spread * s) for s in vae.config.latents_std])
+    return vae
+
+
+def _joyimage_edit():
+    from diffusers import FlowMatchEulerDiscreteScheduler, JoyImageEditPipeline, JoyImageEditTransformer3DModel
+
+    from lorastudio.training.tiny_vl import tiny_qwen3_vl
+
+    text_encoder, processor = tiny_qwen3_vl()
+    transformer = _calibrated(seeded(lambda: JoyImageEditTransformer3DModel(
+        patch_size=[1, 2, 2], in_channels=LATENT_CHANNELS, hidden_size=64, num_attention_heads=2, text_dim=TEXT_DIM,
+        mlp_width_ratio=4.0, num_layers=2, rope_dim_list=[8, 12, 12], rope_type="rope", theta=10000,
+    )))
+    return JoyImageEditPipeline(
+        transformer=transformer, vae=_narrow_posterior(_vae()), text_encoder=text_encoder,
+        tokenizer=processor.tokenizer, processor=processor,
+        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0),
+    )
+
+
 #: Family id → builder of its tiny pipeline.
-RECIPES = {"joyimage-edit-plus": _joyimage_edit_plus}
+RECIPES = {"joyimage-edit-plus": _joyimage_edit_plus, "joyimage-edit": _joyimage_edit}
