@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from lorastudio import catalog
+
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
@@ -106,7 +108,22 @@ def tiny_joyimage_edit_plus_dir(tmp_path_factory) -> Path:
     return _tiny(tmp_path_factory, "joyimage-edit-plus")
 
 
-@pytest.fixture(scope="session")
-def tiny_joyimage_edit_dir(tmp_path_factory) -> Path:
-    """A tiny JoyImageEditPipeline folder (Edit-Plus's encoders, its own single-image DiT)."""
-    return _tiny(tmp_path_factory, "joyimage-edit")
+
+def tiny_dir_fixture(family: str) -> str:
+    """The session fixture that builds ``family``'s tiny model folder: ``tiny_<id>_dir`` with the
+    id's dashes as underscores and its dots dropped (``qwen-image-2.1`` → ``tiny_qwen_image21_dir``)."""
+    return "tiny_" + family.replace("-", "_").replace(".", "") + "_dir"
+
+
+def _catalog_fixture(family: str, name: str):
+    def build(tmp_path_factory) -> Path:
+        return _tiny(tmp_path_factory, family)
+
+    build.__doc__ = f"A tiny {catalog.family(family).pipeline_class} folder ({family})."
+    return pytest.fixture(scope="session", name=name)(build)
+
+
+# Every catalog family gets its folder fixture without an edit here (the ones above say more about theirs).
+for _record in catalog.FAMILIES:
+    if tiny_dir_fixture(_record.id) not in globals():
+        globals()[tiny_dir_fixture(_record.id)] = _catalog_fixture(_record.id, tiny_dir_fixture(_record.id))

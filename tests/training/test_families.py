@@ -173,7 +173,7 @@ FIXTURE_OF = {"kontext": "tiny_kontext_dir", "flux": "tiny_flux_dir",
               "qwen-edit-plus": "tiny_qwen_edit_plus_dir", "qwen-image": "tiny_qwen_image_dir",
               "zimage": "tiny_zimage_dir", "zimage-omni": "tiny_zimage_omni_dir",
               "longcat-edit": "tiny_longcat_edit_dir", "longcat": "tiny_longcat_dir",
-              "joyimage-edit-plus": "tiny_joyimage_edit_plus_dir"}
+              "joyimage-edit-plus": "tiny_joyimage_edit_plus_dir", "joyimage-edit": "tiny_joyimage_edit_dir"}
 
 
 def _inputs_and_two_prompts(family, inputs):
@@ -222,8 +222,8 @@ def encoded(request):
             cls = FAMILIES[name]
             folder = request.getfixturevalue(FIXTURE_OF[name])
             counts = [1, 2, 3] if cls.max_inputs == 3 else [cls.max_inputs or 0]
-            if cls.max_inputs is None or len(cls.modes) == 2:  # several inputs, or none (text-to-image)
-                counts = [2, 0]
+            if cls.max_inputs is None or len(cls.modes) == 2:  # several inputs (or its one), or none (text-to-image)
+                counts = [min(2, cls.max_inputs or 2), 0]
             family = cls(folder, CPU, torch.float32)
             family.use_input_size("target")  # previews at the tests' sizes, not the pipeline's ~1 MP
             cache[name] = Encoded(family, counts)
@@ -333,7 +333,8 @@ def test_predict_shape_and_gradients_reach_the_lora(encoded, name):
         assert all(p.grad is None for n, p in model.named_parameters() if "lora_" not in n)
 
 
-@pytest.mark.parametrize("name", ["kontext", "qwen-edit-plus", "zimage-omni", "longcat-edit", "joyimage-edit-plus"])
+@pytest.mark.parametrize("name", ["kontext", "qwen-edit-plus", "zimage-omni", "longcat-edit", "joyimage-edit-plus",
+                                  "joyimage-edit"])
 def test_predict_depends_on_the_input_image(encoded, name):
     e = encoded(name)
     inputs, latents, prompt = e.sets[0]
@@ -758,4 +759,84 @@ def test_joyimage_input_sizes():
     assert family.input_size((300, 300), (256, 128), 181) == (1024, 1024)
     with pytest.raises(InputCountError, match="at most 5"):
         family.check_input_count(6)
+    family.check_input_count(0)  # text-to-image sets train the same model
+
+
+# -- JoyImage-Edit -----------------------------------------------------------------------------------
+
+
+def test_joyimage_edit_predict_is_the_pipelines_step(encoded, monkeypatch):
+    """One Euler step of the family's own preview pipeline (its ``prepare_latents``: the reference's
+    VAE latents, normalized, stacked before the target; its timesteps; no guidance here) from σ to
+    0 moves the target by ``-σ · v``: that ``v`` must be ``predict``'s, with the reference and for
+    text alone. The pipeline samples the reference's posterior, training caches its mode (the
+    sample's expectation): here the sample is the mode, so the two must agree exactly. A prompt
+    batched next to a longer one predicts what it predicts alone (this transformer has no text
+    mask: ``predict`` must not let the padding in)."""
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+    e = encoded("joyimage-edit")
+    family = e.family
+    inputs = [_image((32, 16), 21)]
+    latents, prompt, longer = _inputs_and_two_prompts(family, inputs)
+    family.load_encoders()
+    try:
+        text_only = family.encode_prompt("invert the colours", [])
+    finally:
+        family.free_encoders()
+    monkeypatch.setattr(DiagonalGaussianDistribution, "sample", DiagonalGaussianDistribution.mode)
+    noisy = torch.randn(1, LATENT_CHANNELS, 2, 4, generator=torch.Generator().manual_seed(5))
+    pipe = family._sampling_pipeline(e.transformer)
+    for refs, encoded_prompt, ref_latents in ((inputs, prompt, latents), ([], text_only, [])):
+        cached = {k: v[None] for k, v in encoded_prompt.tensors.items()}
+        kwargs = family._sample_call_kwargs(refs, {**cached, **{f"negative_{k}": v for k, v in cached.items()}}, 32, 16)
+        with torch.no_grad():
+            x0 = pipe(**{**kwargs, "guidance_scale": 1.0}, height=16, width=32, num_inference_steps=1, sigmas=[0.6],
+                      latents=noisy[:, None, :, None].clone(), output_type="latent").images  # the target item
+            sigma = float(pipe.scheduler.sigmas[0])
+            ours = family.predict(e.transformer, noisy, torch.tensor([sigma]), ref_latents,
+                                  family.collate_prompts([encoded_prompt]))
+        assert 0 < sigma < 1 and x0.shape == noisy.shape
+        torch.testing.assert_close(ours, (noisy - x0) / sigma, atol=1e-5, rtol=1e-4)
+    with torch.no_grad():
+        one = family.predict(e.transformer, noisy, torch.tensor([0.6]), latents, family.collate_prompts([prompt]))
+        both = family.predict(e.transformer, noisy.repeat(2, 1, 1, 1), torch.tensor([0.6, 0.6]),
+                              [lat.repeat(2, 1, 1, 1) for lat in latents], family.collate_prompts([prompt, longer]))
+    assert torch.equal(both[:1], one)
+    assert not torch.allclose(both[1:], one)  # the other caption does change the prediction
+
+
+def test_joyimage_edit_prompt_sees_the_input_at_the_outputs_bucket(encoded):
+    """The Qwen3-VL encoder sees the input as ``__call__`` hands it over (the output's ~1 MP bucket,
+    resized to cover and centre-cropped); the image and the caption both change the prompt; text
+    alone takes the "image" template, whose 34 system tokens the tiny tokenizer gives as the real one."""
+    from diffusers.pipelines.joyimage.image_processor import find_best_bucket
+
+    family = encoded("joyimage-edit").family
+    family.load_encoders()
+    try:
+        pipe = family._encoders
+        view = family.condition_image(pipe, _image((64, 32), 1))
+        a = family.encode_prompt("make it red", [_image((64, 32), 1)]).tensors["prompt_embeds"]
+        b = family.encode_prompt("make it red", [_image((64, 32), 2)]).tensors["prompt_embeds"]
+        c = family.encode_prompt("make it blue", [_image((64, 32), 1)]).tensors["prompt_embeds"]
+        text = family.encode_prompt("make it red", []).tensors["prompt_embeds"]
+        prefixes = {kind: len(pipe.tokenizer(template.split("{}")[0].split("<|im_start|>user")[0]).input_ids)
+                    for kind, template in pipe.prompt_template_encode.items()}
+    finally:
+        family.free_encoders()
+    assert view.size[::-1] == find_best_bucket(32, 64, 1024) == (704, 1408)
+    assert prefixes == pipe.prompt_template_encode_start_idx == {"image": 34, "multiple_images": 34}
+    assert a.shape == b.shape and not torch.equal(a, b) and not torch.equal(a, c)
+    assert text.shape[0] < a.shape[0]  # no vision tokens
+
+
+def test_joyimage_edit_input_sizes():
+    family = FAMILIES["joyimage-edit"].__new__(FAMILIES["joyimage-edit"])
+    for rule in ("target", "pipeline"):  # one position grid with the target: the pipeline gives it no other size
+        family.use_input_size(rule)
+        assert family.input_size((1024, 512), (256, 128), 181) == (256, 128)
+        assert family.input_size((300, 600), (256, 256), 256) == (256, 256)
+    with pytest.raises(InputCountError, match="one input image"):
+        family.check_input_count(2)
     family.check_input_count(0)  # text-to-image sets train the same model

@@ -33,7 +33,8 @@ FIXTURES = {"kontext": "tiny_kontext_dir", "flux": "tiny_flux_dir", "qwen-edit-p
             "qwen-image": "tiny_qwen_image_dir", "flux2-klein": "tiny_flux2_klein_dir", "flux2": "tiny_flux2_dir",
             "qwen-image-2.1": "tiny_qwen_image21_dir", "zimage": "tiny_zimage_dir", "zimage-omni": "tiny_zimage_omni_dir",
             # LongCat-Image (text-to-image) has the same transformer class, key layout and loader.
-            "longcat-edit": "tiny_longcat_edit_dir", "joyimage-edit-plus": "tiny_joyimage_edit_plus_dir"}
+            "longcat-edit": "tiny_longcat_edit_dir", "joyimage-edit-plus": "tiny_joyimage_edit_plus_dir",
+            "joyimage-edit": "tiny_joyimage_edit_dir"}
 #: The families whose model this ComfyUI loads (the catalog's comfyui_formats; not Qwen-Image 2.1,
 #: Z-Image Omni or LongCat-Image).
 COMFY_FAMILIES = [f for f in FIXTURES if catalog.family(f).comfyui_formats]

@@ -59,13 +59,17 @@ REAL_COMPONENTS = {
         "transformer": "JoyImageEditPlusTransformer3DModel", "vae": "AutoencoderKLWan",
         "text_encoder": "Qwen3VLForConditionalGeneration", "tokenizer": "Qwen2Tokenizer",
         "processor": "Qwen3VLProcessor", "scheduler": "FlowMatchEulerDiscreteScheduler"}),
+    "joyimage-edit": ("JoyImageEditPipeline", {
+        "transformer": "JoyImageEditTransformer3DModel", "vae": "AutoencoderKLWan",
+        "text_encoder": "Qwen3VLForConditionalGeneration", "tokenizer": "Qwen2Tokenizer",
+        "processor": "Qwen3VLProcessor", "scheduler": "FlowMatchEulerDiscreteScheduler"}),
 }
 FIXTURE_OF = {"kontext": "tiny_kontext_dir", "flux": "tiny_flux_dir",
               "qwen-edit-plus": "tiny_qwen_edit_plus_dir", "qwen-image": "tiny_qwen_image_dir",
               "qwen-image-2.1": "tiny_qwen_image21_dir", "zimage": "tiny_zimage_dir",
               "zimage-omni": "tiny_zimage_omni_dir",
               "longcat-edit": "tiny_longcat_edit_dir", "longcat": "tiny_longcat_dir",
-              "joyimage-edit-plus": "tiny_joyimage_edit_plus_dir"}
+              "joyimage-edit-plus": "tiny_joyimage_edit_plus_dir", "joyimage-edit": "tiny_joyimage_edit_dir"}
 
 
 def _tokenizer_base(name: str) -> str:
@@ -172,7 +176,8 @@ def test_the_real_pipeline_loads_and_generates(request, family, monkeypatch):
     monkeypatch.setattr(pipeline_qwenimage_edit_plus, "VAE_IMAGE_SIZE", 64 * 64)  # see below
     # LongCat-Image-Edit always generates ~1 MP at the input's aspect: 64x64 here, for speed.
     monkeypatch.setattr(pipeline_longcat_image_edit, "calculate_dimensions", lambda area, ratio: (64, 64))
-    # JoyImage-Edit-Plus gives every reference its ~1 MP bucket: 64x64 here (as diffusers' own test pins it).
+    # JoyImage-Edit(-Plus) gives every reference (the output, for Edit) its ~1 MP bucket: 64x64 here (as
+    # diffusers' own test pins it).
     monkeypatch.setattr("diffusers.pipelines.joyimage.image_processor.find_best_bucket", lambda h, w, base: (64, 64))
     folder = request.getfixturevalue(FIXTURE_OF[family])
     pipe = _pipeline(family, folder)
@@ -193,6 +198,8 @@ def test_the_real_pipeline_loads_and_generates(request, family, monkeypatch):
         kwargs = {"image": Image.new("RGB", (64, 64), (200, 40, 40))}
     elif family == "joyimage-edit-plus":  # references as a list; guidance 4.0 with a blank negative (defaults)
         kwargs.update(images=[Image.new("RGB", (64, 64), (200, 40, 40)), Image.new("RGB", (32, 64), (0, 0, 255))])
+    elif family == "joyimage-edit":  # one input image, cropped to the output's bucket; guidance 4.0 (defaults)
+        kwargs = {"image": Image.new("RGB", (64, 48), (200, 40, 40))}
     elif family == "longcat":  # no LLM rewrite of the prompt (our tiny processor has no chat template)
         kwargs.update(enable_prompt_rewrite=False)
     out = pipe(prompt="invert the colours", num_inference_steps=2,

@@ -133,7 +133,8 @@ def test_loss_falls_on_the_demo_edit(demo_project, tmp_path):
 
 
 #: The demo's own model (Kontext), and the families whose training state is their own (see the families' files).
-RESUME_MODELS = [None, "tiny_qwen_image21_dir", "tiny_longcat_edit_dir", "tiny_joyimage_edit_plus_dir"]
+RESUME_MODELS = [None, "tiny_qwen_image21_dir", "tiny_longcat_edit_dir", "tiny_joyimage_edit_plus_dir",
+                 "tiny_joyimage_edit_dir"]
 
 
 @pytest.mark.parametrize("fixture", RESUME_MODELS, ids=[f or "kontext" for f in RESUME_MODELS])
@@ -258,10 +259,11 @@ def test_mode_and_input_count_are_checked_before_loading(demo_project, tmp_path)
 
 #: Families whose few-steps run here trains text-to-image sets (Qwen-Image 2.1 trains both kinds; its
 #: edit sets train in the resume test).
-T2I_RUNS = ("flux", "qwen-image-2.1", "longcat", "joyimage-edit-plus")
+T2I_RUNS = ("flux", "qwen-image-2.1", "longcat", "joyimage-edit-plus", "joyimage-edit")
 FAMILY_FIXTURES = [("flux", "tiny_flux_dir"), ("qwen-edit-plus", "tiny_qwen_edit_plus_dir"),
                    ("qwen-image-2.1", "tiny_qwen_image21_dir"), ("zimage-omni", "tiny_zimage_omni_dir"),
-                   ("longcat", "tiny_longcat_dir"), ("joyimage-edit-plus", "tiny_joyimage_edit_plus_dir")]
+                   ("longcat", "tiny_longcat_dir"), ("joyimage-edit-plus", "tiny_joyimage_edit_plus_dir"),
+                   ("joyimage-edit", "tiny_joyimage_edit_dir")]
 
 
 @pytest.mark.parametrize("family,fixture", FAMILY_FIXTURES, ids=[f for f, _ in FAMILY_FIXTURES])
