@@ -336,13 +336,11 @@ FAMILIES: tuple[FamilyRecord, ...] = (
         modelspec_architecture="joyimage-edit-plus", modelspec_implementation=_JOYIMAGE,
         block_prefixes=("double_blocks.",), width_config_keys=("hidden_size",),
         lora_loader="ZImageLoraLoaderMixin", family_module="joyimage", tiny_recipe="joyimage"),
-    # JoyAI-Image-Edit (JoyImageEditPipeline, jdopensource/JoyAI-Image-Edit-Diffusers): JD's first
-    # release, its own checkpoint (a JoyImageEditTransformer3DModel: the same 40 blocks × 4096 and
-    # parameter names as Edit-Plus's transformer, 16.26 B, but another class, forward and weights),
-    # with the same Qwen3-VL-8B and Wan 2.1 VAE. Edits exactly one image (``image``) or generates from
-    # text (image=None). The reference is cropped to the output's own size (one position grid, the
-    # frame axis apart), and the Qwen3-VL encoder sees it at that ~1 MP bucket: 1024 + 2 tokens. The
-    # same LoRA loading route and file layout as Edit-Plus; ComfyUI 3cd7b32 has no JoyImage model.
+    # JoyAI-Image-Edit (JoyImageEditPipeline): JD's first release, a checkpoint of its own (a
+    # JoyImageEditTransformer3DModel: Edit-Plus's 40 blocks × 4096 and parameter names, 16.26 B, but
+    # another forward and weights; the same Qwen3-VL-8B and Wan 2.1 VAE). Edits exactly one image, cropped
+    # to the output's size (one position grid), or generates from text; the Qwen3-VL encoder sees the
+    # input at that ~1 MP bucket (1024 + 2 tokens). Edit-Plus's LoRA route; ComfyUI 3cd7b32 has no JoyImage.
     FamilyRecord(
         id="joyimage-edit", display_name="JoyImage-Edit", pipeline_classes=("JoyImageEditPipeline",),
         modes=(PAIRED, SINGLE), max_inputs=1, lora_targets=JOYIMAGE_TARGETS,
