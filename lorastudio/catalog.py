@@ -173,6 +173,8 @@ class FamilyRecord:
     #: Pixels the family's pipeline gives each input image's VAE view by default (about 1 MP,
     #: whatever the output size), for the ``"pipeline"`` rule and the estimate.
     pipeline_input_area: int = 1024 * 1024
+    #: The pipeline puts the input on the target's position grid: the target's size under either rule.
+    input_on_target_grid: bool = False
     #: Parameter-name prefixes of the transformer's repeated blocks, for the estimate.
     block_prefixes: tuple[str, ...] = DIT_BLOCKS
     #: ``transformer/config.json`` keys whose product is the transformer's hidden width
@@ -346,7 +348,7 @@ FAMILIES: tuple[FamilyRecord, ...] = (
         modes=(PAIRED, SINGLE), max_inputs=1, lora_targets=JOYIMAGE_TARGETS,
         default_format="diffusers", comfyui_formats=(), key_layout="zimage",
         text_tokens=64, text_tokens_per_input=1024 + 2,
-        modelspec_architecture="joyimage-edit", modelspec_implementation=_JOYIMAGE,
+        modelspec_architecture="joyimage-edit", modelspec_implementation=_JOYIMAGE, input_on_target_grid=True,
         block_prefixes=("double_blocks.",), width_config_keys=("hidden_size",),
         lora_loader="ZImageLoraLoaderMixin", family_module="joyimage_edit", tiny_recipe="joyimage"),
 )

@@ -286,12 +286,14 @@ def sequence_length(facts: ModelFacts, resolution: int, num_inputs: int,
                     input_size: str = catalog.AUTO_INPUT_SIZE) -> int:
     """Tokens per sample: target + each input image + text. An input has the target's area
     under the ``"target"`` input-size rule, the pipeline's (about 1 MP) under ``"pipeline"``
-    (``train.input_size``; ``"auto"``: the family's default)."""
+    (``train.input_size``; ``"auto"``: the family's default), unless the family's pipeline puts it on
+    the target's grid (``input_on_target_grid``)."""
     image = (resolution // PIXELS_PER_TOKEN) ** 2
     record = facts.record
     text = record.text_tokens + record.text_tokens_per_input * num_inputs if record else 512
     per_input = image
-    if record and num_inputs and catalog.resolve_input_size(input_size, record.id) == "pipeline":
+    if (record and num_inputs and not record.input_on_target_grid
+            and catalog.resolve_input_size(input_size, record.id) == "pipeline"):
         per_input = record.pipeline_input_area // PIXELS_PER_TOKEN ** 2
     return image + per_input * num_inputs + text
 

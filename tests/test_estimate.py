@@ -291,10 +291,12 @@ def test_joyimage_edit_figures_from_the_real_config():
     plus = E.facts_from("joyimage-edit-plus", dict(model.config), shapes)
     assert facts.block_count == 40 and facts.hidden == 4096 and 16.2e9 < facts.params < 16.3e9
     assert facts.lora_in_out == plus.lora_in_out  # the same module names and shapes as Edit-Plus's
-    for rule in ("target", "pipeline", "auto"):
+    for rule in ("target", "pipeline", "auto"):  # the input is on the target's grid, whatever the rule
         est = E.estimate(facts, resolution=1024, rank=16, input_size=rule,
                          options=E.MemoryOptions(gradient_checkpointing=True))
         assert est.seq_len == 2 * 4096 + 64 + 1026
+        assert E.sequence_length(facts, 512, 1, rule) == 2 * 1024 + 64 + 1026
+    assert E.sequence_length(plus, 512, 1, "pipeline") == 1024 + 4096 + 64 + 1026  # Edit-Plus: its ~1 MP bucket
     assert E.estimate(facts, resolution=1024, rank=16, num_inputs=0).seq_len == 4096 + 64  # text-to-image
     options, est, fits = E.fit_options(facts, 24, resolution=1024, rank=16)  # 24 GB: only with 4-bit weights
     assert fits and options.quantization == "int4"

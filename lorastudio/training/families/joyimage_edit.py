@@ -69,7 +69,8 @@ class JoyImageEditFamily(JoyImageEditPlusFamily):
 
     def input_size(self, input_size: tuple[int, int], target_size: tuple[int, int],
                    resolution: int) -> tuple[int, int]:
-        """The target's size under either rule: the pipeline gives the input no other (one grid)."""
+        """The target's size under either rule: the pipeline gives the input no other (the catalog's
+        ``input_on_target_grid``, which the estimate reads too)."""
         return tuple(target_size)  # type: ignore[return-value]
 
     # -- encoding (the pipeline's own code) -----------------------------------------------------
