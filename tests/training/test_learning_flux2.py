@@ -12,10 +12,9 @@ normalized by the VAE's batch-norm statistics, each reference with its own time 
 1.0 for FLUX.2 [dev] — down to the output, for edit sets and text-to-image sets.
 
 Why the tiny models do not learn is therefore in the tiny models (README "How we know a
-LoRA learns"): measured with full fine-tuning of every parameter, the tiny klein's loss falls
-from 2.2 to 0.2 in 200 steps, but with the blocks alone (all a LoRA on FLUX2_TARGETS can
-change) to only 1.8 — the random output head, norm_out modulation and embedders stay where a
-real FLUX.2's are trained.
+LoRA learns"): training every parameter of the tiny klein takes its loss from ~2.2 to 0.26 in
+200 steps, the blocks alone (all a LoRA on FLUX2_TARGETS can change) only to 1.80 — its random
+output head, ``norm_out`` modulation and embedders are where a real FLUX.2's are trained.
 """
 
 from __future__ import annotations
@@ -25,10 +24,11 @@ import torch
 
 import learning_helpers as L
 
-#: Family (and mode) → (model fixture, sets maker).
+#: Family (and mode) → (model fixture, sets maker). FLUX.2 [dev]'s text-to-image call differs
+#: from klein's only where its edit case already checks (the guidance embedding), so it is left
+#: out to save the suite ~10 s.
 CASES = {
     "flux2-edit": ("tiny_flux2_dir", L.edit_sets),
-    "flux2-t2i": ("tiny_flux2_dir", L.text_to_image_sets),
     "flux2-klein-edit": ("tiny_flux2_klein_dir", L.edit_sets),
     "flux2-klein-t2i": ("tiny_flux2_klein_dir", L.text_to_image_sets),
 }
