@@ -71,11 +71,15 @@ FLUX2_TARGETS = (
 )
 #: Qwen-Image 2.1 (single-stream blocks): each block's attention projections and its SwiGLU
 #: feed-forward (``img_mlp.proj``, ``img_mlp.gate_layer``, ``img_mlp.out``) — every linear
-#: layer of the blocks. The shared ``modulation``, the embedders (``img_in``, ``txt_in``)
-#: and the output layers are left alone, as for Qwen-Image.
+#: layer of the blocks — and the final ``proj_out`` (``QwenImage21Transformer2DModel``'s
+#: output head; the same name as Qwen-Image's, whose LoRAs have it for the reason given
+#: above: without it the tiny 2.1's LoRA stopped at ratio 0.85, the three outputs alike).
+#: The shared ``modulation``, the embedders (``img_in``, ``txt_in``) and ``norm_out`` are left
+#: alone. diffusers puts a LoRA layer on each; ComfyUI (3cd7b32) has no Qwen-Image 2.1 model.
 QWEN21_TARGETS = (
     "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0",
     "img_mlp.proj", "img_mlp.gate_layer", "img_mlp.out",
+    "proj_out",
 )
 
 #: Z-Image (``ZImageTransformer2DModel``): the single-stream blocks' attention (``to_q/k/v``,
