@@ -129,7 +129,8 @@ def test_gradients_reach_every_lora_layer(encoded, n):
     assert out.shape == noisy.shape
     out.pow(2).mean().backward()
     grads = {name: p.grad for name, p in model.named_parameters() if "lora_" in name}
-    assert len(grads) == 2 * 7 * len(unwrap_peft(model).transformer_blocks)  # A and B, 7 linears per block
+    # A and B: 7 linears per block and the final proj_out
+    assert len(grads) == 2 * (7 * len(unwrap_peft(model).transformer_blocks) + 1)
     assert all(g is not None for g in grads.values()) and any(g.abs().sum() > 0 for g in grads.values())
 
 
