@@ -125,7 +125,8 @@ def test_qwen_image21_figures():
     facts = E.facts_from("qwen-image-2.1", dict(model.config), shapes)
     assert facts.block_count == 32 and facts.hidden == 4096
     assert 6.9e9 < facts.params < 7.3e9
-    assert facts.lora_in_out == 32 * (4 * 2 * 4096 + 3 * (4096 + 3 * 4096))  # q/k/v/out; proj/gate/out
+    # q/k/v/out and proj/gate/out per block; the final proj_out (4096 → 64 latent channels)
+    assert facts.lora_in_out == 32 * (4 * 2 * 4096 + 3 * (4096 + 3 * 4096)) + 4096 + 64
     est = E.estimate(facts, resolution=1024, rank=16, options=E.MemoryOptions(gradient_checkpointing=True))
     assert est.seq_len == 2 * 4096 + 64 + 6
     assert est.weights == pytest.approx(2 * facts.params, rel=0.01)  # ≈ 14 GB of bf16 weights
