@@ -10,11 +10,12 @@ What the measure found on the tiny model, and what was fixed:
   neither the input image nor the caption reached the target's tokens: the tiny recipe now
   opens the gates (``tiny.qwen21._with_open_gates``, pinned below).
 
-With both, text-to-image passes (ratio 0.20 after 600 steps). The edit mode reaches ratio
-≈ 0.15 but in the measure's call (seed 0) one set's output is still nearer another set's
-target after 500–800 steps (with seeds 1–3 every set's is nearest its own; text-to-image's
-own-closest holds at seeds 0–1, not 2–3), so the edit mode has no passing case yet (README
-"How we know a LoRA learns"). ``predict`` = the pipeline's first transformer call is pinned in
+With both, the ratios pass (after 600 steps: text-to-image 0.20, edit ≈ 0.15), but the
+own-target rule does not hold robustly: in the edit mode one set's output is nearer another
+set's target at the measure's seed 0 (seeds 1–3 are fine), and text-to-image's holds at seeds
+0–1 only, with a 15 % margin. A pass that flips with the starting noise would flip with another
+CPU's rounding too, so neither mode has a passing case here yet (README "How we know a LoRA
+learns"). ``predict`` = the pipeline's first transformer call is pinned in
 ``test_learning_qwen.py``; the negated velocity must fail the measure (one LoRA per mode).
 """
 
@@ -40,13 +41,6 @@ def trained(tiny_qwen_image21_dir, tmp_path_factory):
     runs = L.QuickRuns(tmp_path_factory)
     return lambda mode, fault="": runs.get(f"qwen21-{mode}", tiny_qwen_image21_dir, MODES[mode], LEARN_STEPS,
                                            fault, **LEARN_RECIPE)
-
-
-def test_a_text_to_image_lora_learns_each_sets_picture(trained):
-    """Measured under load: ratio 0.20 after 600 steps, each set's output closest to its own
-    target (margin ≥ 15 %)."""
-    result = L.quick_measure(*trained("t2i"))
-    assert result.passed, result
 
 
 def test_the_input_image_reaches_the_targets_output(tiny_qwen_image21_dir):
