@@ -1,5 +1,6 @@
 """Session-wide test settings: offline, headless, and no stray user settings."""
 
+import gc
 import os
 import tempfile
 from pathlib import Path
@@ -23,6 +24,12 @@ os.environ["LORASTUDIO_CACHE_DIR"] = str(_PRIVATE / "cache")
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
     for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_threads, "1")
+# torch.compile stays off in the tests and the workers they start (it is inherited): LoRA
+# Studio never compiles, but bitsandbytes wraps its CPU fallback kernels in torch.compile at
+# import, which imports torch's inductor compiler into every process that loads a diffusers
+# model: ~17 % of a tiny worker run's CPU time. The kernels then run eagerly, as bitsandbytes
+# itself falls back to when compiling fails; what they compute is the same.
+os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 # Qt widgets render offscreen in tests (set before any Qt import), on a 1280×720 screen: a
 # common laptop, and what a 1920×1080 panel at 150 % gives Qt. Qt's offscreen platform is
 # 800×800 unless a screens file says otherwise. Every GUI test runs on it, alone or in the suite.
@@ -69,6 +76,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "soak" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _frozen_heap():
+    """Every full garbage collection skips what earlier test modules left alive for good.
+
+    The trainer frees encoders and previews with ``gc.collect()`` (a few times a run), and a
+    full collection walks every object the process tracks: in a test process that has imported
+    torch, diffusers, transformers and PySide6 that is over half a million objects (a third of
+    a second of CPU or more, per collection). Objects alive when a test module starts (imported
+    modules, session fixtures) outlive it, so they are collected once here and then frozen
+    (``gc.freeze``: kept out of later collections); what the module creates is collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
+    yield
 
 
 @pytest.fixture
