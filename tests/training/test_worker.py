@@ -85,7 +85,6 @@ def test_graceful_stop(how, demo_project, tmp_path):
     w = Worker(*args)
     try:
         w.wait_for("progress")
-        t0 = time.monotonic()
         if how == "stop-line":
             w.proc.stdin.write(b"stop\n")
             w.proc.stdin.flush()
@@ -93,13 +92,11 @@ def test_graceful_stop(how, demo_project, tmp_path):
             w.proc.stdin.close()
         else:
             w.proc.send_signal(signal.SIGINT)
-        events = w.finish()
-        elapsed = time.monotonic() - t0
+        events = w.finish()  # a worker that hangs on stop fails here (finish's timeout)
     finally:
         if w.proc.poll() is None:
             w.proc.kill()
     assert w.rc == 0, w.proc.stderr.read()[-2000:]
-    assert elapsed < 30, elapsed
     done = events[-1]
     assert done["event"] == "done" and done["stopped"] is True
     checkpoints = [e for e in events if e["event"] == "checkpoint"]
@@ -114,7 +111,6 @@ def test_graceful_stop(how, demo_project, tmp_path):
 def test_bad_config_names_the_key_and_loads_nothing(demo_project, tmp_path):
     cfg = make_config(demo_project, tmp_path)
     cfg.write_text(cfg.read_text().replace("[train]\n", "[train]\nlearning_rte = 0.001\n"))
-    t0 = time.monotonic()
     proc = run_cli("worker", str(cfg))
     assert proc.returncode == 2
     events = events_of(proc.stdout)
