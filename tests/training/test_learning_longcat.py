@@ -1,0 +1,94 @@
+"""LongCat-Image's LoRAs learn: LongCat-Image-Edit (``LongCatImageEditPipeline``, one input
+image) and LongCat-Image (``LongCatImagePipeline``, text-to-image), trained on their tiny
+models with ``L.QUICK_RECIPE``, move the pipeline's own output (its ``__call__`` through
+``run_pipeline``, the call a preview makes) toward each set's target; a flipped velocity
+sign fails the same measure (``learning_helpers``: ratio ≤ 0.5, each set's output closest to
+its own target). One LoRA per (family, fault), trained once per module.
+
+Before any training, two checks pin that training is the pipeline's own computation:
+the prompt the family caches is the one the pipeline's ``__call__`` encodes (template, the
+VL encoder's view of the input image, padding to 512 tokens, the dropped system prefix),
+and the family's ``predict`` makes the transformer call the pipeline makes at its first
+denoising step (packing, position ids of text, target and input tokens, σ as the timestep,
+no guidance embedding) down to the output.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import learning_helpers as L
+
+#: Family → (tiny model fixture, sets maker). Edit: three sets, one caption; text-to-image:
+#: three sets, a caption each.
+CASES = {
+    "longcat-edit": ("tiny_longcat_edit_dir", L.edit_sets),
+    "longcat": ("tiny_longcat_dir", L.text_to_image_sets),
+}
+SIZE = L.QUICK_RECIPE["resolution"]
+
+
+class _Encoded(Exception):
+    """Raised from the pipeline's ``encode_prompt`` once it has answered: the rest of the
+    call (the 1 MP denoising the edit pipeline always runs) is not needed."""
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_cached_prompt_is_the_one_the_pipelines_call_encodes(request, case):
+    """The pipeline's own ``__call__`` (its default size: the edit pipeline's ~1 MP output and
+    the VL encoder's half-size view of the input) encodes the caption into exactly the
+    tensor the family caches for training."""
+    fixture, make_sets = CASES[case]
+    family = L._family(request.getfixturevalue(fixture), "target")
+    s = make_sets(1, SIZE)[0]
+    family.load_encoders()
+    pipe = family._encoders
+    seen = []
+    encode = pipe.encode_prompt
+
+    def record(*args, **kwargs):
+        seen.append(encode(*args, **kwargs)[0])
+        raise _Encoded
+
+    pipe.encode_prompt = record
+    call = {"image": s.inputs[0]} if s.inputs else {"enable_prompt_rewrite": False}
+    with L.one_thread(), pytest.raises(_Encoded):
+        pipe(prompt=s.caption, num_inference_steps=1, **call)
+    del pipe.encode_prompt  # the pipeline's own again, for the family's encoding
+    ours = family.encode_prompt(s.caption, s.inputs).tensors["prompt_embeds"]
+    torch.testing.assert_close(ours, seen[0][0])
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_predict_makes_the_pipelines_first_transformer_call(request, case):
+    """The pipeline's ``__call__`` (as a preview makes it, through ``run_pipeline``, no CFG)
+    handed a known starting latent: its first transformer call's target output equals the
+    family's ``predict`` at σ = that call's timestep, from the encodings training caches."""
+    fixture, make_sets = CASES[case]
+    family = L._family(request.getfixturevalue(fixture), "target")  # inputs at the target's size
+    s = make_sets(1, SIZE)[0]
+    family.load_encoders()
+    prompt = family.collate_prompts([family.encode_prompt(s.caption, s.inputs)])
+    input_latents = [family.encode_image(i)[None] for i in s.inputs]
+    noisy = L.target_latents(family, [s], (SIZE, SIZE))[0]  # the shape of the target's tokens
+    noisy = torch.randn(noisy.shape, generator=torch.Generator().manual_seed(3))
+    transformer = family.load_transformer()
+    calls = []
+    forward = transformer.forward
+
+    def record(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        calls.append((kwargs["timestep"].clone(), out[0].clone()))
+        return out
+
+    transformer.forward = record
+    with L.one_thread():
+        family.run_pipeline(transformer, s.inputs, s.caption, (SIZE, SIZE), 2, 0, output_type="latent",
+                            latents=noisy, guidance_scale=1.0)
+        timestep, out = calls[0]
+        unpacked = family.pipeline_class()._unpack_latents(noisy, SIZE, SIZE, 8)
+        with torch.no_grad():
+            ours = family.predict(transformer, unpacked, timestep, input_latents, prompt)
+    assert float(timestep[0]) == 1.0  # σ, not t: the pipeline passes t / 1000
+    torch.testing.assert_close(L._pack(family, ours[0]), out[:, : noisy.shape[1]])
