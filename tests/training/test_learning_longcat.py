@@ -92,3 +92,21 @@ def test_predict_makes_the_pipelines_first_transformer_call(request, case):
             ours = family.predict(transformer, unpacked, timestep, input_latents, prompt)
     assert float(timestep[0]) == 1.0  # σ, not t: the pipeline passes t / 1000
     torch.testing.assert_close(L._pack(family, ours[0]), out[:, : noisy.shape[1]])
+
+
+def test_the_tiny_longcat_padding_rows_carry_the_caption(tiny_longcat_dir):
+    """Both pipelines pad the caption to 512 tokens: three words are 4 rows among ~508 padding
+    rows, and only the caption's own word told "a red card" from "a green card" — the tiny
+    two-layer Qwen2.5-VL encoder's padding rows were its padding embedding, 1 % apart from one
+    caption to another (a real encoder's carry the caption). With that embedding zeroed
+    (``tiny.flux1.silent_padding``, as for the tiny FLUX.1's T5) they are 10–15 % apart."""
+    family = L._family(tiny_longcat_dir)
+    family.load_encoders()
+    red, green, blue = (family.encode_prompt(c, []).tensors["prompt_embeds"] for c in L.T2I_CAPTIONS[:3])
+
+    def padding_difference(a, b):
+        rows = slice(8, None)  # past the caption's tokens
+        a, b = a[rows], b[rows]
+        return float(((a - b).norm(dim=-1) / a.norm(dim=-1)).mean())
+
+    assert min(padding_difference(red, green), padding_difference(green, blue), padding_difference(red, blue)) > 0.05

@@ -19,23 +19,25 @@ def _longcat_components() -> dict:
     from diffusers import FlowMatchEulerDiscreteScheduler, LongCatImageTransformer2DModel
 
     from lorastudio.training.tiny.flux1 import _vae as flux_vae
+    from lorastudio.training.tiny.flux1 import silent_padding
     from lorastudio.training.tiny.qwen import _qwen_components
 
     qwen = _qwen_components(processor=True)
     text_dim = qwen["text_encoder"].config.text_config.hidden_size
     return {
-        # 4 heads × 32 = 128, twice the packed latent width (16 channels × 2×2 = 64), so a LoRA
+        # 2 heads × 32 = 64, the packed latent width (16 channels × 2×2 = 64), so a LoRA
         # can learn an edit (see tiny/__init__); axes_dims_rope sums to the head dim, as
         # (16, 56, 56) does to 128.
         "transformer": seeded(lambda: LongCatImageTransformer2DModel(
             patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=32,
-            num_attention_heads=4, joint_attention_dim=text_dim, pooled_projection_dim=text_dim,
+            num_attention_heads=2, joint_attention_dim=text_dim, pooled_projection_dim=text_dim,
             axes_dims_rope=(8, 12, 12),
         )),
         # FLUX.1's VAE (LongCat ships its config) with 16 latent channels, which the LongCat
         # pipelines hard-code, and shift/scale measured as the tiny FLUX.1 VAE's are.
         "vae": flux_vae(latent_channels=16),
-        "text_encoder": qwen["text_encoder"],
+        # Both pipelines pad the caption to 512 tokens: the padding rows must carry it.
+        "text_encoder": silent_padding(qwen["text_encoder"], qwen["tokenizer"].pad_token_id),
         "tokenizer": qwen["tokenizer"],
         "text_processor": qwen["processor"],
         # LongCat's scheduler config (FLUX.1's: dynamic shift on the image sequence length).
