@@ -27,6 +27,7 @@ CASES = {
     "longcat": ("tiny_longcat_dir", L.text_to_image_sets),
 }
 SIZE = L.QUICK_RECIPE["resolution"]
+LEARN_STEPS = 300
 
 
 class _Encoded(Exception):
@@ -110,3 +111,23 @@ def test_the_tiny_longcat_padding_rows_carry_the_caption(tiny_longcat_dir):
         return float(((a - b).norm(dim=-1) / a.norm(dim=-1)).mean())
 
     assert min(padding_difference(red, green), padding_difference(green, blue), padding_difference(red, blue)) > 0.05
+
+
+@pytest.fixture(scope="module")
+def trained(request, tmp_path_factory):
+    """(family, fault) → (sets, model folder, LoRA file), each trained once."""
+    runs = L.QuickRuns(tmp_path_factory)
+
+    def get(case: str, fault: str = ""):
+        fixture, make_sets = CASES[case]
+        return runs.get(case, request.getfixturevalue(fixture), make_sets, LEARN_STEPS, fault)
+
+    return get
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_longcat_lora_with_a_negated_velocity_fails_the_measure(trained, case):
+    """The loss falls with the velocity target negated too, but the pipeline's output walks
+    away from the targets: the measure fails it."""
+    result = L.quick_measure(*trained(case, "negated_velocity"))
+    assert not result.passed, result

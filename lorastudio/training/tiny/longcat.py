@@ -7,7 +7,11 @@ blocks, 24 heads × 128, ``joint_attention_dim`` 3584 = Qwen2.5-VL-7B's width), 
 ``Qwen2Tokenizer`` and a ``Qwen2VLProcessor`` (``text_processor``: the edit pipeline feeds the
 input image through it), and FLUX.1's dynamic-shift ``FlowMatchEulerDiscreteScheduler``. The
 tiny model has the same classes; the Qwen2.5-VL encoder, tokenizer and processor are the tiny
-Qwen-Image ones (``tiny/qwen.py``), so both lines test the same VL code.
+Qwen-Image ones (``tiny/qwen.py``), so both lines test the same VL code, with the padding
+token's embedding zeroed (``tiny.flux1.silent_padding``): both pipelines pad the caption to 512
+tokens (a fixed ``tokenizer_max_length`` no config changes), and the padding rows of the tiny
+two-layer encoder were otherwise its padding embedding, 1 % apart from caption to caption.
+The transformer is as narrow as the packed latents allow: every step runs the ~512 text rows.
 """
 
 from __future__ import annotations
