@@ -5,6 +5,11 @@ models with ``L.QUICK_RECIPE``, move the pipeline's own output (its ``__call__``
 sign fails the same measure (``learning_helpers``: ratio ≤ 0.5, each set's output closest to
 its own target). One LoRA per (family, fault), trained once per module.
 
+Not yet passing, so only the fault cases are here (measured under load, 300 steps, the
+measure's call): edit 0.57 with each output closest to its own target, text-to-image 0.70
+(0.61 at lr 1e-2) with the outputs near the targets' average; rank 32 or 64, or lr 3e-2, gave
+0.73. README "How we know a LoRA learns" has what was tried.
+
 Before any training, two checks pin that training is the pipeline's own computation:
 the prompt the family caches is the one the pipeline's ``__call__`` encodes (template, the
 VL encoder's view of the input image, padding to 512 tokens, the dropped system prefix),
