@@ -7,8 +7,9 @@ its own target). One LoRA per (family, fault), trained once per module.
 
 No passing case within the suite's budget yet, so only the fault cases are here (measured
 under load, the measure's call): the edit LoRA passes after 600 steps (ratio 0.48, each output
-closest to its own target; 0.57 after 300), too slow for the suite (every step runs the
-512-token prompt); text-to-image reaches 0.70 after 300 (0.61 at lr 1e-2, 0.59 at 5e-3) with
+closest to its own target, reproduced; 0.57 after 300), but its 600 steps took 73 s (lightly
+loaded), twice a family's budget (every step runs the 512-token prompt); the fault cases take
+~14 s each; text-to-image reaches 0.70 after 300 (0.61 at lr 1e-2, 0.59 at 5e-3) with
 the outputs near the targets' average; rank 32 or 64, or lr 3e-2, gave 0.73. README "How we
 know a LoRA learns" has what was tried.
 
