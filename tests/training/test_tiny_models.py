@@ -237,8 +237,8 @@ def test_demo_project(demo_project):
     assert config.output.dir == root / "output"
     t = config.train
     assert (t.resolution, t.steps, t.sample_every, t.checkpoint_every, t.sample_steps) == (64, 20, 10, 10, 4)
-    # each step trains all 10 trained sets (12, less the 2 held out), σ logit-normal around 0.5
-    assert (t.batch_size, t.timesteps, t.timestep_mean) == (10, "logit_normal", 0.0)
+    # each step trains all 10 trained sets (12, less the 2 held out), σ weighted high
+    assert (t.batch_size, t.timesteps, t.timestep_mean) == (10, "logit_normal", 2.0)
     assert detect_family(config.model.path) is KontextFamily
     # inputs at the 64-px target's size, not Kontext's default ~1 MP: the demo stays a one-minute run
     assert t.input_size == "target"
