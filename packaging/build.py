@@ -131,7 +131,8 @@ def check_bundle(bundle: Path) -> list[str]:
         if not (plugins / rel).is_file():
             problems.append(f"missing Qt plugin {rel} (looked in {plugins})")
     for rel in ("resources/style.qss", "resources/icons/app.svg", "resources/demo_vae/config.json",
-                "resources/demo_vae/diffusion_pytorch_model.safetensors"):
+                "resources/demo_vae/diffusion_pytorch_model.safetensors", "resources/demo_transformer/config.json",
+                "resources/demo_transformer/diffusion_pytorch_model.safetensors"):
         if not (contents / rel).is_file():
             problems.append(f"missing {rel}")
     for name in ("torch", "diffusers", "transformers", "peft", "safetensors", "accelerate", "huggingface_hub"):

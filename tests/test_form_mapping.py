@@ -58,7 +58,7 @@ def test_learning_rate_text_and_advice():
 
 
 def test_the_demo_model_has_its_own_learning_rate_range(tmp_path):
-    """The demo's tiny model (marked by ``lorastudio demo`` in its folder) learns at 2e-3, the
+    """The demo's tiny model (marked by ``lorastudio demo`` in its folder) learns at 2e-2, the
     demo project's own choice: the advice says nothing about it there, and still warns about
     it for any other model; the message names the range that applies."""
     from lorastudio.config import DEMO_LEARNING_RATE, TYPICAL_LEARNING_RATE

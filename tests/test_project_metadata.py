@@ -39,11 +39,13 @@ def test_resources_ship_inside_the_package():
     assert (ROOT / "resources" / "style.qss").is_file()
     icons = list((ROOT / "resources" / "icons").glob("*.svg"))
     assert icons, "resources/icons holds the app's SVG icons"
-    # The demo's trained VAE (tools/train_demo_vae.py) ships in the wheel too.
+    # The demo's trained VAE (tools/train_demo_vae.py) and pretrained Kontext transformer
+    # (tools/train_demo_transformer.py) ship in the wheel too.
     patterns = tool["package-data"]["lorastudio.resources"]
-    for name in ("config.json", "diffusion_pytorch_model.safetensors"):
-        assert (ROOT / "resources" / "demo_vae" / name).is_file()
-        assert any(fnmatch.fnmatch(f"demo_vae/{name}", pattern) for pattern in patterns), name
+    for folder in ("demo_vae", "demo_transformer"):
+        for name in ("config.json", "diffusion_pytorch_model.safetensors"):
+            assert (ROOT / "resources" / folder / name).is_file()
+            assert any(fnmatch.fnmatch(f"{folder}/{name}", pattern) for pattern in patterns), (folder, name)
 
 
 def test_pyside_requirement_excludes_the_leaking_release():

@@ -3,22 +3,24 @@
 Writes three things into ``OUT``:
 
 * ``model/`` — a tiny model of the chosen family (``training/tiny``), a normal diffusers
-  folder loaded exactly as a real one is. Its transformer and text encoders have random
-  weights; for the FLUX.1 families its VAE is a small ``AutoencoderKL`` trained once on the
-  demo's kind of picture (``resources/demo_vae``, ``tools/train_demo_vae.py``), so inputs,
-  targets and decoded latents are pictures rather than noise. A marker file tells the app
-  it is the demo's model (its learning-rate advice has the demo's own range);
+  folder loaded exactly as a real one is. Its text encoders have random weights; for the
+  FLUX.1 families its VAE is a small ``AutoencoderKL`` trained once on the demo's kind of
+  picture (``resources/demo_vae``, ``tools/train_demo_vae.py``), so inputs, targets and
+  decoded latents are pictures rather than noise; for Kontext (the default) its transformer
+  is a small base pretrained once on other edits of such pictures (``resources/demo_transformer``,
+  ``tools/train_demo_transformer.py``), so, like a real Kontext, it already draws them and
+  follows its input image (the other families' transformers are random). A marker file tells
+  the app it is the demo's model (its learning-rate advice has the demo's own range);
 * ``dataset/`` — a small generated dataset whose edit depends on the input: coloured shapes
   on a plain background (``NAME_start.png``, 64 px) and the same picture with its colours
   inverted (``NAME_end.png``), captioned in ``NAME.txt``. Text-to-image families get single
   pictures with captions instead;
 * ``project.toml`` — a config that trains it on the CPU in about a minute: 64-pixel
-  training area, 40 steps of all 10 trained sets each, previews and checkpoints every 20,
+  training area, 20 steps of all 10 trained sets each, previews and checkpoints every 10,
   two sets held out for validation (``dataset.validation``), inputs at the target's size
   (``DEMO_INPUT_SIZE``), output in ``OUT/output``.
 
-Its recipe (``DEMO_STEPS`` …) is far from the guide's: the demo's transformer starts from
-random weights, so its LoRA must learn to denoise as well as to edit, in a CPU minute.
+Its recipe (``DEMO_STEPS`` …) is far from the guide's: a tiny model and a CPU minute.
 Real models want the guide's values; ``config.DEMO_LEARNING_RATE`` is the demo model's
 range. ``benchmarks/demo_learning.py`` measures what the run learned through the pipeline,
 on the held-out sets.
@@ -46,19 +48,17 @@ DEMO_IMAGE_SIZE = 64
 EDIT_CAPTION = "invert the colours"
 TEXT_TO_IMAGE_CAPTION = "zkw style, coloured shapes on a plain background, inverted colours"
 #: The demo run's recipe (``demo_config``; measured by ``benchmarks/demo_learning.py``, figures
-#: in ``benchmarks/README.md``). Its transformer starts from random weights, so the LoRA must
-#: learn to denoise as well as to edit, in a CPU minute: hence settings no real model wants.
+#: in ``benchmarks/README.md``). Far from the guide's: a tiny model and a CPU minute.
 #: Every training set in each step (batch = the 10 trained sets: the mean gradient over the
-#: whole dataset; such a step costs about 7 one-set steps, and 40 of them reached a lower
-#: held-out error than 150 one-set steps);
-DEMO_STEPS = 40
-#: a learning rate 100x the guide's (``config.DEMO_LEARNING_RATE`` is the demo model's range,
-#: so the Train page does not warn about the app's own choice; 2e-3 learned nothing visible
-#: in the run, 4e-2 learned most per step of those measured);
-DEMO_LEARNING_RATE = 4e-2
+#: whole dataset); with the pretrained base 20 such steps learn the edit (held-out pixel ratio
+#: under 0.1 through the pipeline), half the random-base demo's 40;
+DEMO_STEPS = 20
+#: a learning rate 10x the guide's (``config.DEMO_LEARNING_RATE`` is the demo model's range,
+#: so the Train page does not warn about the app's own choice);
+DEMO_LEARNING_RATE = 2e-2
 #: noise levels drawn logit-normal around a high σ (mean 2.0: σ ≈ 0.88): the steps where a
-#: denoiser decides the picture's colours. Measured against 1.0, 0.0 (the default), -0.5 and
-#: uniform: the higher the mean, the lower the held-out error through the pipeline.
+#: denoiser decides the picture's colours (measured with the random base against 1.0, 0.0,
+#: -0.5 and uniform: the higher the mean, the lower the held-out error through the pipeline).
 DEMO_TIMESTEP_MEAN = 2.0
 #: The demo's VAE: FLUX.1's ``AutoencoderKL`` shrunk to two blocks (2x downsampling, where the
 #: real one has 8x) and 4 latent channels, trained once on the demo's kind of picture by
@@ -75,6 +75,11 @@ DEMO_VAE_CONFIG = {
 #: The families whose demo model gets the demo VAE: the FLUX.1 ones, whose VAE class is
 #: ``AutoencoderKL`` (the others keep their tiny recipe's random VAE).
 DEMO_VAE_FAMILIES = ("kontext", "flux")
+#: The families whose demo model gets a pretrained demo transformer (``resources/demo_transformer``,
+#: made by ``tools/train_demo_transformer.py``): Kontext, the demo's default. Like a real Kontext
+#: base it already draws the demo's kind of picture and follows its input image (pretrained on
+#: other edits: keep, grey, swap red and blue), so the demo LoRA has only the edit to learn.
+DEMO_TRANSFORMER_FAMILIES = ("kontext",)
 #: Written into OUT so a later ``demo OUT`` may replace what an earlier one wrote, and
 #: nothing else.
 MARKER = ".lorastudio-demo"
@@ -87,6 +92,11 @@ def demo_vae_dir() -> Path:
         raise FileNotFoundError("the resources folder (style sheet, icons, demo VAE) was not found; "
                                 "reinstall LoRA Studio")
     return resources / "demo_vae"
+
+
+def demo_transformer_dir() -> Path:
+    """Where the pretrained demo transformer lives (``resources/demo_transformer``)."""
+    return demo_vae_dir().parent / "demo_transformer"
 
 
 def shapes_picture(seed: int, size: int = DEMO_IMAGE_SIZE) -> Image.Image:
@@ -147,14 +157,17 @@ def write_demo_dataset(folder: Path, paired: bool = True, sets: int = DEMO_SETS)
     return folder
 
 
-def build_demo_model(family: str, model_dir: Path) -> Path:
+def build_demo_model(family: str, model_dir: Path, pretrained: bool = True) -> Path:
     """The family's tiny model (``training/tiny``); for the FLUX.1 families (whose VAE is an
     ``AutoencoderKL``) with the trained demo VAE swapped in and the transformer's latent
-    width matched to it, so previews and the Test tab show pictures, not noise."""
+    width matched to it, so previews and the Test tab show pictures, not noise; for Kontext
+    with the pretrained demo transformer (unless ``pretrained`` is False: what
+    ``tools/train_demo_transformer.py`` starts from)."""
     from lorastudio.training.tiny import build_tiny_model, build_tiny_pipeline
 
     if family in DEMO_VAE_FAMILIES:
-        _save_with_demo_vae(build_tiny_pipeline(family), model_dir)
+        _save_with_demo_vae(build_tiny_pipeline(family), model_dir,
+                            pretrained=pretrained and family in DEMO_TRANSFORMER_FAMILIES)
     else:
         build_tiny_model(family, model_dir)
     # The app's learning-rate advice knows the demo model by this file (its own range).
@@ -162,7 +175,7 @@ def build_demo_model(family: str, model_dir: Path) -> Path:
     return model_dir
 
 
-def _save_with_demo_vae(pipe, model_dir: Path) -> None:
+def _save_with_demo_vae(pipe, model_dir: Path, pretrained: bool) -> None:
     from lorastudio.training.families._common import offline_kwargs
     from lorastudio.training.tiny import quiet_libraries, save_pipeline_folder, seeded
 
@@ -172,8 +185,11 @@ def _save_with_demo_vae(pipe, model_dir: Path) -> None:
         vae = AutoencoderKL.from_pretrained(demo_vae_dir(), **offline_kwargs()).eval()
         # The recipe's transformer, its input width matched to the demo VAE's packed latent
         # (channels x 2 x 2 patches); out_channels follows in_channels.
-        config = {**pipe.transformer.config, "in_channels": vae.config.latent_channels * 4}
-        transformer = seeded(lambda: type(pipe.transformer).from_config(config))
+        if pretrained:
+            transformer = type(pipe.transformer).from_pretrained(demo_transformer_dir(), **offline_kwargs()).eval()
+        else:
+            config = {**pipe.transformer.config, "in_channels": vae.config.latent_channels * 4}
+            transformer = seeded(lambda: type(pipe.transformer).from_config(config))
         pipe = type(pipe)(**{**pipe.components, "vae": vae, "transformer": transformer})
         save_pipeline_folder(pipe, model_dir)
 
@@ -239,8 +255,13 @@ def demo_command(out_dir: Path, family: str = "kontext") -> int:
     root = project.parent
     sets = len(list((root / "dataset").glob("*.txt")))
     print(f"Demo written to {root}")
-    trained_vae = " (random transformer, VAE trained for the demo's pictures)" if family in DEMO_VAE_FAMILIES else ""
-    print(f"  model/         tiny random-weight {family} model{trained_vae} ({folder_size(root / 'model') / 1e6:.1f} MB)")
+    if family in DEMO_TRANSFORMER_FAMILIES:
+        weights = "tiny pretrained"
+        trained = " (transformer and VAE trained for the demo's kind of picture; not on its edit)"
+    else:
+        weights = "tiny random-weight"
+        trained = " (random transformer, VAE trained for the demo's pictures)" if family in DEMO_VAE_FAMILIES else ""
+    print(f"  model/         {weights} {family} model{trained} ({folder_size(root / 'model') / 1e6:.1f} MB)")
     print(f"  dataset/       {sets} generated sets: coloured shapes, and the same with their colours inverted")
     print(f"  project.toml   {DEMO_STEPS} steps at 64 px on the CPU, all trained sets in each step; previews and "
           f"checkpoints every {DEMO_STEPS // 2} steps; "

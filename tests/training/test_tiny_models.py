@@ -236,7 +236,7 @@ def test_demo_project(demo_project):
     assert config.model.path == root / "model" and config.dataset.path == root / "dataset"
     assert config.output.dir == root / "output"
     t = config.train
-    assert (t.resolution, t.steps, t.sample_every, t.checkpoint_every, t.sample_steps) == (64, 40, 20, 20, 4)
+    assert (t.resolution, t.steps, t.sample_every, t.checkpoint_every, t.sample_steps) == (64, 20, 10, 10, 4)
     # each step trains all 10 trained sets (12, less the 2 held out), σ weighted high
     assert (t.batch_size, t.timesteps, t.timestep_mean) == (10, "logit_normal", 2.0)
     assert detect_family(config.model.path) is KontextFamily

@@ -367,12 +367,12 @@ def test_resume_needs_a_complete_checkpoint(qtbot, window, tmp_path):
 
 def test_the_real_demo_opens_without_a_learning_rate_warning(qtbot, window, demo_dir, tmp_path):
     """A newcomer's first screen: the demo project (made by `lorastudio demo`) shows its own
-    learning rate (4e-2, for its random tiny transformer) without the "outside the typical range"
+    learning rate (2e-2, for its tiny pretrained transformer) without the "outside the typical range"
     advice, which it gives for another model."""
     open_and_wait(qtbot, window, demo_dir / "project.toml")
     form = window.form
     assert form.model_info.supported and form.model_info.demo
-    assert form.lr.currentText() == "0.04"
+    assert form.lr.currentText() == "0.02"
     assert not form.lr_note.isVisible() and form.lr_note.text() == ""
     # the demo trains inputs at its 64-px target size, and the Test tab samples them so
     assert form.advanced.fields["input_size"].currentData() == "target"
