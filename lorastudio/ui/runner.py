@@ -193,8 +193,12 @@ class _ThreadSlot:
         """The runner is gone while its worker may run: end the worker and its children (nobody
         is left to show its events); the thread then reads EOF and finishes on its own."""
         thread = self.thread
-        if thread is not None and not thread.isFinished():
-            thread.kill()
+        if thread is None:
+            return
+        with contextlib.suppress(RuntimeError):  # at interpreter exit its C++ half may be gone first
+            if thread.isFinished():
+                return
+        thread.kill()  # plain Python: works on the process whatever became of the QThread
 
 
 class WorkerRunner(QObject):
