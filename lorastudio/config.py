@@ -32,10 +32,10 @@ DEFAULT_RANK = 16
 #: The guide's typical learning-rate range; outside it we warn, we do not refuse.
 TYPICAL_LEARNING_RATE = (1e-4, 5e-4)
 #: The range for the demo's tiny model (``lorastudio demo``, recognized by its model folder):
-#: a 1 MB model starting from random weights learns its edit in tens of steps only at a
-#: far higher rate (the demo's 4e-2, ``training/demo.py``), so the demo's own choice is a
+#: a 1 MB model learns its edit in tens of steps only at a
+#: far higher rate (the demo's 2e-2, ``training/demo.py``), so the demo's own choice is a
 #: usual value for it, not a warning.
-DEMO_LEARNING_RATE = (1e-2, 5e-2)
+DEMO_LEARNING_RATES = (1e-2, 5e-2)
 
 #: Names of the model families the trainer knows (``[model] family`` override).
 KNOWN_FAMILIES = catalog.FAMILY_IDS

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorastudio import catalog
-from lorastudio.config import DEMO_LEARNING_RATE, TYPICAL_LEARNING_RATE
+from lorastudio.config import DEMO_LEARNING_RATES, TYPICAL_LEARNING_RATE
 
 #: The file that makes a folder a diffusers model folder.
 MODEL_INDEX = "model_index.json"
@@ -127,7 +127,7 @@ class ModelFolderInfo:
     @property
     def typical_learning_rate(self) -> tuple[float, float]:
         """The usual learning-rate range for this model: the guide's, or the demo model's own."""
-        return DEMO_LEARNING_RATE if self.demo else TYPICAL_LEARNING_RATE
+        return DEMO_LEARNING_RATES if self.demo else TYPICAL_LEARNING_RATE
 
     @property
     def summary(self) -> str:

@@ -61,7 +61,7 @@ def test_the_demo_model_has_its_own_learning_rate_range(tmp_path):
     """The demo's tiny model (marked by ``lorastudio demo`` in its folder) learns at 2e-2, the
     demo project's own choice: the advice says nothing about it there, and still warns about
     it for any other model; the message names the range that applies."""
-    from lorastudio.config import DEMO_LEARNING_RATE, TYPICAL_LEARNING_RATE
+    from lorastudio.config import DEMO_LEARNING_RATES, TYPICAL_LEARNING_RATE
     from lorastudio.model_folder import DEMO_MODEL_FILE, detect_model_folder
     from lorastudio.training.demo import DEMO_LEARNING_RATE as DEMO_PROJECT_RATE
 
@@ -75,8 +75,8 @@ def test_the_demo_model_has_its_own_learning_rate_range(tmp_path):
 
     (model / DEMO_MODEL_FILE).write_text("the tiny model of `lorastudio demo`\n", encoding="utf-8")
     demo = detect_model_folder(model)
-    assert demo.supported and demo.demo and demo.typical_learning_rate == DEMO_LEARNING_RATE
+    assert demo.supported and demo.demo and demo.typical_learning_rate == DEMO_LEARNING_RATES
     assert lr_advice(demo_rate, demo.typical_learning_rate) == ""
     low = lr_advice("1e-4", demo.typical_learning_rate)
-    assert "Too soft" in low and f"{format_lr(DEMO_LEARNING_RATE[0])} … {format_lr(DEMO_LEARNING_RATE[1])}" in low
+    assert "Too soft" in low and f"{format_lr(DEMO_LEARNING_RATES[0])} … {format_lr(DEMO_LEARNING_RATES[1])}" in low
     assert "demo" in low
