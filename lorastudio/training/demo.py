@@ -53,7 +53,7 @@ TEXT_TO_IMAGE_CAPTION = "zkw style, coloured shapes on a plain background, inver
 #: whole dataset); with the pretrained base 20 such steps learn the edit (held-out pixel ratio
 #: under 0.1 through the pipeline), half the random-base demo's 40;
 DEMO_STEPS = 20
-#: a learning rate 10x the guide's (``config.DEMO_LEARNING_RATES`` is the demo model's range,
+#: a learning rate 40x the guide's highest typical one (``config.DEMO_LEARNING_RATES`` is the demo model's range,
 #: so the Train page does not warn about the app's own choice);
 DEMO_LEARNING_RATE = 2e-2
 #: noise levels drawn logit-normal around a high σ (mean 2.0: σ ≈ 0.88): the steps where a
