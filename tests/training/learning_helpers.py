@@ -384,3 +384,24 @@ def quick_measure(sets: list[LearningSet], model_dir: Path, lora: Path, **call: 
     size = QUICK_RECIPE["resolution"]
     with one_thread():
         return pipeline_errors(model_dir, lora, sets, size=(size, size), steps=QUICK_PIPELINE_STEPS, **call)
+
+
+def first_transformer_call(transformer, pipeline_call: Callable[[], Any]) -> tuple[dict[str, Any], torch.Tensor]:
+    """Run ``pipeline_call`` (a pipeline's ``__call__``, one thread) and return the keyword
+    arguments and the output of the first call it made to ``transformer``: what the pipeline
+    really feeds its transformer, for the tests that compare it with the family's ``predict``."""
+    calls: list[tuple[dict[str, Any], torch.Tensor]] = []
+    forward = transformer.forward
+
+    def record(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        calls.append(({k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}, out[0].clone()))
+        return out
+
+    transformer.forward = record
+    try:
+        with one_thread():
+            pipeline_call()
+    finally:
+        del transformer.forward
+    return calls[0]

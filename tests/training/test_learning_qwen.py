@@ -75,19 +75,10 @@ def test_predict_makes_the_pipelines_first_transformer_call(request, case):
     noisy = L.target_latents(family, [s], (SIZE, SIZE))[0]  # the shape of the target's tokens
     noisy = torch.randn(noisy.shape, generator=torch.Generator().manual_seed(3))
     transformer = family.load_transformer()
-    calls = []
-    forward = transformer.forward
-
-    def record(*args, **kwargs):
-        out = forward(*args, **kwargs)
-        calls.append((kwargs["timestep"].clone(), out[0].clone()))
-        return out
-
-    transformer.forward = record
+    kwargs, out = L.first_transformer_call(transformer, lambda: family.run_pipeline(
+        transformer, s.inputs, s.caption, (SIZE, SIZE), 2, 0, output_type="latent", latents=noisy, true_cfg_scale=1.0))
+    timestep = kwargs["timestep"]
     with L.one_thread():
-        family.run_pipeline(transformer, s.inputs, s.caption, (SIZE, SIZE), 2, 0, output_type="latent",
-                            latents=noisy, true_cfg_scale=1.0)
-        timestep, out = calls[0]
         n = noisy.shape[1]
         # Qwen-Image(-Edit) puts the target's tokens first; Qwen-Image 2.1's single stream, last.
         theirs = out[:, -n:] if family.name == "qwen-image-2.1" else out[:, :n]
