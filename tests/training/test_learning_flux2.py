@@ -9,8 +9,9 @@ The tiny [klein]'s transformer is briefly pretrained when it is built (``tiny/fl
 the identity edit of the calibration pictures, never these sets), as a real FLUX.2 comes with
 a trained output side: training every parameter of the random tiny [klein] takes its loss from
 ~2.2 to 0.26 in 200 steps, the blocks alone (all a LoRA on FLUX2_TARGETS can change) only to
-1.80, so a LoRA on the random model stopped at ratio 0.81. Measured under load: ratio 0.26
-after 300 steps on the pretrained one, own targets closest; negated velocity 6.5. FLUX.2 [dev]
+1.80, so a LoRA on the random model stopped at ratio 0.81. Measured: ratio 0.12 after 300
+steps on the one pretrained 80 steps, own targets closest (0.26 when pretrained 60); negated
+velocity 6.5 (on the 60-step one). FLUX.2 [dev]
 has no learning case: even pretrained the same way it stopped at 0.51 (300 and 400 steps), so
 its tiny model stays random and saves the suite the ~20 s pretraining.
 
