@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lorastudio"
-CORE_MODULES = ("config", "config_rules", "adapter_rules", "protocol", "catalog", "run_folder", "model_folder", "session", "project", "user_folders",
+CORE_MODULES = ("config", "config_rules", "adapter_rules", "protocol", "catalog", "lora_targets", "run_folder", "model_folder", "session", "project", "user_folders",
                 "memory_presets", "estimate", "fileio")
 CORE = sorted([*(PACKAGE / "dataset").glob("*.py"),
                *(p for p in (PACKAGE / f"{m}.py" for m in CORE_MODULES) if p.exists())])
