@@ -242,7 +242,7 @@ FAMILIES: tuple[FamilyRecord, ...] = (
         # 512 caption tokens (padded) + per input the VL encoder's view of it at ~512² (half the
         # ~1 MP output's side): (504/28)² = 324 merged patches + <|vision_start|>/<|vision_end|>.
         text_tokens=512, text_tokens_per_input=326,
-        modelspec_architecture="longcat-image-edit", modelspec_implementation=_LONGCAT,
+        modelspec_architecture="longcat-image-edit", modelspec_implementation=_LONGCAT, input_on_target_grid=True,
         lora_loader="FluxLoraLoaderMixin", family_module="longcat", tiny_recipe="longcat"),
     FamilyRecord(
         id="longcat", display_name="LongCat-Image (text-to-image)", pipeline_classes=("LongCatImagePipeline",),

@@ -139,7 +139,12 @@ class PipelineFamily(ModelFamily):
     def input_size(self, input_size: tuple[int, int], target_size: tuple[int, int],
                    resolution: int) -> tuple[int, int]:
         """The edit families' rule (``input_size_rule``): the target's bucket
-        (``input_size_matching_target``), or what the pipeline gives the input by default."""
+        (``input_size_matching_target``), or what the pipeline gives the input by default. A
+        pipeline that puts the input on the target's position grid (the catalog's
+        ``input_on_target_grid``, which the estimate reads too) gives it no other size than
+        the target's, so that is its size under either rule."""
+        if self.record.input_on_target_grid:
+            return tuple(target_size)  # type: ignore[return-value]
         if self.input_size_rule == "pipeline":
             return self.pipeline_input_size(input_size)
         return input_size_matching_target(input_size, target_size, self.size_multiple)

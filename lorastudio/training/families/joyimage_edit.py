@@ -67,12 +67,6 @@ class JoyImageEditFamily(JoyImageEditPlusFamily):
         "_start) train the same model without an input."
     )
 
-    def input_size(self, input_size: tuple[int, int], target_size: tuple[int, int],
-                   resolution: int) -> tuple[int, int]:
-        """The target's size under either rule: the pipeline gives the input no other (the catalog's
-        ``input_on_target_grid``, which the estimate reads too)."""
-        return tuple(target_size)  # type: ignore[return-value]
-
     # -- encoding (the pipeline's own code) -----------------------------------------------------
 
     @staticmethod

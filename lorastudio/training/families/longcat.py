@@ -150,13 +150,6 @@ class LongCatEditFamily(LongCatFamilyBase):
         "~1 MP output), exactly as at inference. Previews generate at the target's size."
     )
 
-    def input_size(self, input_size: tuple[int, int], target_size: tuple[int, int],
-                   resolution: int) -> tuple[int, int]:
-        """The target's size under either ``train.input_size`` rule: the size this pipeline gives
-        the input at inference is always the output's (it has no other), so "pipeline" and
-        "target" are the same rule here, and previews can show no other."""
-        return tuple(target_size)  # type: ignore[return-value]
-
     def condition_image(self, pipe, image: Image.Image) -> Image.Image:
         """The input as the VL encoder sees it: the pipeline resizes it to the output size
         (``calculate_dimensions(1024 * 1024, aspect)``), then to half that."""
