@@ -379,6 +379,20 @@ class QuickRuns:
         return self.runs[(name, fault)]
 
 
+def case_runs(request, tmp_path_factory, cases: dict[str, tuple[str, Callable[..., list[LearningSet]]]],
+              steps: int) -> Callable[..., tuple[list[LearningSet], Path, Path]]:
+    """For a module fixture: ``get(case, fault="")`` → (sets, model folder, LoRA file), each
+    trained once by :class:`QuickRuns`, where ``cases`` maps a case to (tiny-model fixture
+    name, sets maker)."""
+    runs = QuickRuns(tmp_path_factory)
+
+    def get(case: str, fault: str = ""):
+        fixture, make_sets = cases[case]
+        return runs.get(case, request.getfixturevalue(fixture), make_sets, steps, fault)
+
+    return get
+
+
 def quick_measure(sets: list[LearningSet], model_dir: Path, lora: Path, **call: Any) -> LearningResult:
     """:func:`pipeline_errors` at the quick recipe's size and :data:`QUICK_PIPELINE_STEPS`, one thread."""
     size = QUICK_RECIPE["resolution"]

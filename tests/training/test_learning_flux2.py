@@ -85,19 +85,10 @@ def test_predict_makes_the_pipelines_first_transformer_call(request, case):
         target = family.encode_image(resize_to(s.target, (SIZE, SIZE)))
     noisy = torch.randn((1, *target.shape), generator=torch.Generator().manual_seed(3))
     transformer = family.load_transformer()
-    calls = []
-    forward = transformer.forward
-
-    def record(*args, **kwargs):
-        out = forward(*args, **kwargs)
-        calls.append((kwargs["timestep"].clone(), kwargs.get("guidance"), out[0].clone()))
-        return out
-
-    transformer.forward = record
+    kwargs, out = L.first_transformer_call(transformer, lambda: family.run_pipeline(
+        transformer, s.inputs, s.caption, (SIZE, SIZE), 2, 0, output_type="latent", latents=noisy, guidance_scale=1.0))
+    timestep, guidance = kwargs["timestep"], kwargs.get("guidance")
     with L.one_thread():
-        family.run_pipeline(transformer, s.inputs, s.caption, (SIZE, SIZE), 2, 0, output_type="latent",
-                            latents=noisy, guidance_scale=1.0)
-        timestep, guidance, out = calls[0]
         with torch.no_grad():
             ours = family.predict(transformer, noisy, timestep, input_latents, prompt)
     assert float(timestep[0]) == 1.0  # σ, not t: the pipeline passes t / 1000

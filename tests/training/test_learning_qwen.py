@@ -49,13 +49,7 @@ SIZE = L.QUICK_RECIPE["resolution"]
 @pytest.fixture(scope="module")
 def trained(request, tmp_path_factory):
     """(case, fault) → (sets, model folder, LoRA file), each trained once."""
-    runs = L.QuickRuns(tmp_path_factory)
-
-    def get(case: str, fault: str = ""):
-        fixture, make_sets = CASES[case]
-        return runs.get(case, request.getfixturevalue(fixture), make_sets, LEARN_STEPS, fault)
-
-    return get
+    return L.case_runs(request, tmp_path_factory, CASES, LEARN_STEPS)
 
 
 @pytest.mark.parametrize("case", list(CASES))
