@@ -27,10 +27,30 @@ EXIT_ORPHAN_TIMEOUT = 3
 
 
 class StopSignal:
+    """The channel between the training thread and the threads that may end the run.
+
+    Besides the stop request it carries the step the training loop is in (:meth:`begin_step`):
+    a process told that another rank failed in step N waits (:meth:`wait_for_step`) until its
+    own loop has begun step N, so the checkpoints of the steps that every rank completed are
+    written before it reports the failure and exits, however the threads are scheduled.
+    """
+
     def __init__(self) -> None:
         self._event = threading.Event()
         self.reason = ""
         self._old_sigint = None
+        self._progress = threading.Condition()
+        self.step = 0
+
+    def begin_step(self, step: int) -> None:
+        with self._progress:
+            self.step = step
+            self._progress.notify_all()
+
+    def wait_for_step(self, step: int, timeout: float) -> bool:
+        """Block until the training loop has begun ``step`` (True) or ``timeout`` passes (False)."""
+        with self._progress:
+            return self._progress.wait_for(lambda: self.step >= step, timeout)
 
     def request(self, reason: str) -> None:
         if not self._event.is_set():

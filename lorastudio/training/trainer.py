@@ -299,6 +299,7 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
             stopped = True
             break
         step += 1
+        stop.begin_step(step)  # every earlier step's checkpoint is written (see worker.RankErrors)
 
         # the batch, its caption dropout and its noise: pure functions of (seed, step, rank)
         indices = order.batch(step, rank, world)

@@ -68,10 +68,15 @@ class RankErrors:
     before it exits, and rank 0 watches for such files in a daemon thread: the first one
     found becomes *the* error event at once ("process 1 of 2 failed: …") and rank 0 exits,
     blocked collective or not. Rank 0's own failure prefers that message too.
+
+    The file also names the step the failing rank was in. Every rank completed the steps
+    before it, so before reporting, rank 0 lets its own loop reach that step: a checkpoint
+    due after the last complete step is written even when the failure is seen first.
     """
 
-    def __init__(self, run_dir: Path, rank: int, world: int) -> None:
+    def __init__(self, run_dir: Path, rank: int, world: int, progress: StopSignal | None = None) -> None:
         self.run_dir, self.rank, self.world = run_dir, rank, world
+        self.progress = progress or StopSignal()
         self.since = time.time() - 5.0  # files older than this run are an earlier run's
         self._lock = threading.Lock()
         self._reported = False
@@ -89,7 +94,8 @@ class RankErrors:
             with contextlib.suppress(OSError):
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(self._path(self.rank), json.dumps({"rank": self.rank, "kind": kind,
-                                                                     "message": message, "log": log}))
+                                                                     "message": message, "log": log,
+                                                                     "step": self.progress.step}))
 
     def find(self) -> dict | None:
         for r in range(1, self.world):
@@ -102,21 +108,26 @@ class RankErrors:
         return None
 
     def report(self, sink: EventSink, kind: str, message: str, log: str, wait: float = 0.0,
-               save_grace: float = SAVE_GRACE) -> bool:
+               save_grace: float = SAVE_GRACE, from_watcher: bool = False) -> bool:
         """Emit the run's one error event (another rank's, if one failed). False if already done.
 
         ``error`` is the last event, but rank 0's training thread may be writing a checkpoint
-        when a watcher thread reports another rank's failure. That save (with its
-        ``checkpoint`` event: the trainer holds ``fileio.writing()`` over both) first gets up to
-        ``save_grace`` seconds to complete, so the GUI hears of every checkpoint it can resume
-        from; then the error goes out and the sink takes no more events.
+        when a watcher thread reports another rank's failure, or be about to write one for a
+        step every rank completed. A watcher (``from_watcher``) first lets the training loop
+        reach the failed rank's step; then the save in progress (with its ``checkpoint``
+        event: the trainer holds ``fileio.writing()`` over both) completes. Both share
+        ``save_grace`` seconds, so the GUI hears of every checkpoint it can resume from; then
+        the error goes out and the sink takes no more events.
         """
         deadline = time.monotonic() + wait
         other = self.find()
         while other is None and time.monotonic() < deadline:
             time.sleep(0.1)
             other = self.find()
-        wait_for_writes(save_grace)
+        grace_ends = time.monotonic() + save_grace
+        if from_watcher and other is not None and isinstance(other.get("step"), int):
+            self.progress.wait_for_step(other["step"], save_grace)
+        wait_for_writes(max(0.0, grace_ends - time.monotonic()))
         with self._lock:
             if self._reported:
                 return False
@@ -140,7 +151,7 @@ class RankErrors:
         def run() -> None:
             signal.sigwait({signal.SIGTERM})
             self.report(sink, "crash", "the run was terminated (SIGTERM) by its launcher", log, wait=1.0,
-                        save_grace=SIGTERM_SAVE_GRACE)
+                        save_grace=SIGTERM_SAVE_GRACE, from_watcher=True)
             wait_for_writes(SAVE_GRACE)  # a save started meanwhile completes (until the SIGKILL)
             os._exit(143)
 
@@ -152,7 +163,7 @@ class RankErrors:
             while True:
                 time.sleep(interval)
                 if self.find() is not None:
-                    if self.report(sink, "crash", "", log):
+                    if self.report(sink, "crash", "", log, from_watcher=True):
                         wait_for_writes(SAVE_GRACE)  # a save started meanwhile completes too
                         os._exit(1)
                     return
@@ -184,7 +195,7 @@ def run(config_path: Path, *, jsonl: bool, resume: bool, stop_on_eof: bool) -> i
         sink = TerminalSink()
         quiet_library_bars()
     stop.install_sigint()
-    rank_errors = RankErrors(run_dir, rank, _world())
+    rank_errors = RankErrors(run_dir, rank, _world(), progress=stop)
     if rank == 0 and rank_errors.world > 1:
         rank_errors.on_sigterm(sink, str(log_path))  # first: later threads inherit the signal mask
         rank_errors.watch(sink, str(log_path))

@@ -33,6 +33,9 @@ CASES = {
     # rank 0 is stuck where no exception reaches it (as in a NCCL wait): only the error-file
     # watcher or the launcher's SIGTERM can end it, and the event must still name rank 1
     "rank0-stuck": "raise-family@3#1,hang-step@3#0",
+    # rank 1 fails before rank 0 has begun writing checkpoint 2 (all ranks completed step 2):
+    # the race a loaded machine runs, forced; checkpoint 2 must still be written
+    "rank0-late-to-save": "late-checkpoint@2#0,raise-family@3#1",
 }
 
 

@@ -15,8 +15,12 @@ library functions so that a fault happens at one precise point of a *real* run:
 - ``pause-checkpoint@N`` writing checkpoint N pauses after ``lora.safetensors`` (first creating
                          the mark file, see below) until this process starts to end: it has
                          emitted an ``error`` event, or a thread waits for the saves in progress
-                         (``fileio.wait_for_writes``, what a process does before it exits); then
+                         (``fileio.wait_for_writes``, what a process does before it exits) or
+                         for the loop to reach a failed rank's step; then
                          the write completes. Holds a save astride another rank's failure.
+- ``late-checkpoint@N``  rank 0 starts writing checkpoint N only after its watcher has seen
+                         another rank's error file, and a second later (the race of a loaded
+                         machine, where a rank fails before rank 0 begins a save that is due)
 - ``after-mark``         this process's ``hang-step``/``raise-family`` fault first waits until
                          the mark file exists (another process has reached its injected point)
 - ``hang-lora``          writing the LoRA file stops half way through its temporary file
@@ -140,14 +144,19 @@ def _ending_signal():
     import threading
 
     from lorastudio import fileio
-    from lorastudio.training import events
+    from lorastudio.training import events, stop
 
     ending = threading.Event()
     real_wait, real_emit = fileio.wait_for_writes, events.EventSink.emit
+    real_wait_for_step = stop.StopSignal.wait_for_step
 
     def wait_for_writes(timeout):
         ending.set()
         return real_wait(timeout)
+
+    def wait_for_step(self, step, timeout):  # a watcher letting the loop reach a failed rank's step
+        ending.set()
+        return real_wait_for_step(self, step, timeout)
 
     def emit(self, event, **fields):
         ev = real_emit(self, event, **fields)
@@ -156,6 +165,7 @@ def _ending_signal():
         return ev
 
     fileio.wait_for_writes = wait_for_writes  # before the worker module binds it by name
+    stop.StopSignal.wait_for_step = wait_for_step
     events.EventSink.emit = emit
     return ending
 
@@ -203,6 +213,32 @@ def _install_save_faults() -> None:
     st.save_file = save_file
 
 
+def _install_late_checkpoint(step: int) -> None:
+    import threading
+
+    from lorastudio.training import events, worker
+
+    seen = threading.Event()
+    real_find, real_emit = worker.RankErrors.find, events.EventSink.emit
+
+    def find(self):
+        found = real_find(self)
+        if found is not None:
+            seen.set()
+        return found
+
+    def emit(self, event, **fields):
+        if event == "status" and fields.get("message") == f"checkpoint at step {step}":
+            _record(f"late: checkpoint {step}")
+            seen.wait()
+            time.sleep(1.0)  # the watcher, had it not waited, would have reported and exited by now
+            _record(f"resume: checkpoint {step}")
+        return real_emit(self, event, **fields)
+
+    worker.RankErrors.find = find
+    events.EventSink.emit = emit
+
+
 def _install_family_faults() -> None:
     hang_at, raise_at = _arg("hang-step"), _arg("raise-family")
     nan_at, oom_at = _arg("nan-family"), _arg("oom-family")
@@ -244,6 +280,8 @@ def _install() -> None:
     if any(s.split("@")[0] in ("hang-checkpoint", "pause-checkpoint", "diskfull-checkpoint", "hang-lora",
                                "diskfull-lora") for s in SPEC):
         _install_save_faults()
+    if _arg("late-checkpoint") is not None:
+        _install_late_checkpoint(_arg("late-checkpoint"))
     if any(_arg(kind) is not None for kind in ("hang-step", "raise-family", "nan-family", "oom-family")):
         _install_family_faults()
 
