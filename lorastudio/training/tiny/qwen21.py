@@ -67,7 +67,8 @@ def _vae():
 #: 0.05-0.09 (text-to-image), each output nearer its own target than any other by 221 % /
 #: 340 % at least; pretrained 60 or 120 steps, it passes as well (62 % the smallest margin). The
 #: random transformer with its gates scaled open by hand needed 600 steps and still flipped
-#: with the seed. ~5-8 s of one thread under load, part of building the model.
+#: with the seed. ~6 s of CPU on one thread (10-20 s wall on the loaded 2-core box), part of
+#: building the model.
 PRETRAIN_STEPS = 80
 PRETRAIN_LEARNING_RATE = 1e-2
 #: Its caption: generic, unlike any learning test's.
