@@ -12,12 +12,14 @@ from lorastudio.training.tiny.tokenizers import MISTRAL_SPECIAL_TOKENS, tiny_mis
 #: width (channels × 2×2 = 16): a tiny model built so can learn an edit (see ``tiny/__init__``).
 LATENT_CHANNELS = 4
 
-#: The tiny [klein] transformer's pretraining (:func:`_pretrain_to_follow_its_reference`):
-#: full-batch AdamW steps and learning rate. Measured under load on a 2-core box, the quick-recipe
-#: LoRA's ratio after 300 steps: 0.81 from the random transformer; pretrained 30 steps at 2e-2:
-#: 0.55, 40: 0.70, 60: 0.26, 80: 0.12 (60 steps of 4 pictures instead of all 12: 0.95). The
-#: ratio is not monotonic in the steps below 60, so 80: far enough past that region that another
-#: CPU's rounding cannot carry the test back into it (~20 s of one thread; ~2 s without).
+#: The tiny transformers' pretraining (:func:`_pretrain_to_follow_its_reference`), [dev] and
+#: [klein] alike: full-batch AdamW steps and learning rate. Measured under load on a 2-core box,
+#: the quick-recipe LoRA's ratio after 300 steps on [klein]: 0.81 from the random transformer;
+#: pretrained 30 steps at 2e-2: 0.55, 40: 0.70, 60: 0.26, 80: 0.12 (60 steps of 4 pictures
+#: instead of all 12: 0.95). The ratio is not monotonic in the steps below 60, so 80: far enough
+#: past that region that another CPU's rounding cannot carry the test back into it (~20 s of one
+#: thread per model; ~2 s without). [dev], with its guidance drawn as :func:`_pretrain_guidance`
+#: draws it: 0.13–0.30 after 300 steps at the measure's seeds 0–3, 0.18–0.32 after 200.
 PRETRAIN_STEPS = 80
 PRETRAIN_LEARNING_RATE = 1e-2
 #: Its caption: generic, unlike any learning test's.
@@ -118,11 +120,24 @@ def _flux2_klein_components() -> dict:
             "tokenizer": tokenizer}
 
 
+def _pretrain_guidance(count: int, generator: torch.Generator) -> torch.Tensor:
+    """FLUX.2 [dev]'s guidance embedding for ``count`` pretraining pictures: uniform between
+    the value training feeds and the one previews use (``Flux2Family.train_guidance`` 1.0,
+    ``sample_guidance`` 4.0). A real [dev] is guidance-distilled over that range, so what it
+    does at 1.0 it does at 4.0 too; pretrained at 1.0 alone, the tiny one's embedding of 4.0
+    stays random, and a LoRA trained at 1.0 is measured on a model it never saw."""
+    from lorastudio.training.families.flux2 import Flux2Family
+
+    low, high = Flux2Family.train_guidance, Flux2Family.sample_guidance
+    return low + (high - low) * torch.rand(count, generator=generator)
+
+
 def _pretrain_to_follow_its_reference(pipe) -> None:
     """Train ``pipe.transformer`` (every parameter) a little on the identity edit of
     :func:`calibration_pixels`: each picture its own reference (64 px, the pipeline's smallest
     reference) and target (32 px), the flow-matching velocity loss at logit-normal σ, exactly
-    the call the pipeline makes (tokens, ids, σ as the timestep, guidance 1.0).
+    the call the pipeline makes (tokens, ids, σ as the timestep; [dev]'s guidance embedding
+    over the range training and previews feed it, :func:`_pretrain_guidance`).
 
     Why: a LoRA on the catalog's targets changes only the transformer blocks, and a real
     FLUX.2 comes with a trained output side (``proj_out``, ``norm_out`` and its modulation,
@@ -142,7 +157,6 @@ def _pretrain_to_follow_its_reference(pipe) -> None:
     prompt_embeds, text_ids = prompt_embeds.expand(count, -1, -1), text_ids.expand(count, -1, -1)
     img_ids = torch.cat([pipe_class._prepare_latent_ids(targets),
                          pipe_class._prepare_image_ids([references[:1]]).expand(count, -1, -1)], dim=1)
-    guidance = torch.ones(count) if transformer.config.guidance_embeds else None
     reference_tokens = pipe_class._pack_latents(references)
     generator = torch.Generator().manual_seed(SEED)
     optimizer = torch.optim.AdamW(transformer.parameters(), lr=PRETRAIN_LEARNING_RATE, weight_decay=0.0)
@@ -152,6 +166,7 @@ def _pretrain_to_follow_its_reference(pipe) -> None:
         for _ in range(PRETRAIN_STEPS):
             sigmas = torch.sigmoid(torch.randn(count, generator=generator) + 1.0)
             noise = torch.randn(targets.shape, generator=generator)
+            guidance = _pretrain_guidance(count, generator) if transformer.config.guidance_embeds else None
             noisy = (1 - sigmas.view(-1, 1, 1, 1)) * targets + sigmas.view(-1, 1, 1, 1) * noise
             tokens = pipe_class._pack_latents(noisy)
             output = transformer(
@@ -170,7 +185,9 @@ def _pretrain_to_follow_its_reference(pipe) -> None:
 def _flux2():
     from diffusers import Flux2Pipeline
 
-    return Flux2Pipeline(**_flux2_components())
+    pipe = Flux2Pipeline(**_flux2_components())
+    _pretrain_to_follow_its_reference(pipe)
+    return pipe
 
 
 def _flux2_klein():
