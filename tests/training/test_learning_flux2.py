@@ -10,18 +10,17 @@ Both tiny transformers are briefly pretrained when they are built (``tiny/flux2.
 identity edit of the calibration pictures, never these sets), as a real FLUX.2 comes with a
 trained output side: training every parameter of the random tiny [klein] takes its loss from
 ~2.2 to 0.26 in 200 steps, the blocks alone (all a LoRA on FLUX2_TARGETS can change) only to
-1.80, so a LoRA on the random model stopped at ratio 0.81 ([dev]: 0.94). Measured under load:
-[klein] 0.12 after 300 steps on the one pretrained 80 steps, own targets closest (0.26 when
-pretrained 60); negated velocity 6.5 (on the 60-step one). [dev] 0.20 after 200 steps
-(0.18–0.32 at the measure's seeds 0–3, each output at least 2.6× closer to its own target than
-to another's; 0.13–0.30 after 300); negated velocity 2.97, own targets not closest.
+1.80, so a LoRA on the random model stopped at ratio 0.81 ([dev]: 0.94). Measured under load,
+the ratio at the measure's seed 0 (seeds 0–3; each output's least distance to another set's
+target ÷ its distance to its own, at least): [klein] 0.19 after 300 steps (0.19–0.33; 1.6×),
+negated velocity 2.62; [dev] 0.14 after 200 steps (0.10–0.24; 2.9×), negated velocity 2.43.
 
 [dev] is guidance-distilled: training feeds its guidance embedding 1.0, previews (and so the
 measure) 4.0. Pretrained at 1.0 alone, the tiny [dev]'s embedding of 4.0 stayed random, so the
 measure ran a model the LoRA was never trained on: 0.34–0.42 after 200 steps at seeds 0–3
-(0.32 after 300 at seed 0, where the same LoRA reached 0.10 called at guidance 1.0). A real
-[dev] predicts alike across that range, so the tiny one is pretrained over it (drawn per
-picture, uniform between 1.0 and 4.0), which ``test_the_tiny_flux2_dev_predicts_alike…`` pins.
+(with the 512-token pretraining, where the guidance-range one gave 0.18–0.32). A real [dev]
+predicts alike across that range, so the tiny one is pretrained over it (drawn per picture,
+uniform between 1.0 and 4.0), which ``test_the_tiny_flux2_dev_predicts_alike…`` pins.
 
 For both, this file also pins the half of the question that is the trainer's: the family's
 ``predict``, from the encodings training caches (references at the size a preview hands the
@@ -97,13 +96,14 @@ def _encoded_set(family, make_sets=L.edit_sets):
 def test_the_tiny_flux2_dev_predicts_alike_at_the_training_and_the_preview_guidance(tiny_flux2_dir):
     """A real FLUX.2 [dev] is guidance-distilled: at the previews' guidance (4.0) it predicts
     a variation of what it predicts at training's (1.0), so a LoRA trained at 1.0 works at
-    4.0. The tiny one is pretrained over that range (``tiny/flux2._pretrain_guidance``).
-    Pretrained at 1.0 alone, its embedding of 4.0 stayed random: the two predictions
-    differed by 9 % (here 0.6 %), and its LoRA reached ratio 0.32 in the measure's call at
-    4.0 against 0.10 in the same call at 1.0."""
+    4.0. The tiny one is pretrained over that range (``tiny/flux2._pretrain_guidance``): the
+    two predictions differ by 0.08 % at σ 0.3. Pretrained at 1.0 alone, its embedding of 4.0
+    stayed random: they differed by 15 %, and its LoRA reached ratio 0.34–0.42 in the
+    measure's call at 4.0 (measured with the 512-token pretraining; 0.10 in the same call at
+    1.0 where 4.0 gave 0.32)."""
     family = L._family(tiny_flux2_dir, "target")
     _, prompt, input_latents, target = _encoded_set(family)
-    sigma = torch.tensor([0.7])
+    sigma = torch.tensor([0.3])
     noise = torch.randn((1, *target.shape), generator=torch.Generator().manual_seed(3))
     noisy = (1 - sigma) * target + sigma * noise
     transformer = family.load_transformer()
@@ -114,7 +114,7 @@ def test_the_tiny_flux2_dev_predicts_alike_at_the_training_and_the_preview_guida
             predictions.append(family.predict(transformer, noisy, sigma, input_latents, prompt))
     at_training, at_preview = predictions
     change = float((at_preview - at_training).pow(2).mean() / at_training.pow(2).mean())
-    assert change < 0.02, change
+    assert change < 0.01, change
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -15,15 +15,20 @@ LATENT_CHANNELS = 4
 #: The tiny transformers' pretraining (:func:`_pretrain_to_follow_its_reference`), [dev] and
 #: [klein] alike: full-batch AdamW steps and learning rate. Measured under load on a 2-core box,
 #: the quick-recipe LoRA's ratio after 300 steps on [klein]: 0.81 from the random transformer;
-#: pretrained 30 steps at 2e-2: 0.55, 40: 0.70, 60: 0.26, 80: 0.12 (60 steps of 4 pictures
-#: instead of all 12: 0.95). The ratio is not monotonic in the steps below 60, so 80: far enough
-#: past that region that another CPU's rounding cannot carry the test back into it (~20 s of one
-#: thread per model; ~2 s without). [dev], with its guidance drawn as :func:`_pretrain_guidance`
-#: draws it: 0.13–0.30 after 300 steps at the measure's seeds 0–3, 0.18–0.32 after 200.
+#: pretrained (with 512 text tokens) 30 steps at 2e-2: 0.55, 40: 0.70, 60: 0.26, 80: 0.12 (60
+#: steps of 4 pictures instead of all 12: 0.95). The ratio is not monotonic in the steps, so 80:
+#: past the region where it jumps. With :data:`PRETRAIN_TEXT_TOKENS`: [klein] 60: 0.39, 80: 0.19
+#: (0.19–0.33 at the measure's seeds 0–3), 100: 0.27; [dev] (its guidance drawn as
+#: :func:`_pretrain_guidance` draws it) after 200 LoRA steps 0.10–0.24 at seeds 0–3.
 PRETRAIN_STEPS = 80
 PRETRAIN_LEARNING_RATE = 1e-2
 #: Its caption: generic, unlike any learning test's.
 PRETRAIN_CAPTION = "a picture"
+#: Its text tokens, padding included: enough for [dev]'s 98 (the pipeline's system message and
+#: the caption; [klein]'s are 19). Training and previews pad to 512, but the text stream is
+#: then almost all of the pretraining's cost (20 image tokens beside it): 512 tokens took 50 s
+#: of one thread per model under heavy load, 128 take 11 s.
+PRETRAIN_TEXT_TOKENS = 128
 
 
 def _flux2_components() -> dict:
@@ -152,7 +157,8 @@ def _pretrain_to_follow_its_reference(pipe) -> None:
         pictures = calibration_pixels(64)
         references = pipe._encode_vae_image(pictures, None)
         targets = pipe._encode_vae_image(F.interpolate(pictures, size=(32, 32), mode="area"), None)
-        prompt_embeds, text_ids = pipe.encode_prompt(PRETRAIN_CAPTION, device=torch.device("cpu"))
+        prompt_embeds, text_ids = pipe.encode_prompt(PRETRAIN_CAPTION, device=torch.device("cpu"),
+                                                      max_sequence_length=PRETRAIN_TEXT_TOKENS)
     count = len(pictures)
     prompt_embeds, text_ids = prompt_embeds.expand(count, -1, -1), text_ids.expand(count, -1, -1)
     img_ids = torch.cat([pipe_class._prepare_latent_ids(targets),
