@@ -2,6 +2,7 @@
 """Screenshots of the real LoRA Studio window under Xvfb, at each step of the workflow.
 
     python tools/screenshots.py [--out screenshots/out] [--screen WxH@SCALE ...] [--fake-worker] [--keep-data]
+    python tools/screenshots.py --demo-run --screen 1280x720@1 --out DIR   # the demo's own run, untouched
 
 Starts Xvfb (Debian's ``xvfb``) unless a DISPLAY is already set, runs the app on Qt's
 ``xcb`` plugin, drives it like an artist would — real key presses through ``xdotool`` for
@@ -188,6 +189,59 @@ async def wait_for(predicate, timeout: float, what: str) -> None:
         await asyncio.sleep(0.1)
 
 
+async def drive_demo_run(window, out_dir: Path, app) -> None:
+    """``--demo-run``: the built-in demo trained with its own settings, untouched (what README's
+    first command gives an artist), then its first and last previews in the viewer and the Test
+    tab's checkpoint grid (held-out sets, every kept checkpoint); the pictures themselves are
+    copied beside the screenshots, enlarged 4x."""
+    from PIL import Image
+
+    await asyncio.sleep(1.0)
+    window.activateWindow()
+    window.open_demo()
+    await wait_for(lambda: window.dataset is not None and window.dataset_page.model.rowCount() > 0, 900, "the demo")
+    await wait_for(lambda: window.loader.is_idle(), 60, "thumbnails")
+    window.tabs.setCurrentWidget(window.training_page)
+    await asyncio.sleep(0.5)
+    window.activateWindow()
+    await asyncio.sleep(0.2)
+    xdotool("key", "--clearmodifiers", "ctrl+Return")
+    await wait_for(lambda: window.runner.is_running() or window.run_panel.error_bar.isVisible(), 30, "training start")
+    started = time.monotonic()
+    await wait_for(lambda: not window.runner.is_running(), 1800, "the end of the demo's run")
+    print(f"  Train to done: {time.monotonic() - started:.0f} s", flush=True)
+    await asyncio.sleep(1.0)
+    await snap(out_dir, "11-demo-finished")
+
+    def enlarged(path: Path, name: str) -> None:
+        image = Image.open(path).convert("RGB")
+        image.resize((image.width * 4, image.height * 4), Image.Resampling.NEAREST).save(out_dir / name)
+
+    samples = window.run_panel.gallery.samples
+    for label, sample in (("first", samples[0]), ("last", samples[-1])):
+        window.show_sample(sample)
+        await asyncio.sleep(1.2)
+        await snap(out_dir, f"12-demo-{label}-preview")
+        enlarged(Path(sample.path), f"demo-{label}-preview-step{sample.step}-{sample.set_name}.png")
+        for v in list(window.viewers.open):
+            v.close()
+        await asyncio.sleep(0.3)
+    window.tabs.setCurrentWidget(window.compare_page)
+    page = window.compare_page
+    page.modes.setCurrentWidget(page.grid_panel)
+    await asyncio.sleep(0.5)
+    page.grid_panel.render()
+    await wait_for(lambda: not page.grid_panel.is_running(), 900, "the checkpoint grid")
+    await asyncio.sleep(1.0)
+    await snap(out_dir, "13-demo-checkpoint-grid")
+    if page.grid_panel.grid_path:
+        grid = Image.open(page.grid_panel.grid_path)
+        grid.resize((grid.width * 3, grid.height * 3), Image.Resampling.NEAREST).save(out_dir / "demo-grid.png")
+    window.ask = lambda *a: "stop" if "stop" in a[2] else "keep"
+    window.close()
+    app.quit()
+
+
 async def drive(window, out_dir: Path, use_fake: bool, app) -> None:
     await asyncio.sleep(1.0)
     window.activateWindow()
@@ -296,7 +350,7 @@ async def drive(window, out_dir: Path, use_fake: bool, app) -> None:
     app.quit()
 
 
-def run_app(out_dir: Path, use_fake: bool) -> int:
+def run_app(out_dir: Path, use_fake: bool, demo_run: bool = False) -> int:
     sys.path.insert(0, str(ROOT))
     from PySide6.QtWidgets import QApplication  # noqa: F401  (before qasync)
 
@@ -320,7 +374,7 @@ def run_app(out_dir: Path, use_fake: bool) -> int:
 
     async def main():
         try:
-            await drive(window, out_dir, use_fake, app)
+            await (drive_demo_run(window, out_dir, app) if demo_run else drive(window, out_dir, use_fake, app))
         except BaseException as exc:  # report, but always quit
             failure.append(exc)
             import traceback
@@ -359,6 +413,9 @@ def main() -> int:
     parser.add_argument("--screen", action="append", type=parse_screen, metavar="WxH@SCALE",
                         help=f"a screen of W×H pixels at SCALE (repeatable; default: {' '.join(DEFAULT_SCREENS)})")
     parser.add_argument("--keep-data", action="store_true", help="keep the temporary data folder")
+    parser.add_argument("--demo-run", action="store_true",
+                        help="train the built-in demo with its own settings; shoot its first and last previews "
+                             "and the checkpoint grid (needs the training engine)")
     parser.add_argument("--in-app", action="store_true", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
 
@@ -366,8 +423,11 @@ def main() -> int:
         return fake_worker(args.fake_worker, "--resume" in rest)
     out_dir = Path(args.out)
     use_fake = args.fake_worker is not None or not training_available()
+    if args.demo_run and use_fake:
+        print("--demo-run needs the training engine (torch, diffusers)", file=sys.stderr)
+        return 2
     if args.in_app:
-        return run_app(out_dir, use_fake)
+        return run_app(out_dir, use_fake, args.demo_run)
 
     for tool in ("Xvfb", "xdotool", "import"):
         if shutil.which(tool) is None and not (tool == "Xvfb" and os.environ.get("DISPLAY")):
@@ -377,11 +437,12 @@ def main() -> int:
     print(f"{'fake' if use_fake else 'real'} worker; screenshots → {out_dir}", flush=True)
     rc = 0
     for w, h, scale in screens:
-        rc = take_screen(out_dir / f"{w}x{h}@{scale:g}", w, h, scale, use_fake, args.keep_data) or rc
+        rc = take_screen(out_dir / f"{w}x{h}@{scale:g}", w, h, scale, use_fake, args.keep_data, args.demo_run) or rc
     return rc
 
 
-def take_screen(out_dir: Path, w: int, h: int, scale: float, use_fake: bool, keep_data: bool) -> int:
+def take_screen(out_dir: Path, w: int, h: int, scale: float, use_fake: bool, keep_data: bool,
+                demo_run: bool = False) -> int:
     """The whole workflow on one Xvfb screen of w×h pixels with Qt scaled by ``scale``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("*.png"):
@@ -404,6 +465,8 @@ def take_screen(out_dir: Path, w: int, h: int, scale: float, use_fake: bool, kee
         cmd = [sys.executable, str(Path(__file__).resolve()), "--in-app", "--out", str(out_dir)]
         if use_fake:
             cmd.append("--fake-worker")
+        if demo_run:
+            cmd.append("--demo-run")
         return subprocess.run(cmd, env=env, timeout=3600).returncode
     finally:
         if xvfb is not None:

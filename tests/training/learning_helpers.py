@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageOps
 
@@ -419,3 +420,22 @@ def first_transformer_call(transformer, pipeline_call: Callable[[], Any]) -> tup
     finally:
         del transformer.forward
     return calls[0]
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    """An image's RGB pixels as floats in 0 … 1 (for the measure in pixels)."""
+    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def pixel_result(names: list[str], base: list[Image.Image], tuned: list[Image.Image],
+                 targets: list[Image.Image]) -> LearningResult:
+    """The measure on pictures already drawn (previews, grid cells), in **pixels** (0 … 1):
+    ``base[i]``/``tuned[i]`` are set ``names[i]``'s picture without/with the LoRA. For a model
+    whose VAE reconstructs its pictures (the demo's), so the pixels are what the artist sees."""
+
+    def error(a: Image.Image, b: Image.Image) -> float:
+        return float(np.mean((pixels(a) - pixels(b)) ** 2))
+
+    return LearningResult(list(names), [error(b, t) for b, t in zip(base, targets)],
+                          [error(o, t) for o, t in zip(tuned, targets)],
+                          [[error(o, t) for t in targets] for o in tuned])
