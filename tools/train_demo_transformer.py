@@ -11,7 +11,8 @@ wider and deeper: see ``ARCHITECTURE``) fully trained, with the trainer's own lo
 Kontext family's ``predict``: target tokens then input-image tokens, flow matching,
 velocity ``noise - x0``), in the latent space of the demo VAE (``resources/demo_vae``), on
 the demo's kind of picture (``demo.shapes_picture``) with *other* edits than the demo's:
-``EDITS`` (keep the picture, make it grey, swap red and blue). Never the demo's inversion,
+``EDITS`` (keep the picture, make it grey, swap red and blue, invert one colour channel: red,
+green or blue). Never the demo's inversion of all three channels,
 never the demo's own pictures (seeds 1 … ``DEMO_SETS``): the demo LoRA still has its edit
 to learn, and the held-out sets stay unseen.
 

@@ -78,7 +78,11 @@ DEMO_VAE_FAMILIES = ("kontext", "flux")
 #: The families whose demo model gets a pretrained demo transformer (``resources/demo_transformer``,
 #: made by ``tools/train_demo_transformer.py``): Kontext, the demo's default. Like a real Kontext
 #: base it already draws the demo's kind of picture and follows its input image (pretrained on
-#: other edits: keep, grey, swap red and blue), so the demo LoRA has only the edit to learn.
+#: other edits: keep, grey, swap red and blue, invert one channel), so the demo LoRA has only
+#: the edit to learn. With only the first three its 20 steps passed the measure yet left the
+#: previews noise in the inverted colours (its x0 prediction at σ = 1 carried the noise):
+#: a base that already draws per-pixel colour maps cleanly makes the same run's previews
+#: recognisable pictures (``benchmarks/README.md``).
 DEMO_TRANSFORMER_FAMILIES = ("kontext",)
 #: Written into OUT so a later ``demo OUT`` may replace what an earlier one wrote, and
 #: nothing else.
