@@ -218,7 +218,9 @@ async def drive_demo_run(window, out_dir: Path, app) -> None:
         image.resize((image.width * 4, image.height * 4), Image.Resampling.NEAREST).save(out_dir / name)
 
     samples = window.run_panel.gallery.samples
-    for label, sample in (("first", samples[0]), ("last", samples[-1])):
+    first = samples[0]
+    last = [s for s in samples if s.set_name == first.set_name][-1]  # the same set, at the last step
+    for label, sample in (("first", first), ("last", last), ("last-other-set", samples[-1])):
         window.show_sample(sample)
         await asyncio.sleep(1.2)
         await snap(out_dir, f"12-demo-{label}-preview")
