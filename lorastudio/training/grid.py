@@ -41,8 +41,8 @@ from lorastudio.training.terminal import TerminalSink
 
 #: Rows drawn when the run holds no sets out and ``--sets`` is not given: the first ones.
 DEFAULT_ROWS = 4
-#: Height of the column titles and width of the row titles, in pixels.
-HEADER, ROW_TITLE = 24, 120
+#: Height of the column titles (two lines of small type) and width of the row titles, in pixels.
+HEADER, ROW_TITLE = 30, 120
 BACKGROUND, INK = (32, 32, 32), (235, 235, 235)
 
 
@@ -79,7 +79,9 @@ def compose(layout: GridLayout, row_titles: list[str], column_titles: list[str],
     font = ImageFont.load_default(size=12)
     for c, title in enumerate(column_titles):
         left, _, right, _ = layout.box(0, c)
-        draw.text(((left + right) // 2, HEADER // 2), title, fill=INK, font=font, anchor="mm")
+        text, fitted_font = _fit_title(draw, title, right - left - 4)
+        draw.multiline_text(((left + right) // 2, HEADER // 2), text, fill=INK, font=fitted_font, anchor="mm",
+                            align="center", spacing=0)
     for r, title in enumerate(row_titles):
         _, top, _, bottom = layout.box(r, 0)
         draw.text((6, (top + bottom) // 2), title[:18], fill=INK, font=font, anchor="lm")
@@ -89,6 +91,28 @@ def compose(layout: GridLayout, row_titles: list[str], column_titles: list[str],
         fitted.thumbnail((layout.cell, layout.cell), Image.Resampling.LANCZOS)
         sheet.paste(fitted, (left + (layout.cell - fitted.width) // 2, top + (layout.cell - fitted.height) // 2))
     return sheet
+
+
+def _fit_title(draw: ImageDraw.ImageDraw, title: str, width: int):
+    """``title`` as (text, font) that fits a column ``width`` wide in the ``HEADER`` row: one
+    line if it can, else two (split at a space), in the largest of a few small fonts. At
+    training's 64-px buckets "base model" and "step 10 (best)" ran into each other."""
+    def fits(text: str, font) -> bool:
+        left, top, right, bottom = draw.multiline_textbbox((0, 0), text, font=font, spacing=0)
+        return right - left <= width and bottom - top <= HEADER - 2
+
+    words = title.split()
+    candidates = [title] + [" ".join(words[:i]) + "\n" + " ".join(words[i:]) for i in range(1, len(words))]
+    candidates[1:] = sorted(candidates[1:], key=lambda text: max(map(len, text.split("\n"))))  # balanced first
+    font = None
+    for size in (12, 11, 10, 9, 8):
+        font = ImageFont.load_default(size=size)
+        for text in candidates:
+            if fits(text, font):
+                return text, font
+    while len(title) > 1 and not fits(title + "…", font):
+        title = title[:-1]
+    return title + "…", font
 
 
 def pick_sets(config: Config, names: list[str] | None):

@@ -191,3 +191,23 @@ def test_a_gpu_runs_file_dtype_is_kept_for_its_exports(ema_run, tmp_path):
     path = again.write(tmp_path / "bf16.safetensors", load_file(str(cp.path / "lora.safetensors")), cp.step)
     tensors = read_lora_file(path)[0]
     assert {t.dtype for k, t in tensors.items() if not k.endswith(".alpha")} == {torch.bfloat16}
+
+
+def test_column_titles_stay_inside_their_columns_at_small_cells():
+    """At the demo's 64-px cells "base model" and "step 10 (best)" ran into each other; each
+    title now keeps to its own column (two lines if needed) and says all it said."""
+    from PIL import ImageDraw
+
+    from lorastudio.training.grid import HEADER, _fit_title, compose
+
+    titles = ["input", "base model", "step 10 (best)", "step 20", "target"]
+    layout = GridLayout(rows=1, columns=len(titles), cell=64)
+    sheet = np.asarray(compose(layout, ["shapes11"], titles, {}), dtype=np.int16)
+    background = sheet[HEADER // 2, 2]
+    for c in range(1, len(titles)):  # no ink on the border between two columns
+        left = layout.box(0, c)[0]
+        assert (np.abs(sheet[:HEADER, left - 1:left + 1] - background).sum(axis=-1) == 0).all(), titles[c]
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    for title in titles:
+        text, _font = _fit_title(draw, title, 60)
+        assert text.split() == title.split()  # wrapped at most, never cut
