@@ -9,7 +9,8 @@ Writes three things into ``OUT``:
   decoded latents are pictures rather than noise; for Kontext (the default) its transformer
   is a small base pretrained once on other edits of such pictures (``resources/demo_transformer``,
   ``tools/train_demo_transformer.py``), so, like a real Kontext, it already draws them and
-  follows its input image (the other families' transformers are random). A marker file tells
+  follows its input image (the other families' transformers are their tiny test models: random,
+  or briefly pretrained on generic pictures, never on the demo's edit). A marker file tells
   the app it is the demo's model (its learning-rate advice has the demo's own range);
 * ``dataset/`` — a small generated dataset whose edit depends on the input: coloured shapes
   on a plain background (``NAME_start.png``, 64 px) and the same picture with its colours
@@ -263,7 +264,7 @@ def demo_command(out_dir: Path, family: str = "kontext") -> int:
         weights = "tiny pretrained"
         trained = " (transformer and VAE trained for the demo's kind of picture; not on its edit)"
     else:
-        weights = "tiny random-weight"
+        weights = "tiny test"  # random, or briefly pretrained on generic pictures (``training/tiny``)
         trained = " (random transformer, VAE trained for the demo's pictures)" if family in DEMO_VAE_FAMILIES else ""
     print(f"  model/         {weights} {family} model{trained} ({folder_size(root / 'model') / 1e6:.1f} MB)")
     print(f"  dataset/       {sets} generated sets: coloured shapes, and the same with their colours inverted")
