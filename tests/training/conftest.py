@@ -17,9 +17,25 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
 def _tiny(tmp_path_factory: pytest.TempPathFactory, family: str) -> Path:
+    """Build ``family``'s tiny model once per test session, shared by the xdist workers: several
+    tiny transformers are pretrained when built (tens of seconds of CPU each), and every worker
+    used to build its own. The first worker to need one builds it under a file lock; the folder
+    counts only once its ``built`` mark exists, so a build that failed half way is redone."""
+    import shutil
+
+    from filelock import FileLock
+
     from lorastudio.training.tiny import build_tiny_model
 
-    return build_tiny_model(family, tmp_path_factory.mktemp(f"tiny-{family}") / "model")
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:  # one process: its own temp folder
+        return build_tiny_model(family, tmp_path_factory.mktemp(f"tiny-{family}") / "model")
+    shared = tmp_path_factory.getbasetemp().parent / f"tiny-{family}"  # the session's, above the workers'
+    with FileLock(f"{shared}.lock"):
+        if not (shared / "built").is_file():
+            shutil.rmtree(shared, ignore_errors=True)
+            build_tiny_model(family, shared / "model")
+            (shared / "built").touch()
+    return shared / "model"
 
 
 @pytest.fixture(scope="session")
