@@ -76,6 +76,44 @@ def calibration_pixels(size: int = 64) -> torch.Tensor:
     return torch.stack(images)
 
 
+#: The σ of :func:`pretrain`'s steps: logit-normal with this mean (σ ≈ 0.73 at the centre), as the
+#: learning tests' quick recipe draws them.
+PRETRAIN_SIGMA_MEAN = 1.0
+
+
+def pretrain(transformer: torch.nn.Module, targets: torch.Tensor,
+             velocity: Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor],
+             pack: Callable[[torch.Tensor], torch.Tensor], steps: int, learning_rate: float) -> None:
+    """Train every parameter of ``transformer`` for ``steps`` full-batch AdamW steps on
+    flow matching of ``targets`` (latents, one per picture): ``velocity(noisy, sigmas, generator)``
+    is the transformer's prediction as the pipeline calls it (its tokens, position ids, prompt, σ
+    as the timestep; anything else it draws, from ``generator``, after σ and the noise),
+    compared with ``pack(noise - targets)``.
+
+    Why: a LoRA on a family's targets changes only the transformer blocks, and a real base model
+    comes with a trained output side (head, ``norm_out`` and its modulation, the embedders); a
+    random tiny one does not, so its LoRA would have to learn the whole denoiser. A recipe
+    pretrains on a generic task (the :func:`calibration_pixels`, a generic caption), never a
+    learning test's sets. Seeded and on one thread, so every build gives the same weights."""
+    generator = torch.Generator().manual_seed(SEED)
+    optimizer = torch.optim.AdamW(transformer.parameters(), lr=learning_rate, weight_decay=0.0)
+    count, shape = len(targets), (-1,) + (1,) * (targets.dim() - 1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(steps):
+            sigmas = torch.sigmoid(torch.randn(count, generator=generator) + PRETRAIN_SIGMA_MEAN)
+            noise = torch.randn(targets.shape, generator=generator)
+            noisy = (1 - sigmas.view(shape)) * targets + sigmas.view(shape) * noise
+            loss = (velocity(noisy, sigmas, generator) - pack(noise - targets)).pow(2).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
+        optimizer.zero_grad(set_to_none=True)
+
+
 def recipes() -> dict[str, Callable[[], object]]:
     """Family id (plus variants such as ``qwen-edit-plus-2509``) → builder of its tiny pipeline,
     from the recipe modules the catalog names."""

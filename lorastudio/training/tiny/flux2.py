@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from lorastudio.training.tiny import SEED, calibration_pixels, seeded
+from lorastudio.training.tiny import calibration_pixels, pretrain, seeded
 from lorastudio.training.tiny.tokenizers import MISTRAL_SPECIAL_TOKENS, tiny_mistral_processor, tiny_qwen3_tokenizer
 
 #: The VAE's latent channels (the real FLUX.2 VAE has 32, so 128 after patchifying). Few,
@@ -149,7 +149,7 @@ def _pretrain_to_follow_its_reference(pipe) -> None:
     the embedders) that already follows its reference; a random tiny one does not, so its
     LoRA would have to learn the whole denoiser (measured on the random tiny [klein]:
     training every parameter takes the loss from ~2.2 to 0.26 in 200 steps, the blocks
-    alone only to 1.80). Seeded and one thread, so the same weights every build."""
+    alone only to 1.80). The loop is :func:`tiny.pretrain`'s (seeded, one thread)."""
     import torch.nn.functional as F
 
     pipe_class, transformer = type(pipe), pipe.transformer
@@ -164,28 +164,16 @@ def _pretrain_to_follow_its_reference(pipe) -> None:
     img_ids = torch.cat([pipe_class._prepare_latent_ids(targets),
                          pipe_class._prepare_image_ids([references[:1]]).expand(count, -1, -1)], dim=1)
     reference_tokens = pipe_class._pack_latents(references)
-    generator = torch.Generator().manual_seed(SEED)
-    optimizer = torch.optim.AdamW(transformer.parameters(), lr=PRETRAIN_LEARNING_RATE, weight_decay=0.0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for _ in range(PRETRAIN_STEPS):
-            sigmas = torch.sigmoid(torch.randn(count, generator=generator) + 1.0)
-            noise = torch.randn(targets.shape, generator=generator)
-            guidance = _pretrain_guidance(count, generator) if transformer.config.guidance_embeds else None
-            noisy = (1 - sigmas.view(-1, 1, 1, 1)) * targets + sigmas.view(-1, 1, 1, 1) * noise
-            tokens = pipe_class._pack_latents(noisy)
-            output = transformer(
-                hidden_states=torch.cat([tokens, reference_tokens], dim=1), timestep=sigmas, guidance=guidance,
-                encoder_hidden_states=prompt_embeds, txt_ids=text_ids, img_ids=img_ids, return_dict=False,
-            )[0][:, : tokens.shape[1]]
-            loss = (output - pipe_class._pack_latents(noise - targets)).pow(2).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    finally:
-        torch.set_num_threads(threads)
-        optimizer.zero_grad(set_to_none=True)
+
+    def velocity(noisy: torch.Tensor, sigmas: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        guidance = _pretrain_guidance(count, generator) if transformer.config.guidance_embeds else None
+        tokens = pipe_class._pack_latents(noisy)
+        return transformer(
+            hidden_states=torch.cat([tokens, reference_tokens], dim=1), timestep=sigmas, guidance=guidance,
+            encoder_hidden_states=prompt_embeds, txt_ids=text_ids, img_ids=img_ids, return_dict=False,
+        )[0][:, : tokens.shape[1]]
+
+    pretrain(transformer, targets, velocity, pipe_class._pack_latents, PRETRAIN_STEPS, PRETRAIN_LEARNING_RATE)
 
 
 def _flux2():
