@@ -25,9 +25,8 @@ import learning_helpers as L
 #: Text-to-image family → training steps of the quick recipe (batch = all three sets).
 #: Measured under load: FLUX.1 ratio 0.13 after 500 steps (own targets closest by a wide
 #: margin), 0.37 after 250 (one set not yet closest to its own target). Z-Image has its own
-#: file (``test_learning_zimage.py``: 64 px, lr 3e-3); LongCat-Image does not pass yet
-#: (0.59–0.70 after 300 steps, outputs near the targets' average; ``test_learning_longcat.py``
-#: has its pipeline checks and fault case; README "How we know a LoRA learns").
+#: file (``test_learning_zimage.py``: 64 px, lr 3e-3), and so has LongCat-Image
+#: (``test_learning_longcat.py``, on its pretrained tiny model).
 T2I_STEPS = {"flux": 400}
 FIXTURE_OF = {"flux": "tiny_flux_dir"}
 

@@ -16,9 +16,10 @@ transformer's hidden width (heads × head_dim) is at least its packed latent wid
 channels × 2×2), because a narrower one cannot even carry the noisy latents through; so the
 VAEs have fewer latent channels than the real ones (4) rather than the transformers growing.
 Each VAE's normalization constants are measured on :func:`calibration_pixels`; the tiny
-FLUX.2 ([dev], [klein]) and Qwen-Image 2.1 transformers are also briefly pretrained on
-them (``flux2``, ``qwen21``: a real base model's output side and modulation are trained, and a
-LoRA cannot learn a whole random denoiser).
+FLUX.2 ([dev], [klein]), Qwen-Image 2.1 and LongCat-Image(-Edit) transformers are also briefly
+pretrained on them (``flux2``, ``qwen21``, ``longcat``; ``flux2`` and ``longcat`` through
+:func:`pretrain`: a real base model's output side and modulation are trained, and a LoRA cannot
+learn a whole random denoiser).
 
 One recipe module per model line (``flux1``, ``qwen``, ``flux2``), named by each family's
 catalog record (``tiny_recipe``); each has ``RECIPES``: family id (plus variants) → a
