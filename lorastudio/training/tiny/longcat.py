@@ -26,9 +26,14 @@ from lorastudio.training.tiny import calibration_pixels, pretrain, seeded
 #: The tiny transformers' pretraining (:func:`_pretrain`, each model on its own mode): full-batch
 #: AdamW steps per family, learning rate, the pictures' side (the learning tests' quick recipe
 #: trains 32 px). Measured (under load, seeds 0–3 of the measure): the edit LoRA's ratio after
-#: 300 steps 0.24–0.29 on the one pretrained 80 steps (0.57 on the random one), after 150
-#: 0.30–0.40; the text-to-image LoRA's after 300 steps, in the call without CFG, 0.38–0.51 when
-#: pretrained 80 steps (not a pass at every seed), 0.26–0.35 when pretrained 160.
+#: 300 steps 0.24–0.29 on the one pretrained 80 steps (0.57 on the random one), after 150 at
+#: lr 1e-2 0.29–0.38 (pretrained 40 steps: 0.82–1.35); the text-to-image LoRA's after 300 steps,
+#: in the call without CFG, 0.26–0.35 when pretrained 160 steps, 0.38–0.51 when pretrained 80
+#: (not a pass at every seed), 0.67–0.78 when pretrained 80 at lr 2e-2, 0.45–0.55 when pretrained
+#: 160 on 6 of the 12 pictures. The caption stays padded to the pipelines' 512 rows, which are
+#: almost all of the cost (~0.5 s of one thread a step), unlike the tiny FLUX.2's pretraining
+#: (128): pretrained on 128 rows, the edit LoRA reached 0.31–0.52 and the text-to-image one
+#: 0.48–0.69 (the image tokens' positions start after the caption's rows, at 512 in the pipeline).
 PRETRAIN_STEPS = {"longcat-edit": 80, "longcat": 160}
 PRETRAIN_LEARNING_RATE = 1e-2
 PRETRAIN_SIZE = 32
