@@ -49,7 +49,8 @@ SIZE = L.QUICK_RECIPE["resolution"]
 #: Case → (training steps of its learning case, its changes to ``L.QUICK_RECIPE``, pipeline
 #: arguments of the measured call). The edit at lr 1e-2: at the quick recipe's 2e-2 its third
 #: set's error swings with the step count (ratio 0.30–0.40 after 150 steps, 0.42–0.48 after 200,
-#: 0.44–0.57 after 250, 0.24–0.29 after 300, seeds 0–3).
+#: 0.44–0.57 after 250, 0.24–0.29 after 300, seeds 0–3). Fewer steps do not pass at every
+#: seed: the edit after 100 steps 0.47–0.62; text-to-image after 200 0.38–0.48 (0.475 at seed 3).
 LEARNS = {"longcat-edit": (150, {"learning_rate": 1e-2}, {}),
           "longcat": (300, {}, {"guidance_scale": 1.0})}
 
