@@ -52,5 +52,8 @@ class Tracker:
             tracker.log_images({f"samples/{name}": array}, step=step, dataformats="NHWC")
 
     def end(self) -> None:
+        """Finish the trackers only: ``Accelerator.end_training`` would also destroy the process
+        group, and in a multi-process run the other ranks still meet rank 0 at the final barrier."""
         if self.on:
-            self.accelerator.end_training()
+            for tracker in self.accelerator.trackers:
+                tracker.finish()

@@ -374,6 +374,10 @@ def train(config: Config, sink: EventSink, resume: bool = False, stop: StopSigna
     tracker.end()
     if world > 1:
         accelerator.wait_for_everyone()
+        # Tear gloo/NCCL down before the interpreter exits: left to exit-time destructors, a
+        # process group's threads could still be running ("terminate called without an active
+        # exception", SIGABRT, seen once in a two-process run that had otherwise finished).
+        accelerator.state.destroy_process_group()
     best = config.output.best_lora_path if record and record.losses and config.output.best_lora_path.is_file() else None
     emit("done", lora=str(lora_path) if lora_path else None, step=step, stopped=stopped,
          **({"best": str(best)} if best else {}))
