@@ -128,15 +128,17 @@ class RankErrors:
         if from_watcher and other is not None and isinstance(other.get("step"), int):
             self.progress.wait_for_step(other["step"], save_grace)
         wait_for_writes(max(0.0, grace_ends - time.monotonic()))
-        with self._lock:
-            if self._reported:
-                return False
-            self._reported = True
         if other is not None:
             kind = other.get("kind", "crash")
             message = f"process {other.get('rank')} of {self.world} failed: {other.get('message', '')}"
             log = other.get("log") or log
-        sink.emit("error", kind=kind, message=message, log=log)
+        # The emit happens under the lock: a thread that loses the race returns only once the
+        # event is out, and may then end the process (it exits right after) without cutting it off.
+        with self._lock:
+            if self._reported:
+                return False
+            self._reported = True
+            sink.emit("error", kind=kind, message=message, log=log)
         return True
 
     def on_sigterm(self, sink: EventSink, log: str) -> None:
