@@ -17,9 +17,8 @@ channels × 2×2), because a narrower one cannot even carry the noisy latents th
 VAEs have fewer latent channels than the real ones (4) rather than the transformers growing.
 Each VAE's normalization constants are measured on :func:`calibration_pixels`; the tiny
 FLUX.2 ([dev], [klein]), Qwen-Image 2.1 and LongCat-Image(-Edit) transformers are also briefly
-pretrained on them (``flux2``, ``qwen21``, ``longcat``; ``flux2`` and ``longcat`` through
-:func:`pretrain`: a real base model's output side and modulation are trained, and a LoRA cannot
-learn a whole random denoiser).
+pretrained on them (``flux2``, ``qwen21``, ``longcat``, all through :func:`pretrain`: a real base
+model's output side and modulation are trained, and a LoRA cannot learn a whole random denoiser).
 
 One recipe module per model line (``flux1``, ``qwen``, ``flux2``), named by each family's
 catalog record (``tiny_recipe``); each has ``RECIPES``: family id (plus variants) → a
@@ -82,14 +81,18 @@ def calibration_pixels(size: int = 64) -> torch.Tensor:
 PRETRAIN_SIGMA_MEAN = 1.0
 
 
-def pretrain(transformer: torch.nn.Module, targets: torch.Tensor,
-             velocity: Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor],
-             pack: Callable[[torch.Tensor], torch.Tensor], steps: int, learning_rate: float) -> None:
-    """Train every parameter of ``transformer`` for ``steps`` full-batch AdamW steps on
-    flow matching of ``targets`` (latents, one per picture): ``velocity(noisy, sigmas, generator)``
-    is the transformer's prediction as the pipeline calls it (its tokens, position ids, prompt, σ
-    as the timestep; anything else it draws, from ``generator``, after σ and the noise),
-    compared with ``pack(noise - targets)``.
+#: One pretraining task: the latents to reach (one per picture), the transformer's velocity as the
+#: pipeline calls it (``velocity(noisy, sigmas, generator)``: its tokens, position ids, prompt, σ as
+#: the timestep; anything else it draws, from ``generator``, after σ and the noise) and how the
+#: latents are packed into its tokens.
+PretrainTask = tuple[torch.Tensor, Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor],
+                     Callable[[torch.Tensor], torch.Tensor]]
+
+
+def pretrain(transformer: torch.nn.Module, tasks: list[PretrainTask], steps: int, learning_rate: float) -> None:
+    """Train every parameter of ``transformer`` for ``steps`` full-batch AdamW steps on flow
+    matching: each step draws σ and noise for each task in turn and sums their velocity losses
+    (a model with two modes, such as Qwen-Image 2.1's edit and text-to-image, trains both at once).
 
     Why: a LoRA on a family's targets changes only the transformer blocks, and a real base model
     comes with a trained output side (head, ``norm_out`` and its modulation, the embedders); a
@@ -98,15 +101,17 @@ def pretrain(transformer: torch.nn.Module, targets: torch.Tensor,
     learning test's sets. Seeded and on one thread, so every build gives the same weights."""
     generator = torch.Generator().manual_seed(SEED)
     optimizer = torch.optim.AdamW(transformer.parameters(), lr=learning_rate, weight_decay=0.0)
-    count, shape = len(targets), (-1,) + (1,) * (targets.dim() - 1)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         for _ in range(steps):
-            sigmas = torch.sigmoid(torch.randn(count, generator=generator) + PRETRAIN_SIGMA_MEAN)
-            noise = torch.randn(targets.shape, generator=generator)
-            noisy = (1 - sigmas.view(shape)) * targets + sigmas.view(shape) * noise
-            loss = (velocity(noisy, sigmas, generator) - pack(noise - targets)).pow(2).mean()
+            loss = 0.0
+            for targets, velocity, pack in tasks:
+                shape = (-1,) + (1,) * (targets.dim() - 1)
+                sigmas = torch.sigmoid(torch.randn(len(targets), generator=generator) + PRETRAIN_SIGMA_MEAN)
+                noise = torch.randn(targets.shape, generator=generator)
+                noisy = (1 - sigmas.view(shape)) * targets + sigmas.view(shape) * noise
+                loss = loss + (velocity(noisy, sigmas, generator) - pack(noise - targets)).pow(2).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

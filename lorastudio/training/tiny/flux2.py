@@ -173,7 +173,7 @@ def _pretrain_to_follow_its_reference(pipe) -> None:
             encoder_hidden_states=prompt_embeds, txt_ids=text_ids, img_ids=img_ids, return_dict=False,
         )[0][:, : tokens.shape[1]]
 
-    pretrain(transformer, targets, velocity, pipe_class._pack_latents, PRETRAIN_STEPS, PRETRAIN_LEARNING_RATE)
+    pretrain(transformer, [(targets, velocity, pipe_class._pack_latents)], PRETRAIN_STEPS, PRETRAIN_LEARNING_RATE)
 
 
 def _flux2():

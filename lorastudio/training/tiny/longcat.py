@@ -121,7 +121,7 @@ def _pretrain(pipe, steps: int) -> None:
             encoder_hidden_states=prompt_embeds, txt_ids=text_ids, img_ids=img_ids, return_dict=False,
         )[0][:, : tokens.shape[1]]
 
-    pretrain(transformer, latents, velocity, pack, steps, PRETRAIN_LEARNING_RATE)
+    pretrain(transformer, [(latents, velocity, pack)], steps, PRETRAIN_LEARNING_RATE)
 
 
 def _edit():

@@ -18,7 +18,7 @@ tokens, which the transformer relies on) with a small ``shortest_edge`` so the t
 
 from __future__ import annotations
 
-from lorastudio.training.tiny import SEED, calibration_pixels, seeded
+from lorastudio.training.tiny import calibration_pixels, pretrain, seeded
 from lorastudio.training.tiny.tokenizers import QWEN_SPECIAL_TOKENS, tiny_qwen_tokenizer
 
 #: Latent channels of the tiny VAE (the real one has 64).
@@ -82,7 +82,8 @@ def _pretrain_to_denoise(pipe) -> None:
     :func:`calibration_pixels`: each picture the identity edit of itself (its own input image)
     and, from the caption alone, the text-to-image target; the flow-matching velocity loss at
     logit-normal σ, in exactly the call the pipeline makes (the prompt from its own
-    ``encode_prompt``, inputs first and the target last, σ as the timestep).
+    ``encode_prompt``, inputs first and the target last, σ as the timestep); both modes in each of
+    :func:`tiny.pretrain`'s steps.
 
     Why: a LoRA on the catalog's targets changes the blocks and ``proj_out``; a real Qwen-Image
     2.1 comes with the rest trained (the embedders, ``norm_out`` and the one shared
@@ -117,26 +118,18 @@ def _pretrain_to_denoise(pipe) -> None:
                                            "img_mask": torch.cat([text_only[2].expand(count, -1), target_slots], 1),
                                            "img_shapes": [[shape]] * count}),
     }
-    generator = torch.Generator().manual_seed(SEED)
-    optimizer = torch.optim.AdamW(transformer.parameters(), lr=PRETRAIN_LEARNING_RATE, weight_decay=0.0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for _ in range(PRETRAIN_STEPS):
-            loss = 0.0
-            for inputs, prompt in modes.values():
-                sigmas = torch.sigmoid(torch.randn(count, generator=generator) + 1.0)
-                noise = torch.randn(targets.shape, generator=generator)
-                noisy = (1 - sigmas.view(-1, 1, 1)) * targets + sigmas.view(-1, 1, 1) * noise
-                output = transformer(hidden_states=torch.cat([inputs, noisy], dim=1), timestep=sigmas,
-                                     return_dict=False, **prompt)[0][:, -noisy.shape[1]:]
-                loss = loss + (output - (noise - targets)).pow(2).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    finally:
-        torch.set_num_threads(threads)
-        optimizer.zero_grad(set_to_none=True)
+
+    def velocity_in(inputs: torch.Tensor, prompt: dict):
+        def velocity(noisy: torch.Tensor, sigmas: torch.Tensor, _generator: torch.Generator) -> torch.Tensor:
+            return transformer(hidden_states=torch.cat([inputs, noisy], dim=1), timestep=sigmas,
+                               return_dict=False, **prompt)[0][:, -noisy.shape[1]:]
+        return velocity
+
+    def packed(x: torch.Tensor) -> torch.Tensor:  # the targets are packed already
+        return x
+
+    pretrain(transformer, [(targets, velocity_in(inputs, prompt), packed) for inputs, prompt in modes.values()],
+             PRETRAIN_STEPS, PRETRAIN_LEARNING_RATE)
 
 
 def _qwen_image21():
