@@ -52,8 +52,8 @@ def pytest_addoption(parser):
 #: short one and no core sits idle while one long file ends the run (a busy CI machine
 #: showed a tail of minutes). Files not named here keep their order after these.
 SLOWEST_FIRST = (
-    # the LoRA-learning files whose tiny models are pretrained when built (LongCat's two: ~110 s
-    # of one core before their cases), then the demo's full default run, then the rest
+    # the LoRA-learning files with the longest runs (LongCat's 512-row caption, FLUX.2's steps),
+    # then the demo's full default run, then the rest
     "training/test_learning_longcat.py", "training/test_learning_flux2.py", "training/test_demo_transformer.py",
     "training/test_learning_qwen21.py", "training/test_learning", "training/test_worker.py", "reliability/test_worker_faults.py",
     "reliability/test_security.py", "training/test_memory_options.py", "training/test_trainer.py",

@@ -17,9 +17,9 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
 def _tiny(tmp_path_factory: pytest.TempPathFactory, family: str) -> Path:
-    """Build ``family``'s tiny model once per test session, shared by the xdist workers: several
-    tiny transformers are pretrained when built (tens of seconds of CPU each), and every worker
-    used to build its own. The first worker to need one builds it under a file lock; the folder
+    """Build ``family``'s tiny model once per test session, shared by the xdist workers: a few
+    builds take seconds (and tens of seconds when the shipped pretrained tiny transformers are
+    stale), and every worker used to build its own. The first worker to need one builds it under a file lock; the folder
     counts only once its ``built`` mark exists, so a build that failed half way is redone."""
     import shutil
 

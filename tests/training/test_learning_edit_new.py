@@ -1,8 +1,6 @@
 """The newer edit families' LoRAs learn: Z-Image Omni's, trained on its tiny model, moves the
 family pipeline's own output to each set's target, and a trainer with the velocity sign
-flipped fails the same measure. (LongCat-Image-Edit's checks are in ``test_learning_longcat.py``:
-its LoRA passes only after 600 steps, at 0.48, too close to the line and too costly for the
-suite; figures in README "How we know a LoRA learns".)
+flipped fails the same measure. (LongCat-Image-Edit's checks are in ``test_learning_longcat.py``.)
 
 The measure and the quick recipe are ``learning_helpers``' (one definition for every test;
 see ``test_learning.py`` for Kontext): three edit sets with ONE caption, so only the input

@@ -13,9 +13,10 @@ only after 600 steps (0.48) and the text-to-image one not at all (0.59–0.70 af
 Measured under load, seeds 0–3 of the measure's starting noise (figures in README "How we
 know a LoRA learns"): the edit LoRA's ratio 0.29–0.38 after 150 steps at lr 1e-2, each output
 2.7–3.3× nearer its own target than any other (0.25–0.31 after 200); text-to-image 0.26–0.35
-after 300 steps, own targets nearer by 3.7× or more. The pretraining is part of building the
-models: ~40 s (edit) and ~67 s (text-to-image) of one thread (the 512 caption rows are almost
-all of it; ``tiny/longcat.py`` has what fewer steps, pictures or rows gave).
+after 300 steps, own targets nearer by 3.7× or more. The pretraining costs ~35 s (edit) and
+~63 s (text-to-image) of one thread (the 512 caption rows are almost all of it; ``tiny/longcat.py``
+has what fewer steps, pictures or rows gave), so its result ships
+(``resources/tiny_transformers``) and a build loads it.
 
 The text-to-image case is measured in the pipeline's call without classifier-free guidance
 (``guidance_scale=1.0``; previews and the pipeline's default use 4.5 against ""): with CFG the

@@ -114,6 +114,46 @@ def test_build_is_deterministic(tmp_path, tiny_kontext_dir):
         assert twin.read_bytes() == path.read_bytes(), path
 
 
+def test_the_shipped_pretrained_tiny_transformers_are_current():
+    """The pretrained tiny transformers ship (``resources/tiny_transformers``) with the recipe
+    fingerprint they were made under; a change to any tiny recipe or a library version makes them
+    stale (builds then pretrain again, for minutes): this names the tool that remakes them."""
+    from safetensors import safe_open
+
+    from lorastudio.training import tiny
+
+    files = sorted(tiny.shipped_weights_file(family) for family in tiny.recipes() if tiny.shipped_weights_file(family))
+    assert {f.stem for f in files} >= {"flux2", "flux2-klein", "qwen-image-2.1", "longcat-edit", "longcat"}
+    for path in files:
+        with safe_open(str(path), framework="pt") as weights:
+            made_under = weights.metadata()["fingerprint"]
+        assert made_under == tiny.recipe_fingerprint(), (
+            f"{path.name} is stale: run PYTHONPATH=. python tools/pretrain_tiny_transformers.py")
+
+
+def test_a_pretrained_tiny_model_loads_its_shipped_weights_and_pretrains_only_when_they_are_stale(monkeypatch):
+    """Building the tiny LongCat loads the shipped weights (no pretraining step runs: ~60 s of one
+    core saved); with a different recipe fingerprint it pretrains, through the recipe's own
+    pretraining, and warns that the shipped weights need remaking."""
+    from safetensors.torch import load_file
+
+    from lorastudio.training import tiny
+    from lorastudio.training.tiny import longcat
+
+    calls = []
+    monkeypatch.setattr(longcat, "pretrain", lambda transformer, tasks, steps, rate: calls.append(steps))
+    with tiny.quiet_libraries():
+        pipe = tiny.build_tiny_pipeline("longcat")
+    assert calls == []
+    shipped = load_file(str(tiny.shipped_weights_file("longcat")))
+    assert all(torch.equal(shipped[name], tensor) for name, tensor in pipe.transformer.state_dict().items())
+
+    monkeypatch.setattr(tiny, "recipe_fingerprint", lambda: "other code")
+    with tiny.quiet_libraries(), pytest.warns(UserWarning, match="pretrain_tiny_transformers.py"):
+        tiny.build_tiny_pipeline("longcat")
+    assert calls == [longcat.PRETRAIN_STEPS["longcat"]]
+
+
 def test_unknown_family_is_refused(tmp_path):
     with pytest.raises(ValueError, match="no tiny model"):
         build_tiny_model("sdxl", tmp_path / "x")

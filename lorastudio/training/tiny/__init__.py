@@ -19,6 +19,8 @@ Each VAE's normalization constants are measured on :func:`calibration_pixels`; t
 FLUX.2 ([dev], [klein]), Qwen-Image 2.1 and LongCat-Image(-Edit) transformers are also briefly
 pretrained on them (``flux2``, ``qwen21``, ``longcat``, all through :func:`pretrain`: a real base
 model's output side and modulation are trained, and a LoRA cannot learn a whole random denoiser).
+Those pretrained weights ship under ``resources/tiny_transformers`` (:func:`pretrained`), so a
+build loads them in a moment instead of pretraining for a minute or more.
 
 One recipe module per model line (``flux1``, ``qwen``, ``flux2``), named by each family's
 catalog record (``tiny_recipe``); each has ``RECIPES``: family id (plus variants) → a
@@ -118,6 +120,75 @@ def pretrain(transformer: torch.nn.Module, tasks: list[PretrainTask], steps: int
     finally:
         torch.set_num_threads(threads)
         optimizer.zero_grad(set_to_none=True)
+
+
+#: The pretrained tiny transformers' weights ship as ``resources/<this>/<family id>.safetensors``
+#: (made by ``tools/pretrain_tiny_transformers.py``): pretraining them costs minutes of one core
+#: (the two LongCat ones ~85 s), and every fresh test session and every tiny model built by hand
+#: would pay it again.
+SHIPPED_WEIGHTS_FOLDER = "tiny_transformers"
+#: True while ``tools/pretrain_tiny_transformers.py`` rebuilds them: :func:`pretrained` then always
+#: trains, and records each family's result here (family id → state dict) for the tool to save.
+REBUILDING: dict[str, dict[str, torch.Tensor]] | None = None
+
+
+def recipe_fingerprint() -> str:
+    """What a pretrained tiny transformer's weights follow from: the tiny recipes' code (every module
+    of this package, line endings normalized) and the torch, diffusers and transformers versions
+    (their models and pipelines compute the prompts and latents it learns). Shipped weights carry
+    the fingerprint they were made under; a different one means they may be stale. Empty in a
+    frozen bundle, which has no sources: it ships the weights of the checkout it was built from."""
+    import hashlib
+
+    import diffusers
+    import transformers
+
+    sources = sorted(Path(__file__).parent.glob("*.py"))
+    if not sources:
+        return ""
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(source.name.encode() + b"\0" + source.read_bytes().replace(b"\r\n", b"\n") + b"\0")
+    for version in (torch.__version__.split("+")[0], diffusers.__version__, transformers.__version__):
+        digest.update(version.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def shipped_weights_file(family: str) -> Path | None:
+    """The shipped pretrained weights of ``family``'s tiny transformer, if the resources hold them."""
+    from lorastudio.user_folders import resources_dir
+
+    resources = resources_dir()
+    path = resources / SHIPPED_WEIGHTS_FOLDER / f"{family}.safetensors" if resources else None
+    return path if path is not None and path.is_file() else None
+
+
+def pretrained(family: str, transformer: torch.nn.Module, train: Callable[[], None]) -> None:
+    """Give ``family``'s tiny ``transformer`` its pretrained weights: the shipped ones when they
+    were made under this :func:`recipe_fingerprint` (loaded strictly: every tensor, no other),
+    otherwise by running ``train()`` (the recipe's pretraining, which the shipped weights are the
+    result of), with a warning that names the tool which brings them up to date."""
+    import warnings
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = None if REBUILDING is not None else shipped_weights_file(family)
+    if path is not None:
+        with safe_open(str(path), framework="pt") as weights:
+            made_under = (weights.metadata() or {}).get("fingerprint")
+        current = recipe_fingerprint()
+        if not current or made_under == current:
+            transformer.load_state_dict(load_file(str(path)), strict=True)
+            return
+        warnings.warn(f"{path} was made by other tiny-recipe code or library versions; pretraining "
+                      f"{family}'s tiny transformer instead (a minute or so). Run "
+                      f"tools/pretrain_tiny_transformers.py to bring the shipped weights up to date.",
+                      stacklevel=2)
+    train()
+    if REBUILDING is not None:
+        REBUILDING[family] = {name: tensor.detach().clone().contiguous()
+                              for name, tensor in transformer.state_dict().items()}
 
 
 def recipes() -> dict[str, Callable[[], object]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from lorastudio.training.tiny import calibration_pixels, pretrain, seeded
+from lorastudio.training.tiny import calibration_pixels, pretrain, pretrained, seeded
 from lorastudio.training.tiny.tokenizers import MISTRAL_SPECIAL_TOKENS, tiny_mistral_processor, tiny_qwen3_tokenizer
 
 #: The VAE's latent channels (the real FLUX.2 VAE has 32, so 128 after patchifying). Few,
@@ -180,7 +180,7 @@ def _flux2():
     from diffusers import Flux2Pipeline
 
     pipe = Flux2Pipeline(**_flux2_components())
-    _pretrain_to_follow_its_reference(pipe)
+    pretrained("flux2", pipe.transformer, lambda: _pretrain_to_follow_its_reference(pipe))
     return pipe
 
 
@@ -189,7 +189,7 @@ def _flux2_klein():
 
     # A "base" (not step-distilled) Klein: previews exercise true CFG.
     pipe = Flux2KleinPipeline(**_flux2_klein_components(), is_distilled=False)
-    _pretrain_to_follow_its_reference(pipe)
+    pretrained("flux2-klein", pipe.transformer, lambda: _pretrain_to_follow_its_reference(pipe))
     return pipe
 
 

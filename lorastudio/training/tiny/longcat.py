@@ -12,7 +12,8 @@ token's embedding zeroed (``tiny.flux1.silent_padding``): both pipelines pad the
 tokens (a fixed ``tokenizer_max_length`` no config changes), and the padding rows of the tiny
 two-layer encoder were otherwise its padding embedding, 1 % apart from caption to caption.
 The transformer is as narrow as the packed latents allow: every step runs the ~512 text rows.
-It is briefly pretrained when built (:func:`_pretrain`), as the tiny FLUX.2 [klein]'s is.
+It is briefly pretrained (:func:`_pretrain`), as the tiny FLUX.2 [klein]'s is; the result ships
+(``tiny.pretrained``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import sys
 
 import torch
 
-from lorastudio.training.tiny import calibration_pixels, pretrain, seeded
+from lorastudio.training.tiny import calibration_pixels, pretrain, pretrained, seeded
 
 #: The tiny transformers' pretraining (:func:`_pretrain`, each model on its own mode): full-batch
 #: AdamW steps per family, learning rate, the pictures' side (the learning tests' quick recipe
@@ -128,7 +129,7 @@ def _edit():
     from diffusers import LongCatImageEditPipeline
 
     pipe = LongCatImageEditPipeline(**_longcat_components())
-    _pretrain(pipe, PRETRAIN_STEPS["longcat-edit"])
+    pretrained("longcat-edit", pipe.transformer, lambda: _pretrain(pipe, PRETRAIN_STEPS["longcat-edit"]))
     return pipe
 
 
@@ -136,7 +137,7 @@ def _text_to_image():
     from diffusers import LongCatImagePipeline
 
     pipe = LongCatImagePipeline(**_longcat_components())
-    _pretrain(pipe, PRETRAIN_STEPS["longcat"])
+    pretrained("longcat", pipe.transformer, lambda: _pretrain(pipe, PRETRAIN_STEPS["longcat"]))
     return pipe
 
 

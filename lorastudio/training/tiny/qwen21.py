@@ -18,7 +18,7 @@ tokens, which the transformer relies on) with a small ``shortest_edge`` so the t
 
 from __future__ import annotations
 
-from lorastudio.training.tiny import calibration_pixels, pretrain, seeded
+from lorastudio.training.tiny import calibration_pixels, pretrain, pretrained, seeded
 from lorastudio.training.tiny.tokenizers import QWEN_SPECIAL_TOKENS, tiny_qwen_tokenizer
 
 #: Latent channels of the tiny VAE (the real one has 64).
@@ -169,7 +169,7 @@ def _qwen_image21():
             base_image_seq_len=256, max_image_seq_len=4096, time_shift_type="exponential",
         ),
     )
-    _pretrain_to_denoise(pipe)
+    pretrained("qwen-image-2.1", pipe.transformer, lambda: _pretrain_to_denoise(pipe))
     return pipe
 
 
