@@ -20,7 +20,9 @@ import learning_helpers as L
 
 #: Family → (tiny model fixture, training steps, ``[train]`` keys over ``L.QUICK_RECIPE``).
 #: Measured (under load): Z-Image Omni ratio 0.14 after 400 steps, own targets closest (0.19
-#: after 300, one set's output nearer a neighbour's target); negated velocity 1.15 (300 steps).
+#: after 300, one set's output nearer a neighbour's target). Negated velocity (``L.FAULT_STEPS``):
+#: 0.94 after 40 steps, 0.99 after 100, 1.15 after 300 — the fault LoRA leaves the output near
+#: the base model's, and the measure fails it by the ratio and the own-target rule.
 RUNS = {
     "zimage-omni": ("tiny_zimage_omni_dir", 400, {}),
 }

@@ -5,7 +5,8 @@ velocity sign fails the measure (``learning_helpers``: ratio ≤ 0.5, each set's
 to its own target). One LoRA per fault, trained once per module.
 
 Measured under load: ratio 0.12 after 300 steps, own targets closest (with LoRA layers on the
-blocks only, before ``proj_out`` joined the family's targets: 0.39–0.43, own targets not closest).
+blocks only, before ``proj_out`` joined the family's targets: 0.39–0.43, own targets not closest);
+negated velocity 2.00 after ``L.FAULT_STEPS`` (40; 1.98 after 100).
 """
 
 from __future__ import annotations
