@@ -76,7 +76,7 @@ QUICK_PIPELINE_STEPS = 4
 #: runs need (150–400). Measured under load, ratio at the measure's seed 0 (least over seeds
 #: 0–3) after 40 steps: Kontext 1.96 (1.75), FLUX.1 1.95 (1.81), Qwen-Image-Edit-Plus 2.45
 #: (2.11), Qwen-Image 1.70 (1.31), Qwen-Image 2.1 edit 6.4 (5.1) and text-to-image 3.0 (2.1),
-#: JoyImage-Edit-Plus 2.00 (1.28), JoyImage-Edit 1.84 (1.21), FLUX.2 [klein] 1.49 (1.49),
+#: JoyImage-Edit-Plus 2.00 (1.28), JoyImage-Edit 1.84 (1.21), FLUX.2 [klein] 1.38 (1.38),
 #: [dev] 1.93 (1.93), LongCat-Image-Edit 2.41 (2.11), LongCat-Image 2.65 (2.46). After 30
 #: steps Qwen-Image fell to 1.13 at seed 1; after 100 (the count before) they were 2.0–3.5
 #: (Qwen-Image 2.1 edit 9.0). Z-Image (lr 3e-3) moves slower and trains its own count

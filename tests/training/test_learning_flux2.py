@@ -13,8 +13,8 @@ trained output side: training every parameter of the random tiny [klein] takes i
 1.80, so a LoRA on the random model stopped at ratio 0.81 ([dev]: 0.94). Measured under load,
 the ratio at the measure's seed 0 (seeds 0–3; each output's least distance to another set's
 target ÷ its distance to its own, at least): [klein] 0.19 after 300 steps (0.19–0.33; 1.6×),
-negated velocity 1.49 after ``L.FAULT_STEPS`` (40; 2.62 after 100); [dev] 0.14 after 200 steps
-(0.10–0.24; 2.9×), negated velocity 1.93 (2.43 after 100).
+negated velocity 1.38 after ``L.FAULT_STEPS`` (40; 2.05 after 100); [dev] 0.14 after 200 steps
+(0.10–0.24; 2.9×), negated velocity 1.93 (2.45 after 100).
 
 [dev] is guidance-distilled: training feeds its guidance embedding 1.0, previews (and so the
 measure) 4.0. Pretrained at 1.0 alone, the tiny [dev]'s embedding of 4.0 stayed random, so the
