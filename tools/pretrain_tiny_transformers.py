@@ -5,9 +5,9 @@
 
     PYTHONPATH=. python tools/pretrain_tiny_transformers.py [--check]
 
-Why: the tiny FLUX.2 ([dev], [klein]), Qwen-Image 2.1 and LongCat-Image(-Edit) transformers are
-briefly pretrained when built (a real base model's output side and modulation come trained; see
-``lorastudio/training/tiny``), which costs ~2 minutes of one core in all, in every fresh test
+Why: the tiny FLUX.2 ([dev], [klein]), Qwen-Image 2.1, LongCat-Image(-Edit) and Z-Image (Omni)
+transformers are briefly pretrained when built (a real base model's output side and modulation come trained; see
+``lorastudio/training/tiny``), which costs ~3 minutes of one core in all, in every fresh test
 session and every ``build_tiny_model``. Builds load these files instead (``tiny.pretrained``),
 while their fingerprint matches the recipes' code and the library versions; otherwise they
 pretrain, and warn that this tool should be run. So: run it after changing any tiny recipe

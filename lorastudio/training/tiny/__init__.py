@@ -16,9 +16,10 @@ transformer's hidden width (heads × head_dim) is at least its packed latent wid
 channels × 2×2), because a narrower one cannot even carry the noisy latents through; so the
 VAEs have fewer latent channels than the real ones (4) rather than the transformers growing.
 Each VAE's normalization constants are measured on :func:`calibration_pixels`; the tiny
-FLUX.2 ([dev], [klein]), Qwen-Image 2.1 and LongCat-Image(-Edit) transformers are also briefly
-pretrained on them (``flux2``, ``qwen21``, ``longcat``, all through :func:`pretrain`: a real base
-model's output side and modulation are trained, and a LoRA cannot learn a whole random denoiser).
+FLUX.2 ([dev], [klein]), Qwen-Image 2.1, LongCat-Image(-Edit) and Z-Image (Omni) transformers are
+also briefly pretrained on them (``flux2``, ``qwen21``, ``longcat``, ``zimage``, all through
+:func:`pretrain`: a real base model's output side and modulation are trained, and a LoRA cannot
+learn a whole random denoiser).
 Those pretrained weights ship under ``resources/tiny_transformers`` (:func:`pretrained`), so a
 build loads them in a moment instead of pretraining for a minute or more.
 

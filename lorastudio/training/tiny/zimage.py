@@ -12,12 +12,16 @@ VAE (``tiny.flux1``: few latent channels, its shift and scale measured so latent
 variance): the transformer's width (96) is above the patch-packed latent width
 (``LATENT_CHANNELS`` × 2 × 2), so the LoRA can learn, and its feed-forward width
 (96 · 8/3 = 256) is a multiple of 256, as the real one's (10240) is, so ComfyUI's Z-Image
-model (which rounds it up to 256) builds the same layers.
+model (which rounds it up to 256) builds the same layers. Both transformers are briefly
+pretrained (:func:`_pretrain`), as the tiny FLUX.2's and LongCat's are; the result ships
+(``tiny.pretrained``).
 """
 
 from __future__ import annotations
 
-from lorastudio.training.tiny import seeded
+import torch
+
+from lorastudio.training.tiny import calibration_pixels, pretrain, pretrained, seeded
 from lorastudio.training.tiny.flux1 import LATENT_CHANNELS
 from lorastudio.training.tiny.flux1 import _vae as flux1_vae
 from lorastudio.training.tiny.tokenizers import tiny_qwen3_tokenizer
@@ -26,6 +30,25 @@ from lorastudio.training.tiny.tokenizers import tiny_qwen3_tokenizer
 TEXT_DIM = 32
 #: SigLIP2 width = the transformer's ``siglip_feat_dim`` (Omni).
 SIGLIP_DIM = 16
+
+#: The tiny transformers' pretraining (:func:`_pretrain`): full-batch AdamW steps per family and
+#: learning rate. Measured under load on a 2-core box, at the measure's seeds 0–3: Z-Image's LoRA
+#: (lr 1e-2) after 150 steps 0.33–0.37 on the one pretrained 80 steps (the shipped weights), each
+#: output nearer its own target than any other by ≥ 85 % (pretrained 40 steps: 0.40–0.43, by ≥ 9 %;
+#: 160 steps: 0.50–0.57, a fail); Omni's edit LoRA (lr 1e-2) after 100 steps 0.14–0.22 pretrained
+#: 80 steps, by ≥ 120 % (lr 2e-2: 0.43–0.69, not own-closest at three seeds; pretrained 160 steps, lr
+#: 2e-2: 0.13–0.15). The random models needed 300 (Z-Image, lr 3e-3) and 400 (Omni) steps.
+#: Pretraining takes ~11 s (Z-Image) and ~35 s (Omni) of one thread under load, paid by
+#: ``tools/pretrain_tiny_transformers.py``.
+PRETRAIN_STEPS = {"zimage": 80, "zimage-omni": 80}
+PRETRAIN_LEARNING_RATE = 1e-2
+#: The pictures' side per family: the learning tests' target size (Z-Image's trains 64 px, Omni's
+#: 32 px, its references enlarged to :data:`REFERENCE_SIDE`).
+PRETRAIN_SIZE = {"zimage": 64, "zimage-omni": 32}
+#: ZImageOmniPipeline's smallest reference side (the family's ``min_reference_side``).
+REFERENCE_SIDE = 64
+#: Its caption: generic, unlike any learning test's.
+PRETRAIN_CAPTION = "a picture"
 
 
 def _components(siglip_feat_dim: int | None) -> dict:
@@ -83,10 +106,62 @@ def _calibrated(transformer):
     return transformer
 
 
+def _pretrain(pipe, family: str) -> None:
+    """Pretrain ``pipe.transformer`` (:func:`tiny.pretrain`, every parameter) on
+    :func:`calibration_pixels` through the transformer call the pipeline's ``__call__`` makes:
+    Z-Image on denoising them, Omni on their identity edit (each picture its own reference, as
+    VAE latents with the clean flag and as the SigLIP2 features ``prepare_siglip_embeds``
+    computes, enlarged to the pipeline's smallest reference side as the learning test's are).
+    One generic caption, encoded by the pipeline's ``encode_prompt``. The model is called as the
+    pipelines call it: ``t = 1 - σ`` and the output negated (it predicts ``x0 - noise``).
+
+    Why: a LoRA changes the blocks, and a real Z-Image comes with a trained output side (the
+    final layer and its adaLN modulation, the embedders and refiners); a random tiny one does not,
+    so its LoRA had to learn the whole denoiser (300 / 400 LoRA steps)."""
+    from PIL import Image
+
+    transformer, vae, omni = pipe.transformer, pipe.vae, family == "zimage-omni"
+    pictures = calibration_pixels(PRETRAIN_SIZE[family])
+    with torch.no_grad():
+        def latents_of(pixels: torch.Tensor) -> torch.Tensor:
+            return (vae.encode(pixels).latent_dist.mode() - vae.config.shift_factor) * vae.config.scaling_factor
+
+        targets = latents_of(pictures)
+        if omni:
+            references = [Image.fromarray(((p.permute(1, 2, 0) + 1) * 127.5).round().to(torch.uint8).numpy()).resize(
+                (REFERENCE_SIDE, REFERENCE_SIDE), Image.Resampling.LANCZOS) for p in pictures]
+            reference_latents = latents_of(torch.cat([pipe.image_processor.preprocess(
+                r, height=REFERENCE_SIDE, width=REFERENCE_SIDE) for r in references])).unsqueeze(2)
+            siglip = [pipe.prepare_siglip_embeds([r], batch_size=1, device=torch.device("cpu"),
+                                                 dtype=torch.float32)[0][0] for r in references]
+            segments = pipe.encode_prompt(PRETRAIN_CAPTION, do_classifier_free_guidance=False,
+                                          num_condition_images=1)[0][0]
+            extra = {"cap_feats": [list(segments) for _ in pictures],
+                     "siglip_feats": [[feats, None] for feats in siglip],
+                     "image_noise_mask": [[0, 1] for _ in pictures]}
+        else:
+            caption = pipe.encode_prompt(PRETRAIN_CAPTION, do_classifier_free_guidance=False)[0][0]
+            extra = {"cap_feats": [caption for _ in pictures]}
+
+    def velocity(noisy: torch.Tensor, sigmas: torch.Tensor, _generator: torch.Generator) -> torch.Tensor:
+        x = list(noisy.unsqueeze(2).unbind(0))
+        if omni:
+            x = [[reference, target] for reference, target in zip(reference_latents.unbind(0), x)]
+        out = transformer(x=x, t=1.0 - sigmas, return_dict=False, **extra)[0]
+        return -torch.stack(out).squeeze(2)
+
+    def unpacked(x: torch.Tensor) -> torch.Tensor:  # the transformer patchifies them itself
+        return x
+
+    pretrain(transformer, [(targets, velocity, unpacked)], PRETRAIN_STEPS[family], PRETRAIN_LEARNING_RATE)
+
+
 def _zimage():
     from diffusers import ZImagePipeline
 
-    return ZImagePipeline(**_components(siglip_feat_dim=None))
+    pipe = ZImagePipeline(**_components(siglip_feat_dim=None))
+    pretrained("zimage", pipe.transformer, lambda: _pretrain(pipe, "zimage"))
+    return pipe
 
 
 def _zimage_omni():
@@ -97,8 +172,10 @@ def _zimage_omni():
                                  num_attention_heads=2, patch_size=16, num_patches=16)
     # The real processor's patch size; a 16-patch budget (the real one: 256) keeps it tiny.
     processor = Siglip2ImageProcessor(patch_size=16, max_num_patches=16)
-    return ZImageOmniPipeline(**_components(siglip_feat_dim=SIGLIP_DIM),
+    pipe = ZImageOmniPipeline(**_components(siglip_feat_dim=SIGLIP_DIM),
                               siglip=seeded(lambda: Siglip2VisionModel(siglip)), siglip_processor=processor)
+    pretrained("zimage-omni", pipe.transformer, lambda: _pretrain(pipe, "zimage-omni"))
+    return pipe
 
 
 #: Family id → builder of its tiny pipeline.
