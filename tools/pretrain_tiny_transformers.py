@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Pretrain the tiny transformers whose recipes pretrain them, and save their weights under
-``resources/tiny_transformers/`` (one ``<family id>.safetensors`` each, with the
-``tiny.recipe_fingerprint`` they were made under in the file's metadata).
+``resources/tiny_transformers/``: one ``<family id>.safetensors`` each, rewritten only when its
+weights change, and ``fingerprints.json``, the ``tiny.recipe_fingerprint`` each was made under.
 
     PYTHONPATH=. python tools/pretrain_tiny_transformers.py [--check]
 
@@ -23,6 +23,7 @@ bits of a few of the float sums: the fingerprint, not the bytes, decides whether
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -56,19 +57,26 @@ def main() -> int:
     for family, weights in tiny.REBUILDING.items():
         path = out / f"{family}.safetensors"
         same = path.is_file() and _equal(load_file(str(path)), weights)
+        differs += [] if same else [family]
         if args.check:
             print(f"{family}: {'the same as' if same else 'DIFFERENT from'} {path.relative_to(ROOT)}")
-            differs += [] if same else [family]
-            continue
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file(weights, str(tmp), metadata={"family": family, "fingerprint": fingerprint})
-        os.replace(tmp, path)
-        print(f"{family}: wrote {path.relative_to(ROOT)} ({path.stat().st_size:,} bytes; "
-              f"{'weights unchanged' if same else 'weights changed'})")
+        elif same:
+            print(f"{family}: {path.relative_to(ROOT)} unchanged (its fingerprint updated)")
+        else:  # only changed weights are rewritten: unchanged ones stay the same bytes in git
+            out.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            save_file(weights, str(tmp), metadata={"family": family})
+            os.replace(tmp, path)
+            print(f"{family}: wrote {path.relative_to(ROOT)} ({path.stat().st_size:,} bytes)")
+    if not args.check:
+        listing = out / tiny.FINGERPRINTS_FILE
+        tmp = listing.with_name(f".{listing.name}.tmp")
+        tmp.write_text(json.dumps({family: fingerprint for family in sorted(tiny.REBUILDING)}, indent=1) + "\n",
+                       encoding="utf-8")
+        os.replace(tmp, listing)
     for family in stale:
         print(f"{family}: no recipe pretrains it any more; delete {out / family}.safetensors", file=sys.stderr)
-    return 1 if (differs or stale) else 0
+    return 1 if ((differs and args.check) or stale) else 0
 
 
 def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:

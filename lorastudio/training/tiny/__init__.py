@@ -128,6 +128,9 @@ def pretrain(transformer: torch.nn.Module, tasks: list[PretrainTask], steps: int
 #: (the two LongCat ones ~85 s), and every fresh test session and every tiny model built by hand
 #: would pay it again.
 SHIPPED_WEIGHTS_FOLDER = "tiny_transformers"
+#: Beside them, family id → the :func:`recipe_fingerprint` each was made under. Kept apart from the
+#: weights, so a recipe change that leaves the weights as they were rewrites a line, not megabytes.
+FINGERPRINTS_FILE = "fingerprints.json"
 #: True while ``tools/pretrain_tiny_transformers.py`` rebuilds them: :func:`pretrained` then always
 #: trains, and records each family's result here (family id → state dict) for the tool to save.
 REBUILDING: dict[str, dict[str, torch.Tensor]] | None = None
@@ -136,9 +139,10 @@ REBUILDING: dict[str, dict[str, torch.Tensor]] | None = None
 def recipe_fingerprint() -> str:
     """What a pretrained tiny transformer's weights follow from: the tiny recipes' code (every module
     of this package, line endings normalized) and the torch, diffusers and transformers versions
-    (their models and pipelines compute the prompts and latents it learns). Shipped weights carry
-    the fingerprint they were made under; a different one means they may be stale. Empty in a
-    frozen bundle, which has no sources: it ships the weights of the checkout it was built from."""
+    (their models and pipelines compute the prompts and latents it learns). Shipped weights are
+    listed with the fingerprint they were made under; a different one means they may be stale.
+    Empty in a frozen bundle, which has no sources: it ships the weights of the checkout it was
+    built from."""
     import hashlib
 
     import diffusers
@@ -155,12 +159,27 @@ def recipe_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def shipped_weights_file(family: str) -> Path | None:
-    """The shipped pretrained weights of ``family``'s tiny transformer, if the resources hold them."""
+def shipped_weights_folder() -> Path | None:
+    """``resources/tiny_transformers``, if the resources are found."""
     from lorastudio.user_folders import resources_dir
 
     resources = resources_dir()
-    path = resources / SHIPPED_WEIGHTS_FOLDER / f"{family}.safetensors" if resources else None
+    return resources / SHIPPED_WEIGHTS_FOLDER if resources else None
+
+
+def shipped_fingerprints() -> dict[str, str]:
+    """Family id → the fingerprint its shipped weights were made under (empty if none ship)."""
+    import json
+
+    folder = shipped_weights_folder()
+    path = folder / FINGERPRINTS_FILE if folder else None
+    return json.loads(path.read_text(encoding="utf-8")) if path is not None and path.is_file() else {}
+
+
+def shipped_weights_file(family: str) -> Path | None:
+    """The shipped pretrained weights of ``family``'s tiny transformer, if the resources hold them."""
+    folder = shipped_weights_folder()
+    path = folder / f"{family}.safetensors" if folder else None
     return path if path is not None and path.is_file() else None
 
 
@@ -171,15 +190,12 @@ def pretrained(family: str, transformer: torch.nn.Module, train: Callable[[], No
     result of), with a warning that names the tool which brings them up to date."""
     import warnings
 
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
     path = None if REBUILDING is not None else shipped_weights_file(family)
     if path is not None:
-        with safe_open(str(path), framework="pt") as weights:
-            made_under = (weights.metadata() or {}).get("fingerprint")
         current = recipe_fingerprint()
-        if not current or made_under == current:
+        if not current or shipped_fingerprints().get(family) == current:
             transformer.load_state_dict(load_file(str(path)), strict=True)
             return
         warnings.warn(f"{path} was made by other tiny-recipe code or library versions; pretraining "
