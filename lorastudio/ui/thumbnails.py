@@ -260,7 +260,11 @@ class ThumbnailLoader(QObject):
             return len(self._queue.stack) + self._queue.active
 
     def is_idle(self) -> bool:
-        return self.pending_count() == 0
+        """Nothing queued or decoding, and every decoded thumbnail handed over to the UI thread
+        (``ready`` emitted). A decode's result reaches the UI thread as a queued event after the
+        pool thread is already free: counting the threads alone said "idle" one event early."""
+        with self._queue.lock:
+            return not self._queue.stack and self._queue.active == 0 and not self._queue.keys
 
     @property
     def memory_bytes(self) -> int:

@@ -166,6 +166,22 @@ def test_missing_target_is_drawn_as_missing(qtbot, tmp_path):
     loader.shutdown()
 
 
+def test_idle_only_once_every_thumbnail_has_reached_the_ui_thread(qtbot, tmp_path):
+    """A decode's result reaches the UI thread as a queued event after its pool thread is free:
+    until that event is handled, ``ready`` has not fired and the loader is not idle (a CI run
+    once read "idle" one thumbnail early). ``wait_for_done`` blocks without handling events, so
+    the pool is finished and the result still queued, on any machine."""
+    path = write_image(tmp_path / "a.png", (50, 50))
+    loader = ThumbnailLoader(None, threads=1)
+    order: list[str] = []
+    loader.ready.connect(order.append)
+    loader.pixmap(ImageRef.of(path), 32)
+    assert loader.wait_for_done(10000)
+    assert not loader.is_idle() and order == []
+    qtbot.waitUntil(loader.is_idle, timeout=10000)
+    assert order == [thumb_key(ImageRef.of(path), 32)]
+
+
 def test_visible_rows_are_loaded_first(qtbot, tmp_path, monkeypatch):
     """The newest request is served first (what is on screen beats what scrolled past).
 
