@@ -52,16 +52,17 @@ def pytest_addoption(parser):
 #: short one and no core sits idle while one long file ends the run (a busy CI machine
 #: showed a tail of minutes). Files not named here keep their order after these.
 SLOWEST_FIRST = (
-    # the LoRA-learning files with the longest runs (LongCat's 512-row caption, FLUX.2's steps),
-    # then the demo's full default run, then the rest
-    "training/test_learning_longcat.py", "training/test_learning_flux2.py", "training/test_demo_transformer.py",
-    "training/test_learning_qwen21.py", "training/test_learning", "training/test_worker.py", "reliability/test_worker_faults.py",
-    "reliability/test_security.py", "training/test_memory_options.py", "training/test_trainer.py",
-    "training/test_families.py", "test_main_entry.py", "reliability/test_multi_rank.py", "ui/test_main_window.py",
-    "training/test_key_coverage.py", "ui/test_real_worker.py", "training/test_train_terminal.py",
-    "ui/test_caption_dialog.py", "training/test_flux2.py", "reliability/test_gui_faults.py",
-    "training/test_recipe_training.py", "reliability/test_bad_input.py", "training/test_tiny_models.py",
-    "training/test_t2i.py", "training/test_export_grid.py", "training/test_validation.py",
+    # measured quiet (one core's seconds per file, --durations): the files that start worker
+    # processes and the LoRA-learning files first, then the rest
+    "reliability/test_worker_faults.py", "training/test_worker.py", "reliability/test_multi_rank.py",
+    "training/test_learning_longcat.py", "training/test_learning_flux2.py", "ui/test_main_window.py",
+    "reliability/test_security.py", "training/test_learning_t2i.py", "test_main_entry.py", "ui/test_real_worker.py",
+    "training/test_learning_edit_new.py", "training/test_learning.py", "reliability/test_gui_faults.py",
+    "training/test_demo_transformer.py", "training/test_learning_qwen.py", "training/test_trainer.py",
+    "ui/test_caption_dialog.py", "training/test_train_terminal.py", "training/test_learning",
+    "reliability/test_bad_input.py", "training/test_families.py", "training/test_memory_options.py",
+    "training/test_key_coverage.py", "training/test_flux2.py", "training/test_recipe_training.py",
+    "training/test_tiny_models.py", "training/test_t2i.py", "training/test_export_grid.py", "training/test_validation.py",
 )
 
 
