@@ -14,6 +14,7 @@ import asyncio
 from pathlib import Path
 from typing import Callable
 
+import shiboken6
 from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer, Signal
 
 from qasync import asyncSlot  # noqa: E402  (PySide6 is imported above, so qasync binds to it)
@@ -86,10 +87,14 @@ class FolderWatch(QObject):
                 # A first look by names only shows the grid at once; then the full check.
                 for check_images in ((False, True) if first else (True,)):
                     dataset, entries, snapshot = await loop.run_in_executor(None, scan_job, root, check_images)
+                    if self._gone():
+                        return
                     if session.project is not project:
                         break  # another project was opened meanwhile: scan that one instead
                     self.scanned.emit(dataset, entries, snapshot, check_images)
             except OSError as exc:
+                if self._gone():
+                    return
                 if session.project is project:
                     self.unreadable.emit(f"Cannot read the dataset folder {root}: {exc.strerror or exc}")
                     self.status.emit("Folder unavailable")
@@ -97,6 +102,11 @@ class FolderWatch(QObject):
                 continue
             if not self._scan_again:
                 return
+
+    def _gone(self) -> bool:
+        """The watch was deleted (its window closed) while a scan or look ran in the executor: the
+        coroutine resumes afterwards, and emitting from a deleted object raises."""
+        return not shiboken6.isValid(self)
 
     # -- watching ---------------------------------------------------------------------------
 
@@ -141,10 +151,10 @@ class FolderWatch(QObject):
         try:
             snapshot = await loop.run_in_executor(None, folder_snapshot, project.dataset_dir)
         except OSError:
-            if session.project is project:
+            if not self._gone() and session.project is project:
                 self.unreadable.emit(f"The dataset folder {project.dataset_dir} is no longer available.")
             return
-        if session.project is not project:
+        if self._gone() or session.project is not project:
             return
         self.looked.emit()
         if session.folder_changed(snapshot):
