@@ -405,6 +405,15 @@ def case_runs(request, tmp_path_factory, cases: dict[str, tuple[str, Callable[..
     return get
 
 
+def assert_fault_caught(result: LearningResult) -> None:
+    """A LoRA trained through a fault (``FAULTS``) fails the measure, and not merely by learning
+    nothing: it carried the pipeline's output away from the targets (ratio above 1; at
+    :data:`FAULT_STEPS` every family's negated velocity measured 1.38 or more at the measure's
+    seed 0), so the fault is what the measure caught."""
+    assert not result.passed, result
+    assert result.ratio > 1.0, f"the fault's LoRA did not move the output away from the targets: {result}"
+
+
 def quick_measure(sets: list[LearningSet], model_dir: Path, lora: Path, **call: Any) -> LearningResult:
     """:func:`pipeline_errors` at the quick recipe's size and :data:`QUICK_PIPELINE_STEPS`, one thread."""
     size = QUICK_RECIPE["resolution"]

@@ -33,4 +33,4 @@ def test_a_joyimage_edit_lora_learns_each_sets_edit(trained):
 @pytest.mark.parametrize("fault", ["negated_velocity"])
 def test_a_joyimage_lora_with_a_negated_velocity_fails_the_measure(trained, fault):
     result = L.quick_measure(*trained(fault))
-    assert not result.passed, result
+    L.assert_fault_caught(result)

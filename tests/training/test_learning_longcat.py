@@ -155,4 +155,4 @@ def test_a_longcat_lora_with_a_negated_velocity_fails_the_measure(trained, case)
     """The loss falls with the velocity target negated too, but the pipeline's output walks
     away from the targets: the measure (in the learning case's call) fails it."""
     result = L.quick_measure(*trained(case, "negated_velocity"), **LEARNS[case][2])
-    assert not result.passed, result
+    L.assert_fault_caught(result)

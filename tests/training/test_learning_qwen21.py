@@ -86,4 +86,4 @@ def test_a_negated_velocity_fails_the_measure(trained, mode):
     away from the targets: the measure fails it (measured under load after ``L.FAULT_STEPS``,
     40: ratio 6.4 edit, 3.0 text-to-image; after 100: 9.0, 3.5)."""
     result = L.quick_measure(*trained(mode, "negated_velocity"))
-    assert not result.passed, result
+    L.assert_fault_caught(result)

@@ -52,7 +52,7 @@ def test_a_negated_velocity_fails_the_measure(trained, family):
     ``predict`` negates it, as the pipeline does), so the fault is the same for every family:
     the loss falls, the pipeline walks away from the targets."""
     result = L.quick_measure(*trained(family, "negated_velocity"))
-    assert not result.passed, result
+    L.assert_fault_caught(result)
 
 
 def test_the_tiny_flux_t5_padding_carries_the_caption(tiny_flux_dir):
