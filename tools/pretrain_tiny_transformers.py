@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-from safetensors.torch import load_file, save_file  # noqa: E402
+from safetensors.torch import load_file, save  # noqa: E402
+
+from lorastudio.fileio import atomic_write_bytes, atomic_write_text  # noqa: E402
 
 from lorastudio.training import tiny  # noqa: E402
 
@@ -64,16 +65,11 @@ def main() -> int:
             print(f"{family}: {path.relative_to(ROOT)} unchanged (its fingerprint updated)")
         else:  # only changed weights are rewritten: unchanged ones stay the same bytes in git
             out.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            save_file(weights, str(tmp), metadata={"family": family})
-            os.replace(tmp, path)
+            atomic_write_bytes(path, save(weights, metadata={"family": family}))
             print(f"{family}: wrote {path.relative_to(ROOT)} ({path.stat().st_size:,} bytes)")
     if not args.check:
-        listing = out / tiny.FINGERPRINTS_FILE
-        tmp = listing.with_name(f".{listing.name}.tmp")
-        tmp.write_text(json.dumps({family: fingerprint for family in sorted(tiny.REBUILDING)}, indent=1) + "\n",
-                       encoding="utf-8")
-        os.replace(tmp, listing)
+        atomic_write_text(out / tiny.FINGERPRINTS_FILE,
+                          json.dumps({family: fingerprint for family in sorted(tiny.REBUILDING)}, indent=1) + "\n")
     for family in stale:
         print(f"{family}: no recipe pretrains it any more; delete {out / family}.safetensors", file=sys.stderr)
     return 1 if ((differs and args.check) or stale) else 0

@@ -73,6 +73,13 @@ def _vae(latent_channels: int = LATENT_CHANNELS):
     return vae
 
 
+def normalized_latents(vae, pixels):
+    """``pixels`` through the tiny FLUX.1 ``vae`` as the transformer sees them: the distribution's
+    mode, shifted and scaled by the constants measured in :func:`_vae` (the recipes that pretrain
+    on it, LongCat's and Z-Image's, encode their pictures so)."""
+    return (vae.encode(pixels).latent_dist.mode() - vae.config.shift_factor) * vae.config.scaling_factor
+
+
 def _kontext():
     from diffusers import FluxKontextPipeline
 

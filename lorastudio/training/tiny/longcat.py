@@ -86,18 +86,18 @@ def _pretrain(pipe, steps: int) -> None:
     with a trained output side (``norm_out`` and its modulation, the embedders); a random tiny
     one does not, and its LoRAs learned slowly (the edit passed only after 600 steps, the
     text-to-image one not at all, its outputs near the targets' average)."""
-    from PIL import Image
+    from lorastudio.training.tiny.flux1 import normalized_latents
 
     module = sys.modules[type(pipe).__module__]
     edit, transformer, vae = hasattr(pipe, "image_processor_vl"), pipe.transformer, pipe.vae
     with torch.no_grad():
         pictures = calibration_pixels(PRETRAIN_SIZE)
-        latents = (vae.encode(pictures).latent_dist.mode() - vae.config.shift_factor) * vae.config.scaling_factor
+        latents = normalized_latents(vae, pictures)
         if edit:  # the pipeline's view for its VL encoder: the input at ~1 MP, then halved
             width, height = module.calculate_dimensions(1024 * 1024, 1.0)
-            views = [pipe.image_processor.resize(pipe.image_processor.resize(Image.fromarray(
-                ((p.permute(1, 2, 0) + 1) * 127.5).round().to(torch.uint8).numpy()), height, width),
-                height // 2, width // 2) for p in pictures]
+            views = [pipe.image_processor.resize(pipe.image_processor.resize(picture, height, width),
+                                                 height // 2, width // 2)
+                     for picture in pipe.image_processor.postprocess(pictures, output_type="pil")]
             prompt_embeds = torch.cat([pipe.encode_prompt(PRETRAIN_CAPTION, image=v)[0] for v in views])
         else:
             prompt_embeds = pipe.encode_prompt(PRETRAIN_CAPTION)[0].expand(len(pictures), -1, -1)

@@ -24,6 +24,7 @@ import torch
 from lorastudio.training.tiny import calibration_pixels, pretrain, pretrained, seeded
 from lorastudio.training.tiny.flux1 import LATENT_CHANNELS
 from lorastudio.training.tiny.flux1 import _vae as flux1_vae
+from lorastudio.training.tiny.flux1 import normalized_latents
 from lorastudio.training.tiny.tokenizers import tiny_qwen3_tokenizer
 
 #: Text encoder width = the transformer's ``cap_feat_dim``.
@@ -123,14 +124,11 @@ def _pretrain(pipe, family: str) -> None:
     transformer, vae, omni = pipe.transformer, pipe.vae, family == "zimage-omni"
     pictures = calibration_pixels(PRETRAIN_SIZE[family])
     with torch.no_grad():
-        def latents_of(pixels: torch.Tensor) -> torch.Tensor:
-            return (vae.encode(pixels).latent_dist.mode() - vae.config.shift_factor) * vae.config.scaling_factor
-
-        targets = latents_of(pictures)
+        targets = normalized_latents(vae, pictures)
         if omni:
-            references = [Image.fromarray(((p.permute(1, 2, 0) + 1) * 127.5).round().to(torch.uint8).numpy()).resize(
-                (REFERENCE_SIDE, REFERENCE_SIDE), Image.Resampling.LANCZOS) for p in pictures]
-            reference_latents = latents_of(torch.cat([pipe.image_processor.preprocess(
+            references = [picture.resize((REFERENCE_SIDE, REFERENCE_SIDE), Image.Resampling.LANCZOS)
+                          for picture in pipe.image_processor.postprocess(pictures, output_type="pil")]
+            reference_latents = normalized_latents(vae, torch.cat([pipe.image_processor.preprocess(
                 r, height=REFERENCE_SIDE, width=REFERENCE_SIDE) for r in references])).unsqueeze(2)
             siglip = [pipe.prepare_siglip_embeds([r], batch_size=1, device=torch.device("cpu"),
                                                  dtype=torch.float32)[0][0] for r in references]
