@@ -45,12 +45,12 @@ def pytest_addoption(parser):
                      help="run the @pytest.mark.soak tests (minutes to hours)")
 
 
-#: The files that take longest (they start worker processes or train several tiny models),
-#: slowest first, measured with ``--junitxml``. The suite runs one file per process at a time
-#: (``--dist loadfile``) in collection order (``--no-loadscope-reorder``: by default xdist sends the
-#: files with the most tests first, which put the few-test, long learning files last): run these first, so the last file to finish is a
-#: short one and no core sits idle while one long file ends the run (a busy CI machine
-#: showed a tail of minutes). Files not named here keep their order after these.
+#: The files that take longest (they start worker processes or train tiny models), slowest
+#: first. The suite runs one file per process at a time (``--dist loadfile``) in collection order
+#: (``--no-loadscope-reorder``: by default xdist sends the files with the most tests first, which
+#: put the few-test, long learning files last): run these first, so the last file to finish is a
+#: short one and no core sits idle while one long file ends the run (a busy CI machine showed a
+#: tail of minutes). Files not named here keep their order after these.
 SLOWEST_FIRST = (
     # measured quiet (one core's seconds per file, --durations): the files that start worker
     # processes and the LoRA-learning files first, then the rest
